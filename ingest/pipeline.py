@@ -1,0 +1,344 @@
+"""The ingest pipeline: sources -> decode (worker threads) -> encode (batched) -> Parquet parts -> catalog.
+
+Decoding and preprocessing run in a thread pool (PIL and numpy release the GIL)
+while the main thread runs the model on full batches, so the two overlap.
+Every `part_rows` assets the pipeline writes one assets part and one vectors
+part atomically, then commits their catalog rows, the error rows and the views
+in one DuckDB transaction: a kill at any moment loses at most the uncommitted
+part, and a re-run skips every asset already committed (deterministic ids from
+dataset, path and content hash).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import pyarrow as pa
+import torch
+from tqdm.auto import tqdm
+
+from warehouse import catalog, views
+from warehouse.schema import ASSET_SCHEMA, vectors_table
+from warehouse.storage import atomic_write_parquet
+
+from .decode import DEFAULT_MAX_PIXELS, DecodedAsset, SourceResult, decode_source
+from .encoders import get_encoder, normalize_name
+from .sources import Source, expand
+
+DATASET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
+
+
+@dataclass
+class IngestReport:
+    run_id: str
+    dataset: str
+    encoder: str
+    status: str = "Running"
+    total_files: int = 0
+    processed_files: int = 0
+    assets_added: int = 0
+    skipped: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    error_samples: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return (
+            f"dataset {self.dataset!r} ({self.encoder}): {self.assets_added} assets added, "
+            f"{self.skipped} already present, {self.errors} errors, {self.total_files} files "
+            f"in {self.seconds:.1f}s"
+        )
+
+
+def validate_dataset_name(name: str) -> str:
+    if not DATASET_NAME.match(name or ""):
+        raise ValueError(
+            f"invalid dataset name {name!r}: start with a letter, then letters, digits, '_' or '-' (max 64)"
+        )
+    return name
+
+
+class _PartWriter:
+    """Buffers encoded assets and errors; flushes them as parts plus one catalog commit."""
+
+    def __init__(self, wh, dataset, encoder, run_id, existing_assets: set[str]):
+        self.wh, self.dataset, self.encoder, self.run_id = wh, dataset, encoder, run_id
+        self.existing_assets = existing_assets
+        self.con = wh.cursor()
+        self.rows: list[dict] = []
+        self.vec_ids: list[str] = []
+        self.vec_cols: dict[str, list] = {}
+        self.errors: list[tuple[str, str]] = []
+        self.ok_paths: set[str] = set()
+
+    def add(self, assets: list[DecodedAsset], vectors: dict) -> None:
+        now = catalog.now()
+        for i, a in enumerate(assets):
+            self.ok_paths.add(a.path)
+            if a.coactive_image_id not in self.existing_assets:
+                self.rows.append(
+                    {
+                        "coactive_image_id": a.coactive_image_id,
+                        "dataset": self.dataset,
+                        "path": a.path,
+                        "media_type": a.media_type,
+                        "format": a.format,
+                        "width": a.width,
+                        "height": a.height,
+                        "size_bytes": a.size_bytes,
+                        "sha256": a.sha256,
+                        "created_dt": now,
+                        "file_mtime": a.file_mtime,
+                        "metadata": json.dumps(a.metadata) if a.metadata else None,
+                        "coactive_video_id": a.coactive_video_id,
+                        "keyframe_index": a.keyframe_index,
+                        "keyframe_time_ms": a.keyframe_time_ms,
+                        "run_id": self.run_id,
+                    }
+                )
+                self.existing_assets.add(a.coactive_image_id)
+            self.vec_ids.append(a.coactive_image_id)
+            for col, mat in vectors.items():
+                self.vec_cols.setdefault(col, []).append(mat[i])
+
+    def error(self, path: str, reason: str) -> None:
+        self.errors.append((path, reason))
+
+    @property
+    def pending(self) -> int:
+        return len(self.vec_ids)
+
+    def flush(self) -> int:
+        """Write what is buffered; return how many new asset rows were committed."""
+        if not (self.vec_ids or self.errors or self.ok_paths):
+            return 0
+        import numpy as np
+
+        layout = self.wh.layout
+        root = layout.root
+        new_parts = []
+        if self.rows:
+            p = layout.new_part_path(layout.assets_dir(self.dataset))
+            atomic_write_parquet(pa.Table.from_pylist(self.rows, schema=ASSET_SCHEMA), p)
+            new_parts.append(("assets", None, p, len(self.rows)))
+        if self.vec_ids:
+            mats = {c: np.stack(v) for c, v in self.vec_cols.items()}
+            p = layout.new_part_path(layout.vectors_dir(self.dataset, self.encoder))
+            atomic_write_parquet(vectors_table(self.vec_ids, mats), p)
+            new_parts.append(("vectors", self.encoder, p, len(self.vec_ids)))
+        now = catalog.now()
+        con = self.con
+        with self.wh.write_lock:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for kind, enc, p, n in new_parts:
+                    rel = str(p.relative_to(root))
+                    con.execute(
+                        "INSERT INTO catalog.parts VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [rel, self.dataset, kind, enc, n, self.run_id, now],
+                    )
+                    if kind == "assets":
+                        con.executemany(
+                            "INSERT INTO catalog.assets VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            [
+                                [r["coactive_image_id"], self.dataset, r["path"], r["sha256"], r["media_type"], rel, now]
+                                for r in self.rows
+                            ],
+                        )
+                    else:
+                        con.executemany(
+                            "INSERT INTO catalog.embeddings VALUES (?, ?, ?)",
+                            [[i, self.encoder, rel] for i in self.vec_ids],
+                        )
+                # ingest_errors holds the current problem of each path: a newer
+                # error replaces the older one, and a success clears it.
+                touched = list(self.ok_paths | {p for p, _ in self.errors})
+                if touched:
+                    con.execute(
+                        "DELETE FROM catalog.ingest_errors WHERE dataset = ? AND list_contains(?, path)",
+                        [self.dataset, touched],
+                    )
+                if self.errors:
+                    con.executemany(
+                        "INSERT INTO catalog.ingest_errors VALUES (?, ?, ?, ?, ?)",
+                        [[self.run_id, self.dataset, p, r, now] for p, r in self.errors],
+                    )
+                if new_parts:
+                    views.rebuild(con, root, in_transaction=True)
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+        added = len(self.rows)
+        self.rows, self.vec_ids, self.vec_cols, self.errors, self.ok_paths = [], [], {}, [], set()
+        return added
+
+
+def _decode_and_preprocess(src: Source, dataset, known, max_pixels, encoder, video_options) -> SourceResult:
+    target = int(round(encoder.input_size / encoder.crop_pct))
+    res = decode_source(src, dataset, known, max_pixels=max_pixels, target=target, video_options=video_options)
+    for a in res.assets:
+        try:
+            a.pixels = encoder.preprocess(a.image)
+        except Exception as e:  # a pathological image must not take the batch down
+            res.error = f"preprocess failed: {e}"
+            res.assets = []
+            break
+    return res
+
+
+def run(
+    wh,
+    paths,
+    dataset: str = "default",
+    encoder: str | None = None,
+    manifest=None,
+    batch_size: int = 32,
+    workers: int | None = None,
+    part_rows: int = 512,
+    progress: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    video_options: dict | None = None,
+    on_progress: Callable[[IngestReport], None] | None = None,
+    run_id: str | None = None,
+) -> IngestReport:
+    if wh.read_only:
+        raise PermissionError("warehouse opened read-only")
+    validate_dataset_name(dataset)
+    started = time.perf_counter()
+    con = wh.cursor()
+    row = con.execute("SELECT encoder FROM catalog.datasets WHERE name = ?", [dataset]).fetchone()
+    enc_name = normalize_name(encoder or (row[0] if row else None))
+    enc = get_encoder(enc_name)  # fails early, before any row is written
+    sources = expand(paths, manifest)
+    run_id = run_id or uuid.uuid4().hex[:12]
+    report = IngestReport(run_id, dataset, enc_name, total_files=len(sources))
+    with wh.write_lock:
+        con.execute("BEGIN TRANSACTION")
+        catalog.register_encoder(con, enc_name, enc.kind, enc.vector_columns)
+        catalog.ensure_dataset(con, dataset, enc_name)
+        con.execute(
+            "INSERT INTO catalog.ingest_runs (run_id, dataset, encoder, sources, status, started_dt) "
+            "VALUES (?, ?, ?, ?, 'Running', ?)",
+            [run_id, dataset, enc_name, json.dumps([str(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]), catalog.now()],
+        )
+        con.execute("COMMIT")
+
+    existing = {r[0] for r in con.execute("SELECT coactive_image_id FROM catalog.assets WHERE dataset = ?", [dataset]).fetchall()}
+    embedded = {
+        r[0]
+        for r in con.execute(
+            "SELECT e.coactive_image_id FROM catalog.embeddings e JOIN catalog.assets a USING (coactive_image_id) "
+            "WHERE a.dataset = ? AND e.encoder = ?",
+            [dataset, enc_name],
+        ).fetchall()
+    }
+    writer = _PartWriter(wh, dataset, enc_name, run_id, existing)
+    workers = workers or max(2, (os.cpu_count() or 2))
+    bar = tqdm(total=len(sources), unit="file", disable=not progress, desc=f"ingest {dataset}", dynamic_ncols=True)
+    batch: list[DecodedAsset] = []
+
+    def encode_batch():
+        nonlocal batch
+        if not batch:
+            return
+        vectors = enc.encode(torch.stack([a.pixels for a in batch]))
+        for a in batch:
+            a.pixels = a.image = None
+        writer.add(batch, vectors)
+        batch = []
+
+    def publish(status="Running"):
+        report.status = status
+        report.seconds = time.perf_counter() - started
+        with wh.write_lock:
+            con.execute(
+                "UPDATE catalog.ingest_runs SET status = ?, files_seen = ?, assets_added = ?, skipped = ?, errors = ?,"
+                " finished_dt = CASE WHEN ? = 'Running' THEN NULL ELSE ? END WHERE run_id = ?",
+                [status, report.processed_files, report.assets_added, report.skipped, report.errors,
+                 status, catalog.now(), run_id],
+            )
+        if on_progress:
+            on_progress(report)
+
+    status = "Error"
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="pixql-decode") as pool:
+            inflight: deque = deque()
+            it = iter(sources)
+            prefetch = max(batch_size * 2, workers * 4)
+
+            def fill():
+                while len(inflight) < prefetch:
+                    src = next(it, None)
+                    if src is None:
+                        return
+                    inflight.append(
+                        pool.submit(_decode_and_preprocess, src, dataset, embedded, max_pixels, enc, video_options)
+                    )
+
+            fill()
+            while inflight:
+                res: SourceResult = inflight.popleft().result()
+                fill()
+                report.processed_files += 1
+                if res.skipped:
+                    report.skipped += 1
+                if res.error:
+                    report.errors += 1
+                    writer.error(str(res.source.path), res.error)
+                    if len(report.error_samples) < 20:
+                        report.error_samples.append({"path": str(res.source.path), "reason": res.error})
+                for a in res.assets:
+                    if a.coactive_image_id in embedded:
+                        continue
+                    embedded.add(a.coactive_image_id)
+                    batch.append(a)
+                    if len(batch) >= batch_size:
+                        encode_batch()
+                if writer.pending >= part_rows:
+                    report.assets_added += writer.flush()
+                    publish()
+                bar.update(1)
+                bar.set_postfix(added=report.assets_added + len(writer.rows), errors=report.errors, refresh=False)
+        encode_batch()
+        report.assets_added += writer.flush()
+        status = "Complete"
+    except KeyboardInterrupt:
+        status = "Stopped"
+        raise
+    finally:
+        bar.close()
+        try:
+            publish(status)
+        except Exception:
+            pass
+    return report
+
+
+def reembed(wh, dataset: str, encoder: str, **options) -> IngestReport:
+    """Add a vector set from `encoder` to every asset of `dataset` that lacks one.
+
+    Assets are decoded again from their stored paths; the deterministic ids mean
+    only vectors are written, never duplicate asset rows.
+    """
+    con = wh.cursor()
+    if not con.execute("SELECT 1 FROM catalog.datasets WHERE name = ?", [dataset]).fetchone():
+        raise KeyError(f"unknown dataset {dataset!r}")
+    paths = [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT path FROM catalog.assets WHERE dataset = ? ORDER BY path", [dataset]
+        ).fetchall()
+    ]
+    return run(wh, paths, dataset=dataset, encoder=encoder, **options)

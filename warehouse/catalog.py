@@ -1,0 +1,138 @@
+"""The catalog: the tables inside `pixql.duckdb` that describe what the warehouse holds.
+
+The catalog lives in the DuckDB schema `catalog` so that users' tables (the views
+in `main`) and bookkeeping never mix.  A Parquet part exists on disk before the
+catalog row that references it is committed; a part without a row is an orphan
+from a killed writer and is ignored by the views and deleted by `sweep_orphans`.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+
+SCHEMA_VERSION = 1
+
+DDL = [
+    "CREATE SCHEMA IF NOT EXISTS catalog",
+    """CREATE TABLE IF NOT EXISTS catalog.meta(
+        key VARCHAR PRIMARY KEY, value VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS catalog.datasets(
+        name VARCHAR PRIMARY KEY,
+        encoder VARCHAR NOT NULL,
+        description VARCHAR,
+        created_dt TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS catalog.encoders(
+        name VARCHAR PRIMARY KEY,
+        kind VARCHAR NOT NULL,
+        vector_columns JSON NOT NULL,
+        created_dt TIMESTAMP NOT NULL)""",
+    # kind: 'assets' | 'vectors' | 'analyzer'; encoder holds the encoder name for
+    # vectors and the analyzer name for analyzer parts.
+    """CREATE TABLE IF NOT EXISTS catalog.parts(
+        path VARCHAR PRIMARY KEY,
+        dataset VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        encoder VARCHAR,
+        row_count BIGINT NOT NULL,
+        run_id VARCHAR,
+        created_dt TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS catalog.assets(
+        coactive_image_id VARCHAR PRIMARY KEY,
+        dataset VARCHAR NOT NULL,
+        path VARCHAR NOT NULL,
+        sha256 VARCHAR,
+        media_type VARCHAR NOT NULL,
+        part VARCHAR NOT NULL,
+        created_dt TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS catalog.embeddings(
+        coactive_image_id VARCHAR NOT NULL,
+        encoder VARCHAR NOT NULL,
+        part VARCHAR NOT NULL,
+        PRIMARY KEY (coactive_image_id, encoder))""",
+    """CREATE TABLE IF NOT EXISTS catalog.ingest_runs(
+        run_id VARCHAR PRIMARY KEY,
+        dataset VARCHAR NOT NULL,
+        encoder VARCHAR,
+        sources JSON,
+        status VARCHAR NOT NULL,
+        started_dt TIMESTAMP NOT NULL,
+        finished_dt TIMESTAMP,
+        files_seen BIGINT DEFAULT 0,
+        assets_added BIGINT DEFAULT 0,
+        skipped BIGINT DEFAULT 0,
+        errors BIGINT DEFAULT 0)""",
+    """CREATE TABLE IF NOT EXISTS catalog.ingest_errors(
+        run_id VARCHAR,
+        dataset VARCHAR,
+        path VARCHAR NOT NULL,
+        reason VARCHAR NOT NULL,
+        created_dt TIMESTAMP NOT NULL)""",
+]
+
+
+def now() -> datetime:
+    """Naive UTC, the form DuckDB's TIMESTAMP stores."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def create(con: duckdb.DuckDBPyConnection) -> None:
+    for stmt in DDL:
+        con.execute(stmt)
+    con.execute(
+        "INSERT INTO catalog.meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
+        [str(SCHEMA_VERSION)],
+    )
+
+
+def register_encoder(con, name: str, kind: str, vector_columns: dict[str, int]) -> None:
+    con.execute(
+        """INSERT INTO catalog.encoders VALUES (?, ?, ?, ?)
+           ON CONFLICT (name) DO UPDATE SET vector_columns = excluded.vector_columns""",
+        [name, kind, json.dumps(vector_columns), now()],
+    )
+
+
+def encoder_columns(con, name: str) -> dict[str, int]:
+    row = con.execute("SELECT vector_columns FROM catalog.encoders WHERE name = ?", [name]).fetchone()
+    return json.loads(row[0]) if row else {}
+
+
+def ensure_dataset(con, name: str, encoder: str, description: str | None = None) -> str:
+    """Create the dataset if new; return its default encoder (the first one it got)."""
+    row = con.execute("SELECT encoder FROM catalog.datasets WHERE name = ?", [name]).fetchone()
+    if row:
+        return row[0]
+    con.execute("INSERT INTO catalog.datasets VALUES (?, ?, ?, ?)", [name, encoder, description, now()])
+    return encoder
+
+
+def part_paths(con, kind: str, dataset: str | None = None, encoder: str | None = None) -> list[str]:
+    sql = "SELECT path FROM catalog.parts WHERE kind = ?"
+    args: list = [kind]
+    if dataset is not None:
+        sql += " AND dataset = ?"
+        args.append(dataset)
+    if encoder is not None:
+        sql += " AND encoder = ?"
+        args.append(encoder)
+    return [r[0] for r in con.execute(sql + " ORDER BY created_dt, path", args).fetchall()]
+
+
+def sweep_orphans(con, root: Path) -> list[Path]:
+    """Delete Parquet parts under datasets/ that no committed catalog row references."""
+    known = {r[0] for r in con.execute("SELECT path FROM catalog.parts").fetchall()}
+    removed = []
+    base = root / "datasets"
+    if not base.exists():
+        return removed
+    for p in base.rglob("part-*.parquet"):
+        if str(p.relative_to(root)) not in known:
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    return removed

@@ -1,0 +1,121 @@
+"""`Warehouse`: the one entry point to a PixQL data directory from Python.
+
+    wh = Warehouse.open("pixql-data")        # created if missing
+    wh.ingest(["photos/"], dataset="photos")
+    wh.sql("SELECT count(*) FROM coactive_table").pl()
+
+`sql` returns DuckDB's own relation, so `.pl()`, `.df()`, `.arrow()` and
+`.fetchall()` behave exactly as in DuckDB.  The SDK is the trusted local path:
+it runs SQL unsandboxed, like the DuckDB shell; the HTTP API sandboxes.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import duckdb
+
+from . import catalog, views
+from .storage import Layout, default_root
+
+
+class Warehouse:
+    def __init__(self, layout: Layout, con: duckdb.DuckDBPyConnection, read_only: bool):
+        self.layout = layout
+        self.con = con
+        self.read_only = read_only
+        # DuckDB connections are not safe to share between threads; catalog
+        # writes from worker threads go through this lock and a cursor.
+        self.write_lock = threading.RLock()
+
+    # -- opening ---------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike | None = None, read_only: bool = False) -> "Warehouse":
+        layout = Layout(path if path is not None else default_root())
+        if read_only:
+            if not layout.db_path.exists():
+                raise FileNotFoundError(f"no warehouse at {layout.root} (missing {layout.db_path.name})")
+            con = duckdb.connect(str(layout.db_path), read_only=True)
+            return cls(layout, con, True)
+        layout.root.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(layout.db_path))
+        wh = cls(layout, con, False)
+        catalog.create(con)
+        layout.remove_temporaries()
+        catalog.sweep_orphans(con, layout.root)
+        # Paths inside views are absolute; rebuilding on open keeps them right
+        # after the directory has been moved.
+        wh.refresh_views()
+        return wh
+
+    @property
+    def root(self) -> Path:
+        return self.layout.root
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> "Warehouse":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        return self.con.cursor()
+
+    # -- querying --------------------------------------------------------------
+    def sql(self, query: str, params: list | None = None) -> duckdb.DuckDBPyRelation:
+        if params:
+            return self.con.execute(query, params)
+        return self.con.sql(query)
+
+    def refresh_views(self) -> None:
+        if self.read_only:
+            return
+        with self.write_lock:
+            views.rebuild(self.con, self.layout.root)
+
+    def datasets(self) -> duckdb.DuckDBPyRelation:
+        return self.con.sql(
+            """SELECT d.name AS dataset, d.encoder, d.created_dt,
+                      (SELECT count(*) FROM catalog.assets a WHERE a.dataset = d.name) AS assets,
+                      (SELECT list(DISTINCT p.encoder ORDER BY p.encoder) FROM catalog.parts p
+                        WHERE p.dataset = d.name AND p.kind = 'vectors') AS encoders,
+                      (SELECT count(*) FROM catalog.ingest_errors e WHERE e.dataset = d.name) AS errors
+               FROM catalog.datasets d ORDER BY d.name"""
+        )
+
+    def errors(self, dataset: str | None = None, run_id: str | None = None) -> duckdb.DuckDBPyRelation:
+        sql = "SELECT run_id, dataset, path, reason, created_dt FROM catalog.ingest_errors WHERE true"
+        args = []
+        if dataset:
+            sql += " AND dataset = ?"
+            args.append(dataset)
+        if run_id:
+            sql += " AND run_id = ?"
+            args.append(run_id)
+        sql += " ORDER BY created_dt, path"
+        return self.con.execute(sql, args) if args else self.con.sql(sql)
+
+    def runs(self) -> duckdb.DuckDBPyRelation:
+        return self.con.sql("SELECT * FROM catalog.ingest_runs ORDER BY started_dt")
+
+    # -- writing ---------------------------------------------------------------
+    def ingest(self, paths, dataset: str = "default", encoder: str | None = None, **options):
+        """Ingest images from directories, globs or file lists; see `ingest.pipeline.run`.
+
+        The warehouse package imports nothing else at module level; this facade
+        reaches into `ingest` lazily so `from warehouse import Warehouse` stays
+        the single entry point the notebook user needs.
+        """
+        from ingest.pipeline import run
+
+        return run(self, paths, dataset=dataset, encoder=encoder, **options)
+
+    def embed(self, dataset: str, encoder: str, **options):
+        """Compute a second (or missing) vector set for a dataset's existing assets."""
+        from ingest.pipeline import reembed
+
+        return reembed(self, dataset=dataset, encoder=encoder, **options)
