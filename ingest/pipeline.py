@@ -227,6 +227,8 @@ def run(
         con.execute("BEGIN TRANSACTION")
         catalog.register_encoder(con, enc_name, enc.kind, enc.vector_columns)
         catalog.ensure_dataset(con, dataset, enc_name)
+        if getattr(enc, "class_names", None):
+            catalog.register_class_names(con, enc_name, enc.class_names)
         con.execute(
             "INSERT INTO catalog.ingest_runs (run_id, dataset, encoder, sources, status, started_dt) "
             "VALUES (?, ?, ?, ?, 'Running', ?)",

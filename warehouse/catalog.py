@@ -64,6 +64,11 @@ DDL = [
         assets_added BIGINT DEFAULT 0,
         skipped BIGINT DEFAULT 0,
         errors BIGINT DEFAULT 0)""",
+    """CREATE TABLE IF NOT EXISTS catalog.class_names(
+        encoder VARCHAR NOT NULL,
+        class_index INTEGER NOT NULL,
+        name VARCHAR NOT NULL,
+        PRIMARY KEY (encoder, class_index))""",
     """CREATE TABLE IF NOT EXISTS catalog.ingest_errors(
         run_id VARCHAR,
         dataset VARCHAR,
@@ -93,6 +98,12 @@ def register_encoder(con, name: str, kind: str, vector_columns: dict[str, int]) 
            ON CONFLICT (name) DO UPDATE SET vector_columns = excluded.vector_columns""",
         [name, kind, json.dumps(vector_columns), now()],
     )
+
+
+def register_class_names(con, encoder: str, names: list[str]) -> None:
+    if con.execute("SELECT count(*) FROM catalog.class_names WHERE encoder = ?", [encoder]).fetchone()[0]:
+        return
+    con.executemany("INSERT INTO catalog.class_names VALUES (?, ?, ?)", [[encoder, i, n] for i, n in enumerate(names)])
 
 
 def encoder_columns(con, name: str) -> dict[str, int]:

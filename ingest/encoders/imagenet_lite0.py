@@ -52,6 +52,7 @@ class ImagenetLite0(Encoder):
 
     def __init__(self):
         self.model = load_lite0()
+        self.class_names = imagenet_class_names()
 
     def _forward(self, x: torch.Tensor) -> dict[str, np.ndarray]:
         feats = self.model.forward_head(self.model.forward_features(x), pre_logits=True)

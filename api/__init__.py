@@ -1,0 +1,1 @@
+"""PixQL's faces: the HTTP API (FastAPI), its Python client, the CLI and the web page."""
