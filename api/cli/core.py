@@ -30,6 +30,7 @@ def ingest(
     workers: Optional[int] = typer.Option(None, "--workers", help="Decode threads (default: number of cores)."),
     fps: float = typer.Option(1.0, "--fps", help="Video keyframes sampled per second."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="At most this many keyframes per video."),
+    part_rows: int = typer.Option(512, "--part-rows", help="Assets per committed Parquet part."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     root: Optional[Path] = RootOption,
 ):
@@ -45,6 +46,7 @@ def ingest(
             manifest=manifest,
             batch_size=batch_size,
             workers=workers,
+            part_rows=part_rows,
             progress=not quiet,
             video_options={"fps": fps, "max_frames": max_frames},
         )
