@@ -29,6 +29,51 @@ DDL = [
         kind VARCHAR NOT NULL,
         vector_columns JSON NOT NULL,
         created_dt TIMESTAMP NOT NULL)""",
+    # Video ingest (ingest/video.py): one row per video; its keyframes are assets.
+    # sample_fps/max_frames are fixed at the first ingest so keyframe ids stay stable;
+    # status is 'partial' while its keyframes are still being committed.
+    """CREATE TABLE IF NOT EXISTS catalog.videos(
+        coactive_video_id VARCHAR PRIMARY KEY,
+        dataset VARCHAR NOT NULL,
+        path VARCHAR NOT NULL,
+        sha256 VARCHAR NOT NULL,
+        size_bytes BIGINT,
+        container VARCHAR,
+        codec VARCHAR,
+        width INTEGER,
+        height INTEGER,
+        duration_ms BIGINT,
+        fps DOUBLE,
+        sample_fps DOUBLE NOT NULL,
+        max_frames INTEGER,
+        frames_sampled INTEGER NOT NULL,
+        status VARCHAR NOT NULL,
+        error VARCHAR,
+        run_id VARCHAR,
+        created_dt TIMESTAMP NOT NULL)""",
+    # Analyzers (ingest/analyzers): columns maps each output column to its DuckDB type.
+    """CREATE TABLE IF NOT EXISTS catalog.analyzers(
+        name VARCHAR PRIMARY KEY,
+        version VARCHAR,
+        columns JSON NOT NULL,
+        created_dt TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS catalog.dataset_analyzers(
+        dataset VARCHAR NOT NULL,
+        analyzer VARCHAR NOT NULL,
+        created_dt TIMESTAMP NOT NULL,
+        PRIMARY KEY (dataset, analyzer))""",
+    """CREATE TABLE IF NOT EXISTS catalog.analyses(
+        coactive_image_id VARCHAR NOT NULL,
+        analyzer VARCHAR NOT NULL,
+        part VARCHAR NOT NULL,
+        PRIMARY KEY (coactive_image_id, analyzer))""",
+    # User overrides of the OCR moderation patterns (defaults: warehouse/analyzer_sql.py);
+    # a NULL pattern switches a default flag off.
+    """CREATE TABLE IF NOT EXISTS catalog.ocr_patterns(
+        flag VARCHAR PRIMARY KEY,
+        pattern VARCHAR,
+        description VARCHAR,
+        created_dt TIMESTAMP NOT NULL)""",
     # kind: 'assets' | 'vectors' | 'analyzer'; encoder holds the encoder name for
     # vectors and the analyzer name for analyzer parts.
     """CREATE TABLE IF NOT EXISTS catalog.parts(
@@ -75,6 +120,29 @@ DDL = [
         path VARCHAR NOT NULL,
         reason VARCHAR NOT NULL,
         created_dt TIMESTAMP NOT NULL)""",
+    # HTTP API (warehouse/queries.py): one row per submitted query; results in
+    # results/<query_id>.parquet.  columns: [{name, type}] of the result.
+    """CREATE TABLE IF NOT EXISTS catalog.queries(
+        query_id VARCHAR PRIMARY KEY,
+        query VARCHAR NOT NULL,
+        dataset_id VARCHAR,
+        embedding_id VARCHAR,
+        status VARCHAR NOT NULL,
+        created_dt TIMESTAMP NOT NULL,
+        start_dt TIMESTAMP,
+        end_dt TIMESTAMP,
+        total_row_count BIGINT,
+        columns JSON,
+        error VARCHAR,
+        owner VARCHAR)""",
+    # HTTP API tokens (api/auth.py): only the SHA-256 of the secret is stored.
+    """CREATE TABLE IF NOT EXISTS catalog.api_tokens(
+        client_id VARCHAR PRIMARY KEY,
+        name VARCHAR NOT NULL,
+        scope VARCHAR NOT NULL,
+        secret_sha256 VARCHAR NOT NULL,
+        created_dt TIMESTAMP NOT NULL,
+        revoked_dt TIMESTAMP)""",
 ]
 
 

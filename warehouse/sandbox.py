@@ -1,0 +1,338 @@
+"""The SQL sandbox for every query a user sends over HTTP: two layers, each standing alone.
+
+Layer 1, `check_sql`: parse with sqlglot (duckdb dialect) and accept exactly one
+read-only query whose tables are all user views (or its own CTEs).  Table
+functions, quoted file paths, schema-qualified names outside `main`, and
+functions that read files or settings are refused with the reason and, where
+sqlglot knows it, the position.
+
+Layer 2, `SandboxDB`: the query runs in a separate DuckDB database that is not
+the warehouse file.  It holds copies of the user views and the macros they
+call (rebuilt whenever their definitions change) and nothing of the catalog,
+so token hashes and query records are out of reach whatever the SQL.  It is
+opened read-only with `enable_external_access=false`, `allowed_directories`
+limited to the warehouse data directories the views read (never the root, so
+the `pixql.duckdb` file itself is unreadable), `lock_configuration=true`, and
+its own memory and thread limits.  DuckDB lets `COPY ... TO` write inside
+allowed directories, so this layer also runs DuckDB's own parser over the SQL
+and executes only a single SELECT statement: no second grammar to disagree with.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import sqlglot
+from sqlglot import exp
+
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
+
+# Schemas whose objects the sandbox copies; `catalog` is never among them.
+COPIED_SCHEMAS = ("main", "pixql_internal")
+# Directories under the root that never become readable, even if a view named them.
+NEVER_ALLOWED = {"results", "uploads", "thumbnails", "tokens"}
+
+_REFUSED_STATEMENTS = {
+    exp.Copy: "COPY",
+    exp.Attach: "ATTACH",
+    exp.Detach: "DETACH",
+    exp.Pragma: "PRAGMA",
+    exp.Set: "SET",
+    exp.Install: "INSTALL",
+    exp.Create: "CREATE",
+    exp.Drop: "DROP",
+    exp.Insert: "INSERT",
+    exp.Update: "UPDATE",
+    exp.Delete: "DELETE",
+    exp.Merge: "MERGE",
+    exp.Describe: "DESCRIBE",
+    exp.Summarize: "SUMMARIZE",
+    exp.Use: "USE",
+    exp.Transaction: "BEGIN",
+    exp.Commit: "COMMIT",
+    exp.Rollback: "ROLLBACK",
+    exp.Alter: "ALTER",
+}
+
+# Scalar functions that read files, settings or the environment.  Table
+# functions are refused wholesale (any function in FROM), so only names that
+# can appear in an expression need listing here.
+_DENIED_FUNCTION = re.compile(
+    r"^(read_\w*|\w*_scan|glob|query|query_table|current_setting|getenv|getvariable|"
+    r"duckdb_\w*|pragma_\w*|sniff_csv|parquet_\w*|which_secret|load_\w*|install_\w*|"
+    r"sqlite_\w*|postgres_\w*|mysql_\w*|iceberg_\w*|delta_\w*|http_\w*|pg_\w*)$",
+    re.IGNORECASE,
+)
+
+
+class SandboxError(ValueError):
+    """A query the sandbox refuses; `reason` is safe to show the user."""
+
+    def __init__(self, reason: str, line: int | None = None, col: int | None = None):
+        self.reason, self.line, self.col = reason, line, col
+        where = f" (line {line}, column {col})" if line is not None else ""
+        super().__init__(reason + where)
+
+
+def _position(node: exp.Expression) -> tuple[int | None, int | None]:
+    for n in (node, node.args.get("this")):
+        meta = getattr(n, "meta", None) or {}
+        if "line" in meta:
+            return meta.get("line"), meta.get("col")
+    return None, None
+
+
+def _refuse(reason: str, node: exp.Expression | None = None) -> SandboxError:
+    line, col = _position(node) if node is not None else (None, None)
+    return SandboxError(reason, line, col)
+
+
+def _function_name(node: exp.Func) -> str:
+    if isinstance(node, exp.Anonymous):
+        return str(node.this)
+    return node.sql_name()
+
+
+def check_sql(sql: str, allowed_tables) -> None:
+    """Refuse anything but one read-only query over `allowed_tables` (user view names)."""
+    if not isinstance(sql, str) or not sql.strip():
+        raise SandboxError("empty query")
+    allowed = {t.lower() for t in allowed_tables}
+    try:
+        statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
+    except sqlglot.errors.ParseError as e:
+        err = (e.errors or [{}])[0]
+        raise SandboxError(f"cannot parse SQL: {err.get('description') or e}", err.get("line"), err.get("col")) from None
+    if len(statements) != 1:
+        raise SandboxError(f"exactly one statement is allowed, got {len(statements)}")
+    root = statements[0]
+    for cls, name in _REFUSED_STATEMENTS.items():
+        if isinstance(root, cls):
+            raise _refuse(f"{name} statements are not allowed; send one SELECT query", root)
+    if isinstance(root, exp.Command):
+        word = str(root.this).upper()
+        raise _refuse(f"{word} statements are not allowed; send one SELECT query", root)
+    if not isinstance(root, exp.Query):
+        raise _refuse(f"{type(root).__name__.upper()} statements are not allowed; send one SELECT query", root)
+
+    cte_names = {c.alias_or_name.lower() for c in root.find_all(exp.CTE)}
+    for node in root.walk():
+        if isinstance(node, (exp.Copy, exp.Attach, exp.Pragma, exp.Set, exp.Command, exp.Create,
+                             exp.Drop, exp.Insert, exp.Update, exp.Delete)):
+            raise _refuse(f"{type(node).__name__.upper()} is not allowed inside a query", node)
+        if isinstance(node, exp.Table):
+            _check_table(node, allowed, cte_names)
+        elif isinstance(node, exp.Func) and not isinstance(node, exp.Table):
+            name = _function_name(node)
+            if _DENIED_FUNCTION.match(name or ""):
+                raise _refuse(f"function {name}() is not allowed", node)
+
+
+def _check_table(node: exp.Table, allowed: set[str], cte_names: set[str]) -> None:
+    this = node.this
+    if not isinstance(this, exp.Identifier):
+        name = _function_name(this) if isinstance(this, exp.Func) else this.sql(dialect="duckdb")
+        raise _refuse(f"table function {name}() is not allowed; query the warehouse views", node)
+    name = this.name
+    if this.quoted and re.search(r"[/\\.:*]", name):
+        raise _refuse(f"file paths are not allowed ({name!r}); query the warehouse views", node)
+    if node.args.get("catalog") is not None:
+        raise _refuse(f"database-qualified names are not allowed ({node.sql(dialect='duckdb')})", node)
+    db = node.args.get("db")
+    if db is not None and db.name.lower() != "main":
+        raise _refuse(f"schema {db.name!r} is not queryable; use the views in main: {', '.join(sorted(allowed))}", node)
+    low = name.lower()
+    if db is None and low in cte_names:
+        return
+    if low not in allowed:
+        raise _refuse(f"unknown table {name!r}; queryable views: {', '.join(sorted(allowed))}", node)
+
+
+# -- layer 2 ------------------------------------------------------------------------------------
+
+def definitions(con) -> dict:
+    """The user-view and macro definitions the sandbox copies, read from the warehouse."""
+    schemas = ", ".join(f"'{s}'" for s in COPIED_SCHEMAS)
+    views = con.execute(
+        f"SELECT schema_name, view_name, sql FROM duckdb_views() WHERE NOT internal AND schema_name IN ({schemas})"
+        " ORDER BY schema_name, view_name"
+    ).fetchall()
+    macros = con.execute(
+        f"""SELECT schema_name, function_name, function_type, parameters, macro_definition
+            FROM duckdb_functions() WHERE NOT internal AND function_type IN ('macro', 'table_macro')
+              AND schema_name IN ({schemas}) AND macro_definition IS NOT NULL
+            ORDER BY schema_name, function_name"""
+    ).fetchall()
+    user = sorted(v for s, v, _ in views if s == "main")
+    return {"views": views, "macros": macros, "user_views": user}
+
+
+def fingerprint(defs: dict) -> str:
+    h = hashlib.sha256()
+    for row in defs["views"] + defs["macros"]:
+        h.update(repr(row).encode())
+    return h.hexdigest()
+
+
+def allowed_directories(root: Path, defs: dict) -> list[str]:
+    """Top-level data directories under `root` that the view definitions read."""
+    root = Path(root).resolve()
+    prefix = str(root) + "/"
+    dirs = {"datasets", "scores"}
+    for *_, sql in defs["views"] + [m[:4] + (m[4],) for m in defs["macros"]]:
+        for lit in re.findall(r"'((?:[^']|'')*)'", sql or ""):
+            if lit.startswith(prefix):
+                first = lit[len(prefix):].split("/", 1)[0]
+                if "/" in lit[len(prefix):]:
+                    dirs.add(first)
+    return [str(root / d) + "/" for d in sorted(dirs - NEVER_ALLOWED)]
+
+
+def _macro_statements(macros) -> list[str]:
+    grouped: dict[tuple[str, str, str], list[str]] = {}
+    for schema, name, ftype, params, body in macros:
+        args = ", ".join(params or [])
+        kind = "TABLE " if ftype == "table_macro" else ""
+        grouped.setdefault((schema, name, kind), []).append(f"({args}) AS {kind}{body}")
+    return [
+        f"CREATE OR REPLACE MACRO {schema}.{name} " + ", ".join(overloads)
+        for (schema, name, _), overloads in grouped.items()
+    ]
+
+
+@dataclass
+class SandboxLimits:
+    memory_limit: str = "512MB"
+    threads: int = 1
+
+
+class SandboxDB:
+    """A read-only, locked DuckDB database holding copies of the warehouse's user views.
+
+    One per query worker: `memory_limit` and `threads` apply per database
+    instance, so each running query gets its own caps.  `interrupt` may be
+    called from any thread.
+    """
+
+    def __init__(self, root: Path, defs: dict, limits: SandboxLimits | None = None):
+        self.root = Path(root).resolve()
+        self.limits = limits or SandboxLimits()
+        self.fingerprint = fingerprint(defs)
+        self.user_views = list(defs["user_views"])
+        self._dir = Path(tempfile.mkdtemp(prefix="pixql-sandbox-"))
+        path = self._dir / "views.duckdb"
+        self.skipped = _write_definitions(path, defs)
+        self.allowed_dirs = allowed_directories(self.root, defs)
+        self.con = duckdb.connect(
+            str(path),
+            read_only=True,
+            config={
+                "python_enable_replacements": False,
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+                "allow_community_extensions": False,
+                "memory_limit": self.limits.memory_limit,
+                "threads": self.limits.threads,
+                "temp_directory": str(self._dir / "spill"),
+            },
+        )
+        # allowed_directories must be set before external access goes off, and
+        # the lock last; the temp dir stays allowed so DuckDB can spill.
+        dirs = ", ".join("'" + d.replace("'", "''") + "'" for d in self.allowed_dirs + [str(self._dir / "spill") + "/"])
+        self.con.execute(f"SET allowed_directories = [{dirs}]")
+        self.con.execute("SET enable_external_access = false")
+        self.con.execute("SET lock_configuration = true")
+        self._lock = threading.Lock()
+
+    def execute(self, sql: str, batch_rows: int = 10_000, dataset: str | None = None):
+        """Run one SELECT; returns a pyarrow RecordBatchReader.  Anything else is refused.
+
+        With `dataset`, unqualified user views show only that dataset's rows
+        (temporary views shadow them on this query's own cursor).
+        """
+        statements = self.con.extract_statements(sql)
+        if len(statements) != 1:
+            raise SandboxError(f"exactly one statement is allowed, got {len(statements)}")
+        kind = statements[0].type
+        if kind != duckdb.StatementType.SELECT:
+            raise SandboxError(f"{kind.name} statements are not allowed; send one SELECT query")
+        with self._lock:
+            cur = self.con.cursor()
+            self._cur = cur
+        try:
+            if dataset is not None:
+                lit = "'" + dataset.replace("'", "''") + "'"
+                # Qualified by database: inside the temp catalog `main.` names the temp schema.
+                dbname = cur.execute("SELECT current_database()").fetchone()[0]
+                for view in self.user_views:
+                    cols = [r[0] for r in cur.execute(f'DESCRIBE main."{view}"').fetchall()]
+                    if "dataset" in cols:
+                        cur.execute(
+                            f'CREATE TEMP VIEW "{view}" AS SELECT * FROM "{dbname}".main."{view}" WHERE dataset = {lit}'
+                        )
+            return cur.execute(sql).fetch_record_batch(batch_rows)
+        except Exception:
+            self._cur = None
+            raise
+
+    def interrupt(self) -> None:
+        with self._lock:
+            cur = getattr(self, "_cur", None)
+        if cur is not None:
+            try:
+                cur.interrupt()
+            except Exception:
+                pass
+
+    def done(self) -> None:
+        with self._lock:
+            cur, self._cur = getattr(self, "_cur", None), None
+        if cur is not None:
+            try:
+                cur.close()
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        self.done()
+        try:
+            self.con.close()
+        finally:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _write_definitions(path: Path, defs: dict) -> list[str]:
+    """Create the views and macros in a fresh file; return names that could not be built."""
+    con = duckdb.connect(str(path), config={"python_enable_replacements": False})
+    skipped: list[str] = []
+    try:
+        for schema in COPIED_SCHEMAS:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        for stmt in _macro_statements(defs["macros"]):
+            try:
+                con.execute(stmt)
+            except duckdb.Error:
+                skipped.append(stmt.split("(", 1)[0])
+        # Views may reference each other; retry until no more can be built.
+        pending = [(s, v, sql) for s, v, sql in defs["views"]]
+        while pending:
+            failed = []
+            for item in pending:
+                try:
+                    con.execute(item[2])
+                except duckdb.Error:
+                    failed.append(item)
+            if len(failed) == len(pending):
+                skipped += [f"{s}.{v}" for s, v, _ in failed]
+                break
+            pending = failed
+    finally:
+        con.close()
+    return skipped
