@@ -60,6 +60,10 @@ class SourceResult:
     assets: list[DecodedAsset] = field(default_factory=list)
     error: str | None = None
     skipped: bool = False
+    # Videos only: their keyframes stream lazily (`video.KeyframeStream`, never a
+    # whole video in memory) and `video` holds the row for catalog.videos.
+    frames: object = None
+    video: object = None
 
 
 def asset_id(dataset: str, path: str, sha256: str, frame: int | None = None) -> str:

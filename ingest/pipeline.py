@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
+import threading
 import time
 import uuid
 from collections import deque
@@ -28,6 +30,10 @@ from warehouse import catalog, views
 from warehouse.schema import ASSET_SCHEMA, vectors_table
 from warehouse.storage import atomic_write_parquet
 
+from . import video_catalog
+from .analyzers import AnalyzerUnavailable, get_analyzer, parse_analyzers
+from .analyzers import store as analysis_store
+from .analyzers.base import ANALYSIS_MAX_SIDE
 from .decode import DEFAULT_MAX_PIXELS, DecodedAsset, SourceResult, decode_source
 from .encoders import get_encoder, normalize_name
 from .sources import Source, expand
@@ -80,6 +86,12 @@ class _PartWriter:
         self.vec_cols: dict[str, list] = {}
         self.errors: list[tuple[str, str]] = []
         self.ok_paths: set[str] = set()
+        self.analysis = analysis_store.AnalysisBuffer()
+        # Videos whose row must be (re)written at the next flush; kept while streaming.
+        self.videos: dict = {}
+
+    def add_video(self, info) -> None:
+        self.videos[info.coactive_video_id] = info
 
     def add(self, assets: list[DecodedAsset], vectors: dict) -> None:
         now = catalog.now()
@@ -120,7 +132,7 @@ class _PartWriter:
 
     def flush(self) -> int:
         """Write what is buffered; return how many new asset rows were committed."""
-        if not (self.vec_ids or self.errors or self.ok_paths):
+        if not (self.vec_ids or self.errors or self.ok_paths or self.analysis.pending or self.videos):
             return 0
         import numpy as np
 
@@ -136,6 +148,7 @@ class _PartWriter:
             p = layout.new_part_path(layout.vectors_dir(self.dataset, self.encoder))
             atomic_write_parquet(vectors_table(self.vec_ids, mats), p)
             new_parts.append(("vectors", self.encoder, p, len(self.vec_ids)))
+        analyzed = self.analysis.write(layout, self.dataset)
         now = catalog.now()
         con = self.con
         with self.wh.write_lock:
@@ -160,6 +173,9 @@ class _PartWriter:
                             "INSERT INTO catalog.embeddings VALUES (?, ?, ?)",
                             [[i, self.encoder, rel] for i in self.vec_ids],
                         )
+                analysis_store.commit(con, root, self.dataset, self.run_id, analyzed, now)
+                if self.videos:
+                    video_catalog.upsert(con, self.dataset, self.run_id, self.videos.values())
                 # ingest_errors holds the current problem of each path: a newer
                 # error replaces the older one, and a success clears it.
                 touched = list(self.ok_paths | {p for p, _ in self.errors})
@@ -173,7 +189,7 @@ class _PartWriter:
                         "INSERT INTO catalog.ingest_errors VALUES (?, ?, ?, ?, ?)",
                         [[self.run_id, self.dataset, p, r, now] for p, r in self.errors],
                     )
-                if new_parts:
+                if new_parts or analyzed:
                     views.rebuild(con, root, in_transaction=True)
                 con.execute("COMMIT")
             except Exception:
@@ -181,20 +197,74 @@ class _PartWriter:
                 raise
         added = len(self.rows)
         self.rows, self.vec_ids, self.vec_cols, self.errors, self.ok_paths = [], [], {}, [], set()
+        self.analysis.clear()
+        self.videos = {k: v for k, v in self.videos.items() if v.status == "partial"}
         return added
 
 
-def _decode_and_preprocess(src: Source, dataset, known, max_pixels, encoder, video_options) -> SourceResult:
+def _decode_and_preprocess(src: Source, dataset, known, max_pixels, encoder, video_options, analysis=False) -> SourceResult:
     target = int(round(encoder.input_size / encoder.crop_pct))
-    res = decode_source(src, dataset, known, max_pixels=max_pixels, target=target, video_options=video_options)
+    # Analyzers (OCR above all) need more detail than the encoder: decode larger, then bound it.
+    res = decode_source(src, dataset, known, max_pixels=max_pixels,
+                        target=max(target, ANALYSIS_MAX_SIDE) if analysis else target, video_options=video_options)
     for a in res.assets:
         try:
-            a.pixels = encoder.preprocess(a.image)
+            _prepare(a, encoder, analysis)
         except Exception as e:  # a pathological image must not take the batch down
             res.error = f"preprocess failed: {e}"
             res.assets = []
             break
     return res
+
+
+def _prepare(a: DecodedAsset, encoder, analysis: bool) -> None:
+    if analysis and max(a.image.size) > ANALYSIS_MAX_SIDE:
+        a.image.thumbnail((ANALYSIS_MAX_SIDE, ANALYSIS_MAX_SIDE))
+    a.pixels = encoder.preprocess(a.image)
+
+
+def _run_analyzers(active, analyzed: dict[str, set], batch: list[DecodedAsset], writer: _PartWriter) -> None:
+    """Run each analyzer on the batch's assets that lack it, before their images are dropped."""
+    from .analyzers.run import apply
+
+    for an in active:
+        done = analyzed[an.name]
+        todo = [a for a in batch if a.coactive_image_id not in done and a.image is not None]
+        if todo:
+            ids, results = apply(an, todo, writer.error)
+            writer.analysis.add(an, ids, results)
+            done.update(ids)
+
+
+_END = object()
+
+
+def _pump(stream, encoder, analysis: bool, out: queue.Queue, stop: threading.Event) -> None:
+    """Decode a video's keyframes in a worker thread into a bounded queue.
+
+    The queue bounds how many keyframes exist at once, whatever the video's
+    length; `stop` ends the pump if the consumer gives up.
+    """
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    try:
+        for a in stream:
+            _prepare(a, encoder, analysis)
+            if not put(a):
+                return
+    except Exception as e:  # recorded like a decode error; the keyframes already queued stay
+        stream.error = stream.error or f"video keyframe failed: {type(e).__name__}: {e}"
+        stream.info.status, stream.info.error = "error", stream.error
+    finally:
+        put(_END)
 
 
 def run(
@@ -211,6 +281,7 @@ def run(
     video_options: dict | None = None,
     on_progress: Callable[[IngestReport], None] | None = None,
     run_id: str | None = None,
+    analyzers=None,
 ) -> IngestReport:
     if wh.read_only:
         raise PermissionError("warehouse opened read-only")
@@ -220,6 +291,16 @@ def run(
     row = con.execute("SELECT encoder FROM catalog.datasets WHERE name = ?", [dataset]).fetchone()
     enc_name = normalize_name(encoder or (row[0] if row else None))
     enc = get_encoder(enc_name)  # fails early, before any row is written
+    requested = parse_analyzers(analyzers)
+    active = [get_analyzer(n) for n in requested]  # AnalyzerUnavailable says how to install
+    for name in analysis_store.dataset_analyzers(con, dataset):
+        if name not in requested:
+            try:  # the dataset's analyzers keep running on its new assets
+                active.append(get_analyzer(name))
+            except AnalyzerUnavailable as e:
+                import warnings
+
+                warnings.warn(f"dataset {dataset!r} uses analyzer {name!r}, skipped: {e}")
     sources = expand(paths, manifest)
     run_id = run_id or uuid.uuid4().hex[:12]
     report = IngestReport(run_id, dataset, enc_name, total_files=len(sources))
@@ -229,6 +310,7 @@ def run(
         catalog.ensure_dataset(con, dataset, enc_name)
         if getattr(enc, "class_names", None):
             catalog.register_class_names(con, enc_name, enc.class_names)
+        analysis_store.register(con, dataset, [a for a in active if a.name in requested])
         con.execute(
             "INSERT INTO catalog.ingest_runs (run_id, dataset, encoder, sources, status, started_dt) "
             "VALUES (?, ?, ?, ?, 'Running', ?)",
@@ -245,6 +327,11 @@ def run(
             [dataset, enc_name],
         ).fetchall()
     }
+    analyzed = {an.name: analysis_store.analyzed_ids(con, dataset, an.name) for an in active}
+    video_options = dict(video_options or {})
+    video_options["known_videos"] = video_catalog.known_videos(con, dataset, enc_name)
+    if active:
+        video_options["analysis_size"] = ANALYSIS_MAX_SIDE
     writer = _PartWriter(wh, dataset, enc_name, run_id, existing)
     workers = workers or max(2, (os.cpu_count() or 2))
     bar = tqdm(total=len(sources), unit="file", disable=not progress, desc=f"ingest {dataset}", dynamic_ncols=True)
@@ -255,6 +342,7 @@ def run(
         if not batch:
             return
         vectors = enc.encode(torch.stack([a.pixels for a in batch]))
+        _run_analyzers(active, analyzed, batch, writer)
         for a in batch:
             a.pixels = a.image = None
         writer.add(batch, vectors)
@@ -286,8 +374,22 @@ def run(
                     if src is None:
                         return
                     inflight.append(
-                        pool.submit(_decode_and_preprocess, src, dataset, embedded, max_pixels, enc, video_options)
+                        pool.submit(_decode_and_preprocess, src, dataset, embedded, max_pixels, enc, video_options,
+                                    bool(active))
                     )
+
+            def keyframes(res: SourceResult):
+                # A video streams through a bounded queue fed by one pool thread.
+                q: queue.Queue = queue.Queue(maxsize=max(batch_size, 8))
+                stop = threading.Event()
+                writer.add_video(res.video)
+                fut = pool.submit(_pump, res.frames, enc, bool(active), q, stop)
+                try:
+                    while (item := q.get()) is not _END:
+                        yield item
+                finally:
+                    stop.set()
+                    fut.result()
 
             fill()
             while inflight:
@@ -301,13 +403,21 @@ def run(
                     writer.error(str(res.source.path), res.error)
                     if len(report.error_samples) < 20:
                         report.error_samples.append({"path": str(res.source.path), "reason": res.error})
-                for a in res.assets:
+                for a in (res.assets if res.frames is None else keyframes(res)):
                     if a.coactive_image_id in embedded:
                         continue
                     embedded.add(a.coactive_image_id)
                     batch.append(a)
                     if len(batch) >= batch_size:
                         encode_batch()
+                    if writer.pending >= part_rows:
+                        report.assets_added += writer.flush()
+                        publish()
+                if res.frames is not None and res.frames.error:
+                    report.errors += 1
+                    writer.error(str(res.source.path), res.frames.error)
+                    if len(report.error_samples) < 20:
+                        report.error_samples.append({"path": str(res.source.path), "reason": res.frames.error})
                 if writer.pending >= part_rows:
                     report.assets_added += writer.flush()
                     publish()
@@ -315,6 +425,12 @@ def run(
                 bar.set_postfix(added=report.assets_added + len(writer.rows), errors=report.errors, refresh=False)
         encode_batch()
         report.assets_added += writer.flush()
+        if requested:
+            # Assets ingested before these analyzers were asked for get them now.
+            from .analyzers.run import analyze
+
+            analyze(wh, dataset, requested, batch_size=batch_size, part_rows=part_rows, progress=progress,
+                    run_id=run_id, register=False)
         status = "Complete"
     except KeyboardInterrupt:
         status = "Stopped"

@@ -40,7 +40,9 @@ class ViewParts:
     `pre` statements run first (e.g. CREATE MACRO); `joins` are clauses joined onto
     the asset alias `a`; `columns` go into both user views, `adv_columns` only
     into `coactive_table_adv`; `views` are extra (name, SELECT) user views built
-    after the two tables (e.g. `coactive_videos`).
+    after the two tables (e.g. `coactive_videos`).  A view's SELECT may be a
+    callable `f(con) -> str`, called once the two tables exist, so it can build
+    on columns other providers added (e.g. every concept's `_latest_prob`).
     """
 
     pre: list[str] = field(default_factory=list)
@@ -145,6 +147,8 @@ def _rebuild(con, root: Path) -> None:
         f"FROM {INTERNAL}.assets a\n  {joins}"
     )
     for name, select in parts.views:
+        if callable(select):
+            select = select(con)
         con.execute(f"CREATE OR REPLACE VIEW main.{name} AS {select}")
 
 
