@@ -1,0 +1,114 @@
+"""`pixql serve` (the HTTP API on uvicorn) and `pixql token create|list|revoke`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .app import RootOption, app, fail, open_warehouse, resolve_root
+
+token_app = typer.Typer(help="API tokens: create (prints the secret once), list, revoke.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),
+    port: int = typer.Option(8000, "--port", "-p"),
+    no_auth: bool = typer.Option(False, "--no-auth", help="Accept requests without a token (loopback only)."),
+    query_workers: int = typer.Option(2, "--query-workers", help="Queries run at once."),
+    time_limit: float = typer.Option(300.0, "--time-limit", help="Seconds a query may run."),
+    row_cap: int = typer.Option(1_000_000, "--row-cap", help="Most rows a query may return."),
+    memory_limit: str = typer.Option("1GB", "--memory-limit", help="DuckDB memory cap per running query."),
+    max_queued: int = typer.Option(100, "--max-queued", help="Queued queries beyond this get 429."),
+    max_upload_mb: float = typer.Option(200.0, "--max-upload-mb"),
+    log_level: str = typer.Option("info", "--log-level"),
+    root: Optional[Path] = RootOption,
+):
+    """Serve the warehouse over HTTP (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from api.server import ServerSettings, create_app
+
+    settings = ServerSettings(
+        root=resolve_root(root), host=host, port=port, auth=not no_auth, query_workers=query_workers,
+        query_time_limit_s=time_limit, query_row_cap=row_cap, query_memory_limit=memory_limit,
+        max_queued_queries=max_queued, max_upload_mb=max_upload_mb,
+    )
+    try:
+        settings.check()
+    except ValueError as e:
+        fail(str(e))
+    if no_auth:
+        typer.secho(f"WARNING: authentication is OFF (--no-auth); anyone who can reach {host}:{port} "
+                    "has admin rights", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"pixql: serving {settings.root.resolve()} on http://{host}:{port} (docs at /docs)", err=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
+
+
+def _local_warehouse(root):
+    path = resolve_root(root)
+    try:
+        from warehouse import Warehouse
+
+        return Warehouse.open(path)
+    except Exception as e:
+        if "lock" in str(e).lower():
+            fail(f"the warehouse {path} is held by another process (a running `pixql serve`?); "
+                 "stop it, or create the token over HTTP: POST /api/v1/tokens with an admin token")
+        fail(f"cannot open warehouse {path}: {e}")
+
+
+@token_app.command("create")
+def token_create(
+    name: str = typer.Argument(..., help="Who or what the token is for."),
+    scope: str = typer.Option("read", "--scope", "-s", help="read | write | admin"),
+    root: Optional[Path] = RootOption,
+):
+    """Create a token and print its client id and secret (shown only this once)."""
+    from api import auth
+
+    wh = _local_warehouse(root)
+    try:
+        with wh.write_lock:
+            client_id, secret = auth.create_token(wh.cursor(), name, scope)
+    except ValueError as e:
+        fail(str(e))
+    finally:
+        wh.close()
+    typer.echo(f"client_id:     {client_id}")
+    typer.echo(f"client_secret: {secret}")
+    typer.echo(f"scope:         {scope}")
+    typer.echo("Send: Authorization: Bearer <client_id>:<client_secret>  (the secret is not stored; keep it now)",
+               err=True)
+
+
+@token_app.command("list")
+def token_list(root: Optional[Path] = RootOption):
+    """List tokens (never their secrets)."""
+    from api import auth
+
+    wh = open_warehouse(root, read_only=True, must_exist=True)
+    try:
+        for t in auth.list_tokens(wh.cursor()):
+            state = f"revoked {t['revoked_dt']:%Y-%m-%d}" if t["revoked_dt"] else "active"
+            typer.echo(f"{t['client_id']}  {t['scope']:<5}  {state:<18}  {t['name']}")
+    finally:
+        wh.close()
+
+
+@token_app.command("revoke")
+def token_revoke(client_id: str = typer.Argument(...), root: Optional[Path] = RootOption):
+    """Revoke a token; requests with it get 401."""
+    from api import auth
+
+    wh = _local_warehouse(root)
+    try:
+        with wh.write_lock:
+            found = auth.revoke_token(wh.cursor(), client_id)
+    finally:
+        wh.close()
+    if not found:
+        fail(f"no active token {client_id!r}")
+    typer.echo(f"revoked {client_id}")

@@ -1,0 +1,142 @@
+"""Request and response bodies: the HTTP contract.  Query fields follow Coactive's public API."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
+
+QueryStatus = Literal["Queued", "Running", "Stopping", "Complete", "Error", "Stopped"]
+Scope = Literal["read", "write", "admin"]
+
+
+class _Out(BaseModel):
+    """Timestamps are stored as naive UTC; they go out with an explicit zone."""
+
+    @field_serializer("*", when_used="json")
+    def _utc(self, v: Any):
+        if isinstance(v, datetime) and v.tzinfo is None:
+            return v.replace(tzinfo=timezone.utc).isoformat().replace("+00:00", "Z")
+        return v
+
+
+# -- queries -----------------------------------------------------------------------------------
+class QueryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1, max_length=100_000, description="One SELECT over the warehouse views.")
+    dataset_id: str | None = Field(None, description="Limit coactive_table & co. to this dataset's rows.")
+    embedding_id: str | None = Field(None, description="Encoder name; checked and recorded.")
+
+
+class ResultRow(BaseModel):
+    row: int
+    data: dict[str, Any]
+
+
+class QueryResults(BaseModel):
+    columns: list[str]
+    column_types: list[str]
+    offset: int
+    limit: int
+    next_offset: int | None
+    data: list[ResultRow]
+
+
+class QueryResponse(_Out):
+    query_id: str
+    query: str
+    dataset_id: str | None = None
+    embedding_id: str | None = None
+    status: QueryStatus
+    created_dt: datetime
+    start_dt: datetime | None = None
+    end_dt: datetime | None = None
+    total_row_count: int | None = None
+    results: QueryResults | None = None
+    error: str | None = None
+
+
+class QueryList(BaseModel):
+    queries: list[QueryResponse]
+    total: int
+    offset: int
+    limit: int
+
+
+# -- datasets and ingestion ---------------------------------------------------------------------
+class Column(BaseModel):
+    name: str
+    type: str
+
+
+class Table(BaseModel):
+    name: str
+    columns: list[Column]
+
+
+class Dataset(_Out):
+    dataset_id: str
+    encoder: str
+    created_dt: datetime
+    asset_count: int
+    encoders: list[str]
+    error_count: int
+    tables: list[Table]
+
+
+class IngestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dataset: str = Field("default", description="Dataset to add the assets to (created if new).")
+    paths: list[str] = Field(min_length=1, description="Server-side files, directories, globs or @list files.")
+    encoder: str | None = Field(None, description="imagenet-lite0 (default) or clip:<model>:<pretrained>.")
+
+
+class IngestJob(_Out):
+    job_id: str
+    dataset: str
+    encoder: str | None
+    status: Literal["Queued", "Running", "Complete", "Error", "Stopped"]
+    total_assets: int
+    processed_assets: int
+    errored_assets: int
+    added_assets: int
+    skipped_assets: int
+    created_dt: datetime | None
+    start_dt: datetime | None
+    end_dt: datetime | None
+    error: str | None
+    errors: list[dict] = []
+
+
+class Asset(_Out):
+    coactive_image_id: str
+    dataset: str
+    path: str
+    media_type: str
+    width: int | None
+    height: int | None
+    created_dt: datetime | None
+    thumbnail_url: str
+
+
+# -- tokens -------------------------------------------------------------------------------------
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    scope: Scope = "read"
+
+
+class TokenCreated(BaseModel):
+    client_id: str
+    client_secret: str
+    name: str
+    scope: Scope
+    access_token: str = Field(description="client_id:client_secret, as sent after 'Bearer '")
+
+
+class TokenInfo(_Out):
+    client_id: str
+    name: str
+    scope: Scope
+    created_dt: datetime
+    revoked_dt: datetime | None

@@ -1,0 +1,18 @@
+"""Every resource's router, in the order they appear in /docs.
+
+Adding a resource is one line: write `routers/<name>.py` exposing
+`router = APIRouter(prefix="/api/v1/<name>", tags=["<name>"])` and append
+`<name>.router` to ROUTERS below (import it with the others).
+"""
+from __future__ import annotations
+
+from . import assets, datasets, health, ingestion, queries, tokens
+
+ROUTERS = [
+    health.router,
+    queries.router,
+    datasets.router,
+    ingestion.router,
+    assets.router,
+    tokens.router,
+]

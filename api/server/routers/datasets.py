@@ -1,0 +1,75 @@
+"""`/api/v1/datasets`: datasets with their counts, and the tables (user views) with their columns."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+
+from ..deps import Reader, State
+from ..errors import NotFound
+from ..models import Dataset, Table
+
+router = APIRouter(prefix="/api/v1", tags=["datasets"])
+
+
+def _tables(state) -> list[Table]:
+    cur = state.cursor()
+    out = []
+    for name in state.engine.user_views():
+        cols = cur.execute(
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
+            [name],
+        ).fetchall()
+        out.append(Table(name=name, columns=[{"name": c, "type": t} for c, t in cols]))
+    return out
+
+
+def _datasets(state, name: str | None = None) -> list[Dataset]:
+    # The SDK's wh.datasets() uses the shared connection; request threads use their own cursor.
+    rows = state.cursor().execute(
+        """SELECT d.name, d.encoder, d.created_dt,
+                  (SELECT count(*) FROM catalog.assets a WHERE a.dataset = d.name),
+                  (SELECT list(DISTINCT p.encoder ORDER BY p.encoder) FROM catalog.parts p
+                    WHERE p.dataset = d.name AND p.kind = 'vectors'),
+                  (SELECT count(*) FROM catalog.ingest_errors e WHERE e.dataset = d.name)
+           FROM catalog.datasets d ORDER BY d.name"""
+    ).fetchall()
+    tables = _tables(state)
+    out = []
+    for dataset, encoder, created, assets, encoders, errors in rows:
+        if name is not None and dataset != name:
+            continue
+        out.append(Dataset(dataset_id=dataset, encoder=encoder, created_dt=created, asset_count=assets,
+                           encoders=encoders or [], error_count=errors, tables=tables))
+    return out
+
+
+@router.get("/datasets", response_model=list[Dataset])
+def list_datasets(state: State, who: Reader):
+    return _datasets(state)
+
+
+@router.get("/datasets/{dataset_id}", response_model=Dataset)
+def get_dataset(dataset_id: str, state: State, who: Reader):
+    found = _datasets(state, dataset_id)
+    if not found:
+        raise NotFound(f"unknown dataset {dataset_id!r}")
+    return found[0]
+
+
+@router.get("/datasets/{dataset_id}/errors")
+def dataset_errors(dataset_id: str, state: State, who: Reader, limit: int = Query(100, ge=1, le=10_000)):
+    """Files of this dataset that could not be ingested, with the reason."""
+    if not _datasets(state, dataset_id):
+        raise NotFound(f"unknown dataset {dataset_id!r}")
+    rows = state.cursor().execute(
+        "SELECT run_id, path, reason, created_dt FROM catalog.ingest_errors WHERE dataset = ?"
+        " ORDER BY created_dt, path LIMIT ?",
+        [dataset_id, limit],
+    ).fetchall()
+    return [dict(zip(["run_id", "path", "reason", "created_dt"], r)) for r in rows]
+
+
+@router.get("/tables", response_model=list[Table])
+def list_tables(state: State, who: Reader):
+    """The views SQL may name, with their columns."""
+    return _tables(state)

@@ -1,0 +1,111 @@
+"""`/api/v1/ingestion`: start ingest jobs of server-side paths or uploaded files; watch them advance.
+
+`POST` takes either JSON `{dataset, paths, encoder?}` or a multipart form with
+`dataset`, optional `encoder` and one or more `files`; uploads are kept under
+`<root>/uploads/<job>/` because the warehouse reads images from their paths.
+"""
+from __future__ import annotations
+
+import re
+import uuid
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+from fastapi.exceptions import RequestValidationError
+
+from ..deps import Reader, State, Writer, model_ready
+from ..errors import NotFound, TooLarge
+from ..models import IngestJob, IngestRequest
+
+router = APIRouter(prefix="/api/v1/ingestion", tags=["ingestion"])
+
+_OPENAPI_BODY = {
+    "requestBody": {
+        "content": {
+            "application/json": {"schema": IngestRequest.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "dataset": {"type": "string"},
+                        "encoder": {"type": "string"},
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                    },
+                    "required": ["files"],
+                }
+            },
+        },
+        "required": True,
+    }
+}
+
+
+def _safe_filename(name: str) -> str:
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", (name or "upload").rsplit("/", 1)[-1]).lstrip(".")
+    return base[:120] or "upload"
+
+
+async def save_uploads(state, request: Request, form, field: str = "files") -> list[str]:
+    """Write the form's files under uploads/<batch>/; refuse more than the upload limit (413)."""
+    limit = int(state.settings.max_upload_mb * 1024 * 1024)
+    files = [f for f in form.getlist(field) if hasattr(f, "read")]
+    if not files:
+        raise ValueError(f"no files in form field {field!r}")
+    batch = state.wh.root / "uploads" / uuid.uuid4().hex[:12]
+    batch.mkdir(parents=True, exist_ok=True)
+    total, paths = 0, []
+    for i, f in enumerate(files):
+        dest = batch / f"{i:05d}-{_safe_filename(f.filename)}"
+        with open(dest, "wb") as out:
+            while chunk := await f.read(1 << 20):
+                total += len(chunk)
+                if total > limit:
+                    out.close()
+                    import shutil
+
+                    shutil.rmtree(batch, ignore_errors=True)
+                    raise TooLarge(f"uploads exceed {state.settings.max_upload_mb:g} MB")
+                out.write(chunk)
+        paths.append(str(dest))
+    return paths
+
+
+def check_length(state, request: Request) -> None:
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > state.settings.max_upload_mb * 1024 * 1024 + 1_000_000:
+        raise TooLarge(f"request body exceeds {state.settings.max_upload_mb:g} MB")
+
+
+@router.post("", status_code=202, response_model=IngestJob, openapi_extra=_OPENAPI_BODY)
+async def start_ingestion(request: Request, state: State, who: Writer):
+    """Start an ingest job; poll `GET /api/v1/ingestion/{job_id}` for its counts."""
+    model_ready(state)
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("multipart/form-data"):
+        check_length(state, request)
+        form = await request.form()
+        dataset = str(form.get("dataset") or "default")
+        encoder = form.get("encoder") or None
+        paths = await save_uploads(state, request, form)
+        body = IngestRequest(dataset=dataset, paths=paths, encoder=encoder)
+    else:
+        try:
+            body = IngestRequest.model_validate_json(await request.body())
+        except ValidationError as e:
+            raise RequestValidationError(e.errors()) from None
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(state.jobs.submit, body.paths, body.dataset, body.encoder)
+
+
+@router.get("", response_model=list[IngestJob])
+def list_jobs(state: State, who: Reader):
+    return state.jobs.list()
+
+
+@router.get("/{job_id}", response_model=IngestJob)
+def get_job(job_id: str, state: State, who: Reader):
+    try:
+        return state.jobs.get(job_id)
+    except KeyError:
+        raise NotFound(f"unknown ingestion job {job_id!r}") from None

@@ -1,0 +1,92 @@
+"""`/api/v1/queries`: submit SQL, poll its status, page or stream its rows, stop it."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from warehouse.queries import QueryConflict, QueryNotFound
+
+from ..deps import Reader, State
+from ..models import QueryList, QueryRequest, QueryResponse, QueryResults, QueryStatus
+
+router = APIRouter(prefix="/api/v1/queries", tags=["queries"])
+
+
+def _visible(state, who, qid: str) -> dict:
+    rec = state.engine.record(qid)
+    if who.scope != "admin" and rec["owner"] != who.client_id:
+        raise QueryNotFound(qid)  # other users' queries do not exist for you
+    return rec
+
+
+def _response(state, rec: dict, offset: int | None = None, limit: int | None = None) -> QueryResponse:
+    body = {k: rec[k] for k in QueryResponse.model_fields if k in rec and k != "results"}
+    if rec["status"] == "Complete" and offset is not None:
+        names, rows = state.engine.page(rec["query_id"], offset, limit)
+        total = rec["total_row_count"] or 0
+        types = {c["name"]: c["type"] for c in rec["columns"] or []}
+        end = offset + len(rows)
+        body["results"] = QueryResults(
+            columns=names,
+            column_types=[types.get(n, "") for n in names],
+            offset=offset,
+            limit=limit,
+            next_offset=end if end < total else None,
+            data=rows,
+        )
+    return QueryResponse(**body)
+
+
+@router.post("", status_code=201, response_model=QueryResponse, response_model_exclude_none=False)
+def submit_query(body: QueryRequest, state: State, who: Reader):
+    """Queue one SELECT; poll `GET /api/v1/queries/{query_id}` until `status` is `Complete`."""
+    rec = state.engine.submit(body.query, body.dataset_id, body.embedding_id, owner=who.client_id)
+    return _response(state, rec)
+
+
+@router.get("", response_model=QueryList)
+def list_queries(
+    state: State,
+    who: Reader,
+    status: QueryStatus | None = None,
+    offset: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1, le=1000),
+):
+    owner = None if who.scope == "admin" else who.client_id
+    recs, total = state.engine.list(status, owner if state.settings.auth else None, offset, limit)
+    return QueryList(queries=[_response(state, r) for r in recs], total=total, offset=offset, limit=limit)
+
+
+@router.get("/{query_id}", response_model=QueryResponse)
+def get_query(
+    query_id: str,
+    state: State,
+    who: Reader,
+    offset: int = Query(0, ge=0),
+    limit: int = Query(100, ge=0, le=10_000),
+    wait: float = Query(0, ge=0, le=30, description="Long poll: wait up to this many seconds for a final status."),
+):
+    """Status and, once `Complete`, rows `offset`..`offset+limit` of the result."""
+    _visible(state, who, query_id)
+    rec = state.engine.wait(query_id, wait) if wait else state.engine.record(query_id)
+    return _response(state, rec, offset, limit)
+
+
+@router.post("/{query_id}/stop", response_model=QueryResponse)
+def stop_query(query_id: str, state: State, who: Reader):
+    """Interrupt a queued or running query (`Stopping`, then `Stopped`); 409 if already finished."""
+    _visible(state, who, query_id)
+    return _response(state, state.engine.stop(query_id))
+
+
+@router.get("/{query_id}/csv")
+def query_csv(query_id: str, state: State, who: Reader):
+    """All rows of a complete query as CSV, streamed."""
+    rec = _visible(state, who, query_id)
+    if rec["status"] != "Complete":
+        raise QueryConflict(f"query {query_id} is {rec['status']}; CSV is available once it is Complete")
+    return StreamingResponse(
+        state.engine.iter_csv(query_id),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{query_id}.csv"'},
+    )
