@@ -119,3 +119,37 @@ class Warehouse:
         from ingest.pipeline import reembed
 
         return reembed(self, dataset=dataset, encoder=encoder, **options)
+
+    def analyze(self, dataset: str, analyzers, **options):
+        """Run analyzers (nsfw, ocr, faces, nudity) on a dataset's assets that lack them;
+        see `ingest.analyzers.run.analyze`."""
+        from ingest.analyzers.run import analyze
+
+        return analyze(self, dataset, analyzers, **options)
+
+    def set_ocr_flag(self, flag: str, pattern: str | None, description: str | None = None) -> None:
+        """Add, replace or (pattern=None) switch off an `ocr_flags` pattern; views update at once."""
+        from .analyzer_sql import set_ocr_pattern
+
+        self._catalog_write(lambda con: set_ocr_pattern(con, flag, pattern, description))
+
+    def reset_ocr_flag(self, flag: str) -> bool:
+        """Forget the override of an `ocr_flags` pattern, bringing its default back."""
+        from .analyzer_sql import reset_ocr_pattern
+
+        return self._catalog_write(lambda con: reset_ocr_pattern(con, flag))
+
+    def _catalog_write(self, change):
+        if self.read_only:
+            raise PermissionError("warehouse opened read-only")
+        con = self.cursor()
+        with self.write_lock:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                result = change(con)
+                views.rebuild(con, self.layout.root, in_transaction=True)
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+        return result

@@ -31,6 +31,7 @@ def ingest(
     fps: float = typer.Option(1.0, "--fps", help="Video keyframes sampled per second."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="At most this many keyframes per video."),
     part_rows: int = typer.Option(512, "--part-rows", help="Assets per committed Parquet part."),
+    analyzers: Optional[str] = typer.Option(None, "--analyzers", "-a", help="Also run analyzers: nsfw,ocr,faces,nudity (see `pixql analyze`)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     root: Optional[Path] = RootOption,
 ):
@@ -49,6 +50,7 @@ def ingest(
             part_rows=part_rows,
             progress=not quiet,
             video_options={"fps": fps, "max_frames": max_frames},
+            analyzers=analyzers,
         )
     except (ValueError, KeyError, FileNotFoundError) as e:
         fail(str(e))

@@ -9,7 +9,7 @@ from PIL import Image
 ANALYSIS_MAX_SIDE = 1280
 
 
-class AnalyzerUnavailable(RuntimeError):
+class AnalyzerUnavailable(ValueError):
     """The analyzer's package is not installed; the message says how to install it."""
 
 
