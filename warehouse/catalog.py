@@ -114,6 +114,54 @@ DDL = [
         class_index INTEGER NOT NULL,
         name VARCHAR NOT NULL,
         PRIMARY KEY (encoder, class_index))""",
+    # Concepts (owned by concepts/ and warehouse/concept_sql.py).  A head is data:
+    # prob = link(scale * <vector_column> . weights + bias), link 'logistic' | 'linear'.
+    """CREATE TABLE IF NOT EXISTS catalog.concepts(
+        name VARCHAR PRIMARY KEY,
+        description VARCHAR,
+        encoder VARCHAR NOT NULL,
+        parent VARCHAR,
+        threshold DOUBLE NOT NULL,
+        latest_version INTEGER NOT NULL,
+        created_dt TIMESTAMP NOT NULL,
+        updated_dt TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS catalog.concept_versions(
+        concept VARCHAR NOT NULL,
+        version INTEGER NOT NULL,
+        kind VARCHAR NOT NULL,
+        encoder VARCHAR NOT NULL,
+        vector_column VARCHAR NOT NULL,
+        dim INTEGER NOT NULL,
+        weights FLOAT[] NOT NULL,
+        scale DOUBLE NOT NULL,
+        bias DOUBLE NOT NULL,
+        link VARCHAR NOT NULL,
+        threshold DOUBLE NOT NULL,
+        prompts JSON,
+        negative_prompts JSON,
+        training JSON,
+        created_dt TIMESTAMP NOT NULL,
+        PRIMARY KEY (concept, version))""",
+    # Append-only: the newest row per (concept, asset) is the asset's label;
+    # label 'none' withdraws an earlier one.
+    """CREATE TABLE IF NOT EXISTS catalog.concept_labels(
+        concept VARCHAR NOT NULL,
+        coactive_image_id VARCHAR NOT NULL,
+        label VARCHAR NOT NULL,
+        created_by VARCHAR,
+        created_dt TIMESTAMP NOT NULL)""",
+    # Materialised scores: files of one `prob` column aligned row by row with the
+    # asset parts listed in `asset_parts` (concatenated in `seq` order).
+    """CREATE TABLE IF NOT EXISTS catalog.concept_scores(
+        concept VARCHAR NOT NULL,
+        version INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        path VARCHAR NOT NULL,
+        asset_parts JSON NOT NULL,
+        vector_parts JSON NOT NULL,
+        row_count BIGINT NOT NULL,
+        created_dt TIMESTAMP NOT NULL,
+        PRIMARY KEY (concept, version, seq))""",
     """CREATE TABLE IF NOT EXISTS catalog.ingest_errors(
         run_id VARCHAR,
         dataset VARCHAR,
@@ -135,6 +183,76 @@ DDL = [
         columns JSON,
         error VARCHAR,
         owner VARCHAR)""",
+    # Moderation (concepts/policy.py, concepts/moderation.py, api/webhooks.py).
+    # Policies: one row per version; overrides holds {category: threshold | null (ignore)}.
+    """CREATE TABLE IF NOT EXISTS catalog.moderation_policies(
+        name VARCHAR NOT NULL,
+        version INTEGER NOT NULL,
+        overrides JSON NOT NULL,
+        review_band DOUBLE NOT NULL,
+        similarity DOUBLE NOT NULL,
+        description VARCHAR,
+        created_dt TIMESTAMP NOT NULL,
+        created_by VARCHAR,
+        deleted_dt TIMESTAMP,
+        PRIMARY KEY (name, version))""",
+    # Every decision ever made; subject is an asset (image or keyframe) or a video.
+    # decided_by: 'model' | 'user'; a user's decision outranks any model decision.
+    "CREATE SEQUENCE IF NOT EXISTS catalog.moderation_decision_seq",
+    """CREATE TABLE IF NOT EXISTS catalog.moderation_decisions(
+        seq BIGINT PRIMARY KEY,
+        subject_id VARCHAR NOT NULL,
+        subject_kind VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,
+        reasons JSON,
+        policy VARCHAR,
+        policy_version INTEGER,
+        policy_spec VARCHAR,
+        decided_by VARCHAR NOT NULL,
+        user_name VARCHAR,
+        comment VARCHAR,
+        task_id VARCHAR,
+        created_dt TIMESTAMP NOT NULL)""",
+    # Similar-image lists: an asset marked block/pass; its vector is read from the store.
+    """CREATE TABLE IF NOT EXISTS catalog.moderation_feedback(
+        coactive_image_id VARCHAR PRIMARY KEY,
+        verdict VARCHAR NOT NULL,
+        categories JSON,
+        encoder VARCHAR NOT NULL,
+        comment VARCHAR,
+        created_by VARCHAR,
+        created_dt TIMESTAMP NOT NULL)""",
+    # Results by content hash and policy fingerprint (+ model state), until expires_dt.
+    """CREATE TABLE IF NOT EXISTS catalog.moderation_cache(
+        cache_key VARCHAR PRIMARY KEY,
+        sha256 VARCHAR NOT NULL,
+        policy VARCHAR,
+        result JSON NOT NULL,
+        created_dt TIMESTAMP NOT NULL,
+        expires_dt TIMESTAMP NOT NULL)""",
+    # Asynchronous moderation requests and their callback deliveries.
+    """CREATE TABLE IF NOT EXISTS catalog.moderation_tasks(
+        task_id VARCHAR PRIMARY KEY,
+        status VARCHAR NOT NULL,
+        policy VARCHAR,
+        callback_url VARCHAR,
+        request JSON,
+        result JSON,
+        error VARCHAR,
+        delivery_status VARCHAR,
+        delivered_dt TIMESTAMP,
+        created_by VARCHAR,
+        created_dt TIMESTAMP NOT NULL,
+        finished_dt TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS catalog.webhook_deliveries(
+        delivery_id VARCHAR NOT NULL,
+        task_id VARCHAR NOT NULL,
+        attempt INTEGER NOT NULL,
+        url VARCHAR NOT NULL,
+        status_code INTEGER,
+        error VARCHAR,
+        ok BOOLEAN NOT NULL,
+        sent_dt TIMESTAMP NOT NULL)""",
     # HTTP API tokens (api/auth.py): only the SHA-256 of the secret is stored.
     """CREATE TABLE IF NOT EXISTS catalog.api_tokens(
         client_id VARCHAR PRIMARY KEY,

@@ -1,11 +1,35 @@
-"""Column provider for the user views; see `views.ViewParts` for the contract.
+"""Column provider: `moderation_status` in `coactive_table_adv`; see `views.ViewParts` for the contract.
+
+The status is the latest decision in `catalog.moderation_decisions` for the
+asset, where any user decision (a manual override) outranks every model
+decision, however recent: a later model run never undoes a moderator's call.
+A keyframe without a decision of its own shows its video's verdict.  Assets
+never moderated read NULL.
 
 Compiles catalog rows into SQL; it never imports code from outside `warehouse`.
 """
 from __future__ import annotations
 
-from .views import ViewParts
+from .views import INTERNAL, ViewParts
+
+LATEST_VIEW = f"{INTERNAL}.moderation_latest"
+
+LATEST_SQL = f"""CREATE OR REPLACE VIEW {LATEST_VIEW} AS
+SELECT subject_id, subject_kind, status, reasons, policy, policy_version, decided_by, user_name,
+       comment, created_dt, seq
+FROM catalog.moderation_decisions
+QUALIFY row_number() OVER (
+    PARTITION BY subject_id ORDER BY (decided_by = 'user') DESC, created_dt DESC, seq DESC) = 1"""
 
 
 def contribute(con, root) -> ViewParts:
-    return ViewParts()
+    parts = ViewParts()
+    parts.pre.append(LATEST_SQL)
+    # Scalar subqueries rather than joins: they live only in coactive_table_adv,
+    # and DuckDB drops them from plans of queries that do not name the column.
+    parts.adv_columns.append(
+        f"COALESCE((SELECT m.status FROM {LATEST_VIEW} m WHERE m.subject_id = a.coactive_image_id),"
+        f" (SELECT m.status FROM {LATEST_VIEW} m WHERE m.subject_id = a.coactive_video_id))"
+        " AS moderation_status"
+    )
+    return parts
