@@ -44,3 +44,13 @@ def copy_photos(src: Path, dst: Path, names=None) -> Path:
         if names is None or p.stem in names:
             shutil.copy(p, dst / p.name)
     return dst
+
+
+@pytest.fixture(scope="session")
+def api_server(tmp_path_factory, photo_dir):
+    """`pixql serve` as a subprocess on 127.0.0.1, photos ingested over HTTP; `.tokens[scope]`."""
+    from apiserver import start_photo_server
+
+    srv = start_photo_server(tmp_path_factory.mktemp("api"), photo_dir)
+    yield srv
+    srv.stop()

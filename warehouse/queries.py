@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime, time as dtime, timedelta
 from decimal import Decimal
@@ -118,6 +119,8 @@ class QueryEngine:
         self._threads: list[threading.Thread] = []
         self._closing = threading.Event()
         self._queued = 0
+        # Status changes since start, kept in memory so long polls need not hit the catalog.
+        self._recent: "OrderedDict[str, str]" = OrderedDict()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "QueryEngine":
@@ -236,6 +239,21 @@ class QueryEngine:
             rec = self.record(qid)
         return rec
 
+    def recent_status(self, qid: str) -> str | None:
+        """The last status this process set for `qid`, if any (cheap, no catalog read)."""
+        with self._lock:
+            return self._recent.get(qid)
+
+    def _note(self, qid: str, status: str) -> None:
+        with self._changed:
+            if self._recent.get(qid) in FINAL and status not in FINAL:
+                return  # a racing writer already recorded the end
+            self._recent[qid] = status
+            self._recent.move_to_end(qid)
+            while len(self._recent) > 100_000:
+                self._recent.popitem(last=False)
+            self._changed.notify_all()
+
     def list(self, status: str | None = None, owner: str | None = None, offset: int = 0,
              limit: int = 50) -> tuple[list[dict], int]:
         where, args = "WHERE true", []
@@ -268,6 +286,7 @@ class QueryEngine:
             cur.execute(
                 "UPDATE catalog.queries SET status = 'Stopping' WHERE query_id = ? AND status = 'Running'", [qid]
             )
+        self._note(qid, self.record(qid)["status"])
         # Status first, interrupt second: the worker that unwinds then finds
         # `Stopping` and records `Stopped`.
         with self._lock:
@@ -368,8 +387,8 @@ class QueryEngine:
                 "WHERE query_id = ? AND status = 'Queued' RETURNING query_id",
                 [catalog.now(), qid],
             ).fetchone()
-        with self._changed:
-            self._changed.notify_all()
+        if claimed:
+            self._note(qid, "Running")
         if not claimed:
             with self._lock:
                 self._active.pop(qid, None)
@@ -438,8 +457,7 @@ class QueryEngine:
                 "WHERE query_id = ?",
                 [status, error, catalog.now(), total, json.dumps(columns) if columns else None, qid],
             )
-        with self._changed:
-            self._changed.notify_all()
+        self._note(qid, status)
 
     def _watchdog(self) -> None:
         while not self._closing.wait(0.05):

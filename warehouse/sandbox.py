@@ -277,7 +277,7 @@ class SandboxDB:
                         cur.execute(
                             f'CREATE TEMP VIEW "{view}" AS SELECT * FROM "{dbname}".main."{view}" WHERE dataset = {lit}'
                         )
-            return cur.execute(sql).fetch_record_batch(batch_rows)
+            return cur.execute(sql).to_arrow_reader(batch_rows)
         except Exception:
             self._cur = None
             raise

@@ -1,10 +1,14 @@
 """`/api/v1/queries`: submit SQL, poll its status, page or stream its rows, stop it."""
 from __future__ import annotations
 
+import asyncio
+import time
+
 from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from warehouse.queries import QueryConflict, QueryNotFound
+from warehouse.queries import FINAL, QueryConflict, QueryNotFound
 
 from ..deps import Reader, State
 from ..models import QueryList, QueryRequest, QueryResponse, QueryResults, QueryStatus
@@ -57,8 +61,19 @@ def list_queries(
     return QueryList(queries=[_response(state, r) for r in recs], total=total, offset=offset, limit=limit)
 
 
+async def _await_final(state, query_id: str, timeout: float) -> None:
+    """Long poll without holding a worker thread: watch the engine's in-memory status."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while time.monotonic() < deadline:
+        if state.engine.recent_status(query_id) in FINAL:
+            return
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 0.1)
+
+
 @router.get("/{query_id}", response_model=QueryResponse)
-def get_query(
+async def get_query(
     query_id: str,
     state: State,
     who: Reader,
@@ -67,9 +82,11 @@ def get_query(
     wait: float = Query(0, ge=0, le=30, description="Long poll: wait up to this many seconds for a final status."),
 ):
     """Status and, once `Complete`, rows `offset`..`offset+limit` of the result."""
-    _visible(state, who, query_id)
-    rec = state.engine.wait(query_id, wait) if wait else state.engine.record(query_id)
-    return _response(state, rec, offset, limit)
+    rec = await run_in_threadpool(_visible, state, who, query_id)
+    if wait and rec["status"] not in FINAL:
+        await _await_final(state, query_id, wait)
+        rec = await run_in_threadpool(state.engine.record, query_id)
+    return await run_in_threadpool(_response, state, rec, offset, limit)
 
 
 @router.post("/{query_id}/stop", response_model=QueryResponse)

@@ -1,0 +1,176 @@
+"""The SQL sandbox: each layer refuses escapes on its own, and over HTTP nothing in the warehouse changes."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from warehouse import sandbox
+from warehouse.sandbox import SandboxDB, SandboxError, check_sql
+
+VIEWS = ["coactive_table", "coactive_table_adv"]
+
+
+def escapes(root: Path) -> dict[str, str]:
+    """Escape attempts named in the issue, aimed at this warehouse root."""
+    return {
+        "read_csv": "SELECT * FROM read_csv('/etc/passwd')",
+        "quoted_path": "SELECT * FROM '/etc/passwd'",
+        "copy_into_warehouse": f"COPY (SELECT * FROM coactive_table) TO '{root}/datasets/stolen.csv'",
+        "attach": f"ATTACH '{root}/pixql.duckdb' AS w",
+        "attach_memory": "ATTACH ':memory:' AS m",
+        "install": "INSTALL httpfs",
+        "load": "LOAD httpfs",
+        "set": "SET threads = 64",
+        "multiple": "SELECT 1; SELECT 2",
+        "pragma": "PRAGMA database_list",
+        "call": "CALL pragma_version()",
+        "create": "CREATE TABLE x AS SELECT * FROM coactive_table",
+        "create_view": "CREATE OR REPLACE VIEW coactive_table AS SELECT 1 AS x",
+        "drop": "DROP VIEW coactive_table",
+        "insert": "INSERT INTO coactive_table (path) VALUES ('x')",
+        "update": "UPDATE coactive_table SET path = 'x'",
+        "delete": "DELETE FROM coactive_table",
+        "settings": "SELECT * FROM duckdb_settings()",
+        "tokens": "SELECT * FROM catalog.api_tokens",
+        "tokens_quoted": 'SELECT secret_sha256 FROM "catalog"."api_tokens"',
+        "queries": "SELECT * FROM catalog.queries",
+        "internal": "SELECT * FROM pixql_internal.assets",
+        "export": f"EXPORT DATABASE '{root}/datasets/dump'",
+        "read_blob_db": f"SELECT * FROM read_blob('{root}/pixql.duckdb')",
+        "query_fn": "SELECT * FROM query('SELECT * FROM catalog.api_tokens')",
+        "glob": f"SELECT * FROM glob('{root}/*')",
+        "current_setting": "SELECT current_setting('allowed_directories')",
+        "nested_table_fn": "SELECT (SELECT count(*) FROM read_text('/etc/hostname')) AS n",
+        "cte_escape": "WITH t AS (SELECT * FROM read_parquet('/etc/passwd')) SELECT * FROM t",
+    }
+
+
+# -- layer 1: the parser check ------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(escapes(Path("/w"))))
+def test_parser_refuses_each_escape(name):
+    with pytest.raises(SandboxError) as e:
+        check_sql(escapes(Path("/w"))[name], VIEWS)
+    assert e.value.reason
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT coactive_image_id, path FROM coactive_table WHERE width > 100 LIMIT 10",
+    "SELECT count(coactive_image_id) AS n FROM main.coactive_table",
+    "WITH big AS (SELECT * FROM coactive_table_adv WHERE width > 500) SELECT path FROM big ORDER BY path",
+    "SELECT path FROM coactive_table UNION ALL SELECT path FROM coactive_table_adv",
+    "FROM coactive_table SELECT dataset, count(*) GROUP BY ALL",
+    "SELECT GREATEST(width, height) AS m FROM \"coactive_table\"",
+    "SELECT * FROM (VALUES (1), (2)) v(x)",
+])
+def test_parser_accepts_read_only_queries(sql):
+    check_sql(sql, VIEWS)
+
+
+def test_parser_reports_position_and_unknown_tables():
+    with pytest.raises(SandboxError) as e:
+        check_sql("SELECT *\nFROM secrets", VIEWS)
+    assert "unknown table 'secrets'" in e.value.reason and "coactive_table" in e.value.reason
+    assert e.value.line == 2
+    with pytest.raises(SandboxError, match="cannot parse"):
+        check_sql("SELEC path FROM coactive_table", VIEWS)
+
+
+# -- layer 2: the locked connection, with the parser check bypassed ---------------------------------
+def _tree(root: Path) -> dict[str, str]:
+    """Content hashes of every data file (the catalog file itself is the server's to change)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and not p.name.startswith("pixql.duckdb") and "results" not in p.parts:
+            out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="module")
+def sandbox_db(photo_warehouse):
+    db = SandboxDB(photo_warehouse.root, sandbox.definitions(photo_warehouse.cursor()))
+    yield db
+    db.close()
+
+
+def test_locked_connection_stands_alone(sandbox_db, photo_warehouse):
+    root = photo_warehouse.root
+    before = _tree(root)
+    n = sandbox_db.execute("SELECT count(*) AS n FROM coactive_table").read_all().column("n")[0].as_py()
+    assert n == photo_warehouse.sql("SELECT count(*) FROM coactive_table").fetchone()[0] > 0
+    passed = set()
+    for name, sql in escapes(root).items():
+        try:
+            reader = sandbox_db.execute(sql)
+            rows = reader.read_all().to_pylist()
+        except (SandboxError, duckdb.Error):
+            continue
+        finally:
+            sandbox_db.done()
+        # What the connection lets through must be harmless: no catalog, no files.
+        passed.add(name)
+        flat = repr(rows)
+        assert "secret_sha256" not in flat and "root:" not in flat, (name, rows)
+    # Only reads of the sandbox's own settings and copied views get through this
+    # layer alone; every write, file read, extension and catalog access fails.
+    assert passed <= {"pragma", "settings", "current_setting", "internal"}, passed
+    assert _tree(root) == before
+    assert not (root / "datasets" / "stolen.csv").exists()
+
+
+def test_locked_connection_settings(sandbox_db, photo_warehouse):
+    settings = dict(sandbox_db.con.execute(
+        "SELECT name, value FROM duckdb_settings() WHERE name IN "
+        "('enable_external_access', 'lock_configuration', 'threads', 'memory_limit', 'python_enable_replacements')"
+    ).fetchall())
+    assert settings["enable_external_access"] == "false"
+    assert settings["lock_configuration"] == "true"
+    assert settings["threads"] == "1"
+    assert settings["python_enable_replacements"] == "false"
+    root = str(photo_warehouse.root)
+    assert all(d.startswith(root + "/") for d in sandbox_db.allowed_dirs)
+    assert root + "/" not in sandbox_db.allowed_dirs  # never the root: pixql.duckdb stays unreadable
+    with pytest.raises(duckdb.Error, match="locked"):
+        sandbox_db.con.execute("SET enable_external_access = true")
+    with pytest.raises(duckdb.Error):  # a read-only copy: even its own views cannot change
+        sandbox_db.con.execute("DROP VIEW coactive_table")
+    with pytest.raises(duckdb.Error, match="[Pp]ermission"):
+        sandbox_db.con.execute(f"SELECT * FROM read_blob('{root}/pixql.duckdb')").fetchall()
+
+
+def test_sandbox_has_no_catalog(sandbox_db):
+    schemas = {r[0] for r in sandbox_db.con.execute("SELECT DISTINCT schema_name FROM duckdb_tables()").fetchall()}
+    assert "catalog" not in schemas
+    views = {r[0] for r in sandbox_db.con.execute(
+        "SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = 'main'").fetchall()}
+    assert {"coactive_table", "coactive_table_adv"} <= views
+
+
+# -- over HTTP ----------------------------------------------------------------------------------
+def test_http_refuses_every_escape_and_nothing_changes(api_server):
+    root = api_server.root
+    with api_server.client(api_server.tokens["admin"]) as http:
+        before_tree = _tree(root)
+        before_count = http.get("/api/v1/queries", params={"limit": 1}).json()["total"]
+        tables_before = http.get("/api/v1/tables").json()
+        for name, sql in escapes(root).items():
+            r = http.post("/api/v1/queries", json={"query": sql})
+            assert r.status_code == 400, (name, r.status_code, r.text)
+            assert r.json()["detail"], name
+        assert http.get("/api/v1/queries", params={"limit": 1}).json()["total"] == before_count
+        assert http.get("/api/v1/tables").json() == tables_before
+        assert _tree(root) == before_tree
+        assert not (root / "datasets" / "stolen.csv").exists()
+        r = http.post("/api/v1/queries", json={"query": "SELECT count(*) AS n FROM coactive_table"})
+        assert r.status_code == 201
+
+
+def test_http_refusal_has_reason_and_position(api_server):
+    with api_server.client(api_server.tokens["read"]) as http:
+        r = http.post("/api/v1/queries", json={"query": "SELECT *\n  FROM read_csv('/etc/passwd')"})
+        assert r.status_code == 400
+        body = r.json()
+        assert "table function" in body["detail"].lower()
+        assert body["line"] == 2
