@@ -7,6 +7,7 @@ Adding a resource is one line: write `routers/<name>.py` exposing
 from __future__ import annotations
 
 from . import assets, datasets, health, ingestion, queries, tokens
+from api.web import router as web_page  # the browser UI: HTML shells + static files (api/web)
 
 ROUTERS = [
     health.router,
@@ -15,4 +16,5 @@ ROUTERS = [
     ingestion.router,
     assets.router,
     tokens.router,
+    web_page,
 ]

@@ -1,0 +1,113 @@
+"""Routes of the web page: the HTML shells, the static files, and two helpers the page needs.
+
+The shells carry no warehouse data, so the browser can load them without a
+header; everything they show comes from `/api/v1/...` calls the page makes with
+the session's bearer token.  The two JSON helpers here (`/web/api/...`) sit
+behind the API's own auth dependencies.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from api.server.deps import Reader, State
+from api.server.errors import NotFound
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+router = APIRouter(tags=["web page"])
+
+# The screens, in the order of the navigation bar: (path, template, title).
+SCREENS = [
+    ("/web/queue", "queue.html", "Review queue"),
+    ("/web/sql", "sql.html", "SQL console"),
+    ("/web/concepts", "concepts.html", "Concepts"),
+]
+
+_MEDIA = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+
+
+def _page(request: Request, template: str, title: str, **context) -> HTMLResponse:
+    nav = [{"path": p, "title": t} for p, _, t in SCREENS]
+    return templates.TemplateResponse(
+        request, template, {"title": title, "nav": nav, "active": request.url.path, **context},
+        # The shells change with the code, not the data; never cache them across upgrades.
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+@router.get("/", include_in_schema=False)
+def root():
+    return RedirectResponse("/web/queue")
+
+
+@router.get("/web", include_in_schema=False)
+@router.get("/web/", include_in_schema=False)
+def web_root():
+    return RedirectResponse("/web/queue")
+
+
+@router.get("/web/login", include_in_schema=False, response_class=HTMLResponse)
+def login_page(request: Request):
+    return _page(request, "login.html", "Log in")
+
+
+@router.get("/web/queue", include_in_schema=False, response_class=HTMLResponse)
+def queue_page(request: Request):
+    return _page(request, "queue.html", "Review queue")
+
+
+@router.get("/web/sql", include_in_schema=False, response_class=HTMLResponse)
+def sql_page(request: Request):
+    return _page(request, "sql.html", "SQL console")
+
+
+@router.get("/web/concepts", include_in_schema=False, response_class=HTMLResponse)
+def concepts_page(request: Request):
+    return _page(request, "concepts.html", "Concepts")
+
+
+@router.get("/web/concepts/{name}", include_in_schema=False, response_class=HTMLResponse)
+def concept_page(request: Request, name: str):
+    return _page(request, "concept.html", f"Concept {name}", concept=name)
+
+
+@router.get("/web/static/{name}", include_in_schema=False)
+def static(name: str):
+    # A flat directory and a name without separators: nothing outside STATIC is reachable.
+    path = STATIC / name
+    if "/" in name or "\\" in name or name.startswith(".") or not path.is_file():
+        raise NotFound(f"no static file {name!r}")
+    return FileResponse(path, media_type=_MEDIA.get(path.suffix), headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/web/api/session")
+def session(state: State, who: Reader):
+    """Who the bearer token belongs to; the login form calls it to check a token."""
+    return {"client_id": who.client_id, "name": who.name, "scope": who.scope, "auth": state.settings.auth}
+
+
+@router.get("/web/api/thumbnail", response_class=Response,
+            responses={200: {"content": {"image/jpeg": {}}}})
+def thumbnail_by_path(state: State, who: Reader, path: str = Query(..., min_length=1),
+                      size: int = Query(256, ge=16, le=1024)):
+    """The thumbnail of the asset stored at `path`, for result rows that carry a path but no id.
+
+    Only paths the warehouse already holds resolve; any other path is a 404, so
+    this never reads a file the catalog does not know.
+    """
+    from api.server.routers.assets import thumbnail_bytes
+
+    row = state.cursor().execute(
+        "SELECT coactive_image_id FROM pixql_internal.assets WHERE path = ? ORDER BY keyframe_index NULLS FIRST LIMIT 1",
+        [path],
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no asset at path {path!r}")
+    data = thumbnail_bytes(state, row[0], size)
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})

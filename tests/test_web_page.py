@@ -1,0 +1,208 @@
+"""The web page in a real browser: Playwright drives Debian's Chromium against a real `pixql serve`.
+
+One server per module (a subprocess on 127.0.0.1 over a temporary warehouse
+holding the bundled photos, one of them deleted from disk afterwards), one
+write-scope token made with `pixql token create`.  Screenshots of the screens go
+to $PIXQL_ARTIFACTS (default ./artifacts/web), which git ignores.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update"]
+PIXQL = [sys.executable, "-m", "api.cli"]
+GONE = "rocket"  # this photo's file is deleted after ingest: its thumbnail must be a placeholder
+
+
+def artifacts_dir() -> Path:
+    d = Path(os.environ.get("PIXQL_ARTIFACTS", REPO / "artifacts")) / "web"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cli(*args, root: Path) -> str:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([*PIXQL, *args, "--root", str(root)], capture_output=True, text=True, env=env, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+class Server:
+    def __init__(self, root: Path, port: int, client_id: str, secret: str, log: Path):
+        self.root, self.port, self.client_id, self.secret, self.log = root, port, client_id, secret, log
+        self.url = f"http://127.0.0.1:{port}"
+        self.http = httpx.Client(base_url=self.url, timeout=60,
+                                 headers={"Authorization": f"Bearer {client_id}:{secret}"})
+
+    def get(self, path, **kw):
+        r = self.http.get(path, **kw)
+        assert r.status_code == 200, (r.status_code, r.text)
+        return r.json()
+
+    def sql(self, query: str) -> list[dict]:
+        r = self.http.post("/api/v1/queries", json={"query": query})
+        assert r.status_code == 201, r.text
+        rec = self.get(f"/api/v1/queries/{r.json()['query_id']}", params={"wait": 30, "limit": 1000})
+        assert rec["status"] == "Complete", rec
+        return [d["data"] for d in rec["results"]["data"]]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, photo_dir):
+    from warehouse import Warehouse
+
+    base = tmp_path_factory.mktemp("web")
+    photos = shutil.copytree(photo_dir, base / "photos")
+    root = base / "pixql-data"
+    with Warehouse.open(root) as wh:
+        wh.ingest([str(photos)], dataset="photos", progress=False)
+    for p in photos.glob(f"{GONE}.*"):
+        p.unlink()
+
+    out = _cli("token", "create", "web-test", "--scope", "write", root=root)
+    client_id = re.search(r"client_id:\s+(\S+)", out).group(1)
+    secret = re.search(r"client_secret:\s+(\S+)", out).group(1)
+
+    port = _free_port()
+    log = base / "serve.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([*PIXQL, "serve", "--port", str(port), "--root", str(root), "--log-level", "warning"],
+                                stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    srv = Server(root, port, client_id, secret, log)
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, f"pixql serve exited: {log.read_text()}"
+        try:
+            if httpx.get(srv.url + "/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"pixql serve did not come up: {log.read_text()}"
+        time.sleep(0.2)
+    yield srv
+    srv.http.close()
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server.url)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.set_default_timeout(30_000)
+    yield pg
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def login(page, server, then: str = "/web/queue"):
+    page.goto(then)
+    page.wait_for_url(re.compile(r"/web/login"))
+    page.fill("#client-id", server.client_id)
+    page.fill("#client-secret", server.secret)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(re.escape(then) + "$"))
+
+
+# -- login ------------------------------------------------------------------------------------------
+def test_login_rejects_a_wrong_secret_then_accepts_the_token(page, server):
+    page.goto("/web/sql")
+    page.wait_for_url(re.compile(r"/web/login\?next="))
+    page.fill("#client-id", server.client_id)
+    page.fill("#client-secret", "not-the-secret")
+    page.click("button[type=submit]")
+    page.locator("#login-error").wait_for(state="visible")
+    assert "Invalid" in page.inner_text("#login-error")
+    assert page.evaluate("sessionStorage.getItem('pixql.token')") is None
+
+    page.fill("#client-secret", server.secret)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/web/sql$"))  # back where the user was going
+    assert page.evaluate("sessionStorage.getItem('pixql.token')") == f"{server.client_id}:{server.secret}"
+    assert "web-test (write)" in page.inner_text("#who")
+
+
+def test_data_behind_the_page_needs_the_token(server):
+    anon = httpx.get(server.url + "/web/api/session")
+    assert anon.status_code == 401
+    assert httpx.get(server.url + "/web/api/thumbnail", params={"path": "/etc/passwd"}).status_code == 401
+    # With a token, a path the catalog does not hold is a 404, never a file read.
+    assert server.http.get("/web/api/thumbnail", params={"path": "/etc/passwd"}).status_code == 404
+    assert server.http.get("/web/static/..%2Fapi%2Fweb%2Frouter.py").status_code == 404
+    shell = httpx.get(server.url + "/web/sql")
+    assert shell.status_code == 200 and "SQL console" in shell.text
+    assert "http://" not in shell.text.replace(server.url, "") and "https://" not in shell.text  # nothing from a CDN
+
+
+# -- SQL console --------------------------------------------------------------------------------------
+def test_sql_console_runs_a_query_and_shows_the_image_grid(page, server):
+    login(page, server, "/web/sql")
+    page.fill("#sql-editor", "SELECT coactive_image_id, path, width FROM coactive_table ORDER BY path")
+    page.click("#run")
+    page.wait_for_selector("#query-status[data-status=Complete]")
+    expected = server.sql("SELECT coactive_image_id, path FROM coactive_table ORDER BY path")
+    cards = page.locator("#result-grid figure.card")
+    assert cards.count() == len(expected) >= 6
+    # Every thumbnail settles: real images for files on disk, the placeholder for the deleted one.
+    page.wait_for_function("[...document.querySelectorAll('#result-grid img')].every(i => i.dataset.thumb !== 'loading')")
+    states = page.eval_on_selector_all("#result-grid img", "els => els.map(e => [e.alt, e.dataset.thumb, e.naturalWidth])")
+    by_id = {row["coactive_image_id"]: row["path"] for row in expected}
+    for alt, state, width in states:
+        if Path(by_id[alt]).stem == GONE:
+            assert state == "missing"
+        else:
+            assert state == "ok" and width > 0
+    page.screenshot(path=str(artifacts_dir() / "sql-console.png"), full_page=True)
+
+    page.click("#tab-table")
+    assert page.locator("#result-table tbody tr").count() == len(expected)
+    assert page.locator("#result-grid").is_hidden()
+
+
+def test_sql_console_shows_sandbox_and_duckdb_errors(page, server):
+    login(page, server, "/web/sql")
+    page.fill("#sql-editor", "DROP TABLE coactive_table")
+    page.click("#run")
+    page.wait_for_selector("#query-status[data-status=Rejected]")
+    assert page.inner_text("#query-error").strip()
+
+    page.fill("#sql-editor", "SELECT no_such_column FROM coactive_table")
+    page.click("#run")
+    page.wait_for_selector("#query-status[data-status=Error], #query-status[data-status=Rejected]")
+    assert "no_such_column" in page.inner_text("#query-error")
