@@ -206,3 +206,18 @@ def test_sql_console_shows_sandbox_and_duckdb_errors(page, server):
     page.click("#run")
     page.wait_for_selector("#query-status[data-status=Error], #query-status[data-status=Rejected]")
     assert "no_such_column" in page.inner_text("#query-error")
+
+
+def test_sql_console_stop_button_stops_a_running_query(page, server):
+    login(page, server, "/web/sql")
+    # A cross join of the photos eight times over: billions of rows, runs until stopped.
+    tables = ", ".join(f"coactive_table t{i}" for i in range(8))
+    page.fill("#sql-editor", f"SELECT count(*) FROM {tables}")
+    page.click("#run")
+    page.wait_for_selector("#query-status[data-status=Running]")
+    assert page.is_enabled("#stop")
+    page.click("#stop")
+    page.wait_for_selector("#query-status[data-status=Stopped]")
+    assert page.is_enabled("#run")
+    stopped = server.get("/api/v1/queries", params={"status": "Stopped"})["queries"]
+    assert any("t7" in q["query"] for q in stopped)
