@@ -31,7 +31,7 @@ from . import taxonomy
 
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_REVIEW_BAND = 0.1
-DEFAULT_SIMILARITY = 0.9
+DEFAULT_SIMILARITY = 0.85
 DEFAULT_NAME = "default"
 SETTINGS = ("review_band", "similarity")
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")

@@ -1,0 +1,222 @@
+"""Callback delivery for asynchronous moderation: signed POSTs, retried with backoff, never twice.
+
+Each delivery POSTs the task's result as JSON to its `callback_url` with
+
+    X-PixQL-Signature: sha256=<hex HMAC-SHA256 of the raw body, keyed by the webhook secret>
+    X-PixQL-Delivery:  <id, the same on every retry of one delivery; new on a requested redelivery>
+    X-PixQL-Task:      <task id>
+    X-PixQL-Event:     moderation.completed
+
+Receivers verify with `verify(secret, body, header)` (or the same three lines of
+hmac in any language).  The secret is `PIXQL_WEBHOOK_SECRET` if set, otherwise
+a random one generated once and kept in `catalog.meta` (`pixql webhook-secret`
+or `GET /api/v1/moderation/webhook-secret` with admin scope shows it).
+
+A 2xx ends a delivery; anything else (or no answer) is retried after
+`base_delay * factor**(attempt-1)` seconds, up to `max_attempts`.  Every attempt
+is a row of `catalog.webhook_deliveries`; the task's `delivery_status` goes
+pending -> retrying -> delivered | failed.  After a success nothing sends the
+result again unless someone asks (`redeliver`); a task is never being
+delivered by two threads at once.  Deliveries cut short by a restart resume
+from `resume_pending()`.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import threading
+import uuid
+from dataclasses import dataclass
+
+import httpx
+
+from warehouse import catalog
+
+log = logging.getLogger("pixql.webhooks")
+
+SIGNATURE_HEADER = "X-PixQL-Signature"
+DELIVERY_HEADER = "X-PixQL-Delivery"
+TASK_HEADER = "X-PixQL-Task"
+EVENT_HEADER = "X-PixQL-Event"
+EVENT = "moderation.completed"
+SECRET_KEY = "webhook_secret"
+
+
+def sign(secret: str | bytes, body: bytes) -> str:
+    key = secret.encode() if isinstance(secret, str) else secret
+    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def verify(secret: str | bytes, body: bytes, header: str | None) -> bool:
+    return bool(header) and hmac.compare_digest(sign(secret, body), header.strip())
+
+
+def body_of(result: dict) -> bytes:
+    """The exact bytes sent (and signed): stable, so every retry carries the same signature."""
+    return json.dumps(result, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def webhook_secret(con, write_lock=None) -> str:
+    env = os.environ.get("PIXQL_WEBHOOK_SECRET")
+    if env:
+        return env
+    row = con.execute("SELECT value FROM catalog.meta WHERE key = ?", [SECRET_KEY]).fetchone()
+    if row:
+        return row[0]
+    lock = write_lock or threading.Lock()
+    with lock:
+        con.execute("INSERT INTO catalog.meta VALUES (?, ?) ON CONFLICT DO NOTHING", [SECRET_KEY, secrets.token_hex(32)])
+    return con.execute("SELECT value FROM catalog.meta WHERE key = ?", [SECRET_KEY]).fetchone()[0]
+
+
+@dataclass
+class RetryPolicy:
+    max_attempts: int = 6
+    base_delay: float = 1.0
+    factor: float = 2.0
+    max_delay: float = 300.0
+    timeout: float = 10.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        return min(self.base_delay * self.factor ** (attempt - 1), self.max_delay)
+
+
+class AlreadyDelivering(RuntimeError):
+    pass
+
+
+class WebhookSender:
+    """Delivers task results to callbacks on daemon threads; state lives in the catalog."""
+
+    def __init__(self, cursor_factory, write_lock, retry: RetryPolicy | None = None, secret: str | None = None):
+        self._cursor = cursor_factory
+        self._lock = write_lock
+        self.retry = retry or RetryPolicy()
+        self.secret = secret or webhook_secret(cursor_factory(), write_lock)
+        self._active: dict[str, threading.Event] = {}
+        self._active_lock = threading.Lock()
+        self._stop = threading.Event()
+
+    # -- public ----------------------------------------------------------------------------
+    def submit(self, task_id: str, redeliver: bool = False) -> str | None:
+        """Start delivering a finished task's result; returns the delivery id, or None when the
+        task was already delivered (and this is not a requested redelivery)."""
+        row = self._cursor().execute(
+            "SELECT callback_url, result, delivery_status FROM catalog.moderation_tasks WHERE task_id = ?", [task_id]
+        ).fetchone()
+        if row is None:
+            raise KeyError(task_id)
+        url, result, status = row
+        if not url:
+            raise ValueError(f"task {task_id} has no callback_url")
+        if result is None:
+            raise ValueError(f"task {task_id} has no result yet")
+        if status == "delivered" and not redeliver:
+            return None
+        done = threading.Event()
+        with self._active_lock:
+            if task_id in self._active:
+                raise AlreadyDelivering(f"task {task_id} is being delivered right now")
+            self._active[task_id] = done
+        delivery_id = uuid.uuid4().hex
+        body = result.encode() if isinstance(result, str) else body_of(result)
+        self._set_status(task_id, "pending")
+        threading.Thread(target=self._run, args=(task_id, url, body, delivery_id, done),
+                         name=f"pixql-webhook-{task_id}", daemon=True).start()
+        return delivery_id
+
+    def redeliver(self, task_id: str) -> str:
+        """Send a finished task's result again because someone asked (a new delivery id)."""
+        return self.submit(task_id, redeliver=True)
+
+    def wait(self, task_id: str, timeout: float | None = None) -> str | None:
+        """Block until the task's current delivery ends; return its delivery_status."""
+        with self._active_lock:
+            ev = self._active.get(task_id)
+        if ev is not None:
+            ev.wait(timeout)
+        row = self._cursor().execute(
+            "SELECT delivery_status FROM catalog.moderation_tasks WHERE task_id = ?", [task_id]).fetchone()
+        return row[0] if row else None
+
+    def attempts(self, task_id: str) -> list[dict]:
+        rows = self._cursor().execute(
+            "SELECT delivery_id, attempt, url, status_code, error, ok, sent_dt FROM catalog.webhook_deliveries "
+            "WHERE task_id = ? ORDER BY sent_dt, attempt", [task_id]).fetchall()
+        keys = ["delivery_id", "attempt", "url", "status_code", "error", "ok", "sent_dt"]
+        return [dict(zip(keys, r)) for r in rows]
+
+    def resume_pending(self) -> list[str]:
+        """Restart deliveries a previous process left unfinished."""
+        rows = self._cursor().execute(
+            "SELECT task_id FROM catalog.moderation_tasks WHERE callback_url IS NOT NULL AND result IS NOT NULL "
+            "AND delivery_status IN ('pending', 'retrying')").fetchall()
+        started = []
+        for (task_id,) in rows:
+            try:
+                if self.submit(task_id):
+                    started.append(task_id)
+            except AlreadyDelivering:
+                pass
+        return started
+
+    def shutdown(self) -> None:
+        self._stop.set()
+
+    # -- internals -------------------------------------------------------------------------
+    def _set_status(self, task_id: str, status: str, delivered: bool = False) -> None:
+        with self._lock:
+            self._cursor().execute(
+                "UPDATE catalog.moderation_tasks SET delivery_status = ?, "
+                "delivered_dt = CASE WHEN ? THEN ? ELSE delivered_dt END WHERE task_id = ?",
+                [status, delivered, catalog.now(), task_id])
+
+    def _record(self, delivery_id, task_id, attempt, url, code, error, ok) -> None:
+        with self._lock:
+            self._cursor().execute(
+                "INSERT INTO catalog.webhook_deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [delivery_id, task_id, attempt, url, code, error, ok, catalog.now()])
+
+    def _run(self, task_id: str, url: str, body: bytes, delivery_id: str, done: threading.Event) -> None:
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(self.secret, body),
+            DELIVERY_HEADER: delivery_id,
+            TASK_HEADER: task_id,
+            EVENT_HEADER: EVENT,
+            "User-Agent": "pixql-webhooks/1",
+        }
+        try:
+            with httpx.Client(timeout=self.retry.timeout, follow_redirects=False) as client:
+                for attempt in range(1, self.retry.max_attempts + 1):
+                    code, error = None, None
+                    try:
+                        resp = client.post(url, content=body, headers=headers)
+                        code = resp.status_code
+                        ok = 200 <= code < 300
+                        if not ok:
+                            error = f"HTTP {code}: {resp.text[:200]}"
+                    except httpx.HTTPError as e:
+                        ok, error = False, f"{type(e).__name__}: {e}"
+                    self._record(delivery_id, task_id, attempt, url, code, error, ok)
+                    if ok:
+                        self._set_status(task_id, "delivered", delivered=True)
+                        return
+                    if attempt == self.retry.max_attempts:
+                        break
+                    self._set_status(task_id, "retrying")
+                    if self._stop.wait(self.retry.delay(attempt)):
+                        return  # shutting down: resume_pending picks it up next start
+                self._set_status(task_id, "failed")
+                log.warning("callback for task %s failed after %d attempts", task_id, self.retry.max_attempts)
+        except Exception:  # the warehouse closed under us, or similar: leave the state for resume
+            log.exception("delivery of task %s stopped", task_id)
+        finally:
+            with self._active_lock:
+                self._active.pop(task_id, None)
+            done.set()
