@@ -24,7 +24,7 @@ def analyze(
     try:
         report = wh.analyze(dataset, analyzers, batch_size=batch_size, progress=not quiet)
     except (ValueError, KeyError, FileNotFoundError) as e:
-        fail(str(e).strip("'\""))
+        fail(e.args[0] if isinstance(e, KeyError) and e.args else str(e))
     finally:
         wh.close()
     typer.echo(str(report))
