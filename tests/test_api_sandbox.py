@@ -90,7 +90,7 @@ def _tree(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def sandbox_db(photo_warehouse):
-    db = SandboxDB(photo_warehouse.root, sandbox.definitions(photo_warehouse.cursor()))
+    db = SandboxDB(photo_warehouse.root, sandbox.definitions(photo_warehouse.cursor()), source=photo_warehouse.cursor())
     yield db
     db.close()
 
@@ -140,9 +140,12 @@ def test_locked_connection_settings(sandbox_db, photo_warehouse):
         sandbox_db.con.execute(f"SELECT * FROM read_blob('{root}/pixql.duckdb')").fetchall()
 
 
-def test_sandbox_has_no_catalog(sandbox_db):
-    schemas = {r[0] for r in sandbox_db.con.execute("SELECT DISTINCT schema_name FROM duckdb_tables()").fetchall()}
-    assert "catalog" not in schemas
+def test_sandbox_holds_no_secrets(sandbox_db, photo_warehouse):
+    tables = {(r[0], r[1]) for r in sandbox_db.con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables()").fetchall()}
+    assert ("catalog", "api_tokens") not in tables and ("catalog", "queries") not in tables
+    # Only catalog tables that some view reads are copied.
+    assert {t for s, t in tables if s == "catalog"} <= set(sandbox.definitions(photo_warehouse.cursor())["catalog_tables"])
     views = {r[0] for r in sandbox_db.con.execute(
         "SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = 'main'").fetchall()}
     assert {"coactive_table", "coactive_table_adv"} <= views
@@ -174,3 +177,27 @@ def test_http_refusal_has_reason_and_position(api_server):
         body = r.json()
         assert "table function" in body["detail"].lower()
         assert body["line"] == 2
+
+
+def test_copied_catalog_tables_follow_changes(fresh_root):
+    """A view over a catalog table sees new rows: the copy's fingerprint covers the table's content."""
+    from warehouse import Warehouse
+
+    wh = Warehouse.open(fresh_root)
+    try:
+        con = wh.cursor()
+        con.execute("CREATE TABLE catalog.flags(asset VARCHAR, flag VARCHAR)")
+        con.execute("CREATE VIEW main.flags AS SELECT * FROM catalog.flags")
+        defs = sandbox.definitions(con)
+        assert "flags" in defs["catalog_tables"] and "api_tokens" not in defs["catalog_tables"]
+        before = sandbox.fingerprint(defs)
+        con.execute("INSERT INTO catalog.flags VALUES ('a1', 'weapon')")
+        defs = sandbox.definitions(con)
+        assert sandbox.fingerprint(defs) != before
+        db = SandboxDB(wh.root, defs, source=con)
+        try:
+            assert db.execute("SELECT * FROM flags").read_all().to_pylist() == [{"asset": "a1", "flag": "weapon"}]
+        finally:
+            db.close()
+    finally:
+        wh.close()

@@ -366,7 +366,7 @@ class QueryEngine:
         if db is not None:
             db.close()
         limits = sandbox.SandboxLimits(self.settings.memory_limit, self.settings.threads_per_query)
-        return sandbox.SandboxDB(self.wh.root, defs, limits)
+        return sandbox.SandboxDB(self.wh.root, defs, limits, source=self._cur())
 
     def _run(self, qid: str, db):
         try:

@@ -36,6 +36,8 @@ logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 # Schemas whose objects the sandbox copies; `catalog` is never among them.
 COPIED_SCHEMAS = ("main", "pixql_internal")
+# Catalog tables never copied into a sandbox, whatever a view says.
+SECRET_TABLES = {"api_tokens", "queries"}
 # Directories under the root that never become readable, even if a view named them.
 NEVER_ALLOWED = {"results", "uploads", "thumbnails", "tokens"}
 
@@ -77,7 +79,7 @@ class SandboxError(ValueError):
 
     def __init__(self, reason: str, line: int | None = None, col: int | None = None):
         self.reason, self.line, self.col = reason, line, col
-        where = f" (line {line}, column {col})" if line is not None else ""
+        where = f" (line {line}" + (f", column {col})" if col is not None else ")") if line is not None else ""
         super().__init__(reason + where)
 
 
@@ -100,11 +102,28 @@ def _function_name(node: exp.Func) -> str:
     return node.sql_name()
 
 
+_parsers = threading.local()
+
+
+def _duckdb_syntax(sql: str) -> None:
+    """Syntax errors in DuckDB's own words (sqlglot is more lenient and reads typos as aliases)."""
+    con = getattr(_parsers, "con", None)
+    if con is None:
+        con = _parsers.con = duckdb.connect(":memory:")
+    try:
+        con.extract_statements(sql)
+    except duckdb.ParserException as e:
+        m = re.search(r"LINE (\d+):", str(e))
+        msg = str(e).split("\n", 1)[0].replace("Parser Error: ", "")
+        raise SandboxError(f"cannot parse SQL: {msg}", int(m.group(1)) if m else None) from None
+
+
 def check_sql(sql: str, allowed_tables) -> None:
     """Refuse anything but one read-only query over `allowed_tables` (user view names)."""
     if not isinstance(sql, str) or not sql.strip():
         raise SandboxError("empty query")
     allowed = {t.lower() for t in allowed_tables}
+    _duckdb_syntax(sql)
     try:
         statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
     except sqlglot.errors.ParseError as e:
@@ -171,12 +190,22 @@ def definitions(con) -> dict:
             ORDER BY schema_name, function_name"""
     ).fetchall()
     user = sorted(v for s, v, _ in views if s == "main")
-    return {"views": views, "macros": macros, "user_views": user}
+    # Views may read catalog tables (moderation decisions, video rows, concept
+    # heads): those are copied too, except the ones holding secrets, and a
+    # content hash of each makes the copy follow their changes.
+    text = "\n".join([v[2] or "" for v in views] + [m[4] or "" for m in macros])
+    named = {m.lower() for m in re.findall(r'(?:"catalog"|\bcatalog)\s*\.\s*"?(\w+)"?', text, re.IGNORECASE)}
+    existing = {r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'catalog'").fetchall()}
+    tables = {}
+    for t in sorted((named & existing) - SECRET_TABLES):
+        tables[t] = con.execute(f'SELECT count(*), bit_xor(hash(t)) FROM catalog."{t}" t').fetchone()
+    return {"views": views, "macros": macros, "user_views": user, "catalog_tables": tables}
 
 
 def fingerprint(defs: dict) -> str:
     h = hashlib.sha256()
-    for row in defs["views"] + defs["macros"]:
+    for row in defs["views"] + defs["macros"] + sorted(defs.get("catalog_tables", {}).items()):
         h.update(repr(row).encode())
     return h.hexdigest()
 
@@ -221,14 +250,14 @@ class SandboxDB:
     called from any thread.
     """
 
-    def __init__(self, root: Path, defs: dict, limits: SandboxLimits | None = None):
+    def __init__(self, root: Path, defs: dict, limits: SandboxLimits | None = None, source=None):
         self.root = Path(root).resolve()
         self.limits = limits or SandboxLimits()
         self.fingerprint = fingerprint(defs)
         self.user_views = list(defs["user_views"])
         self._dir = Path(tempfile.mkdtemp(prefix="pixql-sandbox-"))
         path = self._dir / "views.duckdb"
-        self.skipped = _write_definitions(path, defs)
+        self.skipped = _write_definitions(path, defs, source)
         self.allowed_dirs = allowed_directories(self.root, defs)
         self.con = duckdb.connect(
             str(path),
@@ -272,7 +301,7 @@ class SandboxDB:
                 # Qualified by database: inside the temp catalog `main.` names the temp schema.
                 dbname = cur.execute("SELECT current_database()").fetchone()[0]
                 for view in self.user_views:
-                    cols = [r[0] for r in cur.execute(f'DESCRIBE main."{view}"').fetchall()]
+                    cols = [r[0] for r in cur.execute(f'DESCRIBE "{dbname}".main."{view}"').fetchall()]
                     if "dataset" in cols:
                         cur.execute(
                             f'CREATE TEMP VIEW "{view}" AS SELECT * FROM "{dbname}".main."{view}" WHERE dataset = {lit}'
@@ -308,13 +337,26 @@ class SandboxDB:
             shutil.rmtree(self._dir, ignore_errors=True)
 
 
-def _write_definitions(path: Path, defs: dict) -> list[str]:
-    """Create the views and macros in a fresh file; return names that could not be built."""
+def _write_definitions(path: Path, defs: dict, source=None) -> list[str]:
+    """Create the views, macros and copied catalog tables in a fresh file; return what could not be built.
+
+    `source` is a cursor on the warehouse, needed when views read catalog tables.
+    """
     con = duckdb.connect(str(path), config={"python_enable_replacements": False})
     skipped: list[str] = []
     try:
-        for schema in COPIED_SCHEMAS:
+        for schema in COPIED_SCHEMAS + ("catalog",):
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        for table in defs.get("catalog_tables", {}):
+            if source is None:
+                skipped.append(f"catalog.{table}")
+                continue
+            data = source.execute(f'SELECT * FROM catalog."{table}"').arrow()
+            if hasattr(data, "read_all"):
+                data = data.read_all()
+            con.register("pixql_copy_src", data)
+            con.execute(f'CREATE TABLE catalog."{table}" AS SELECT * FROM pixql_copy_src')
+            con.unregister("pixql_copy_src")
         for stmt in _macro_statements(defs["macros"]):
             try:
                 con.execute(stmt)
