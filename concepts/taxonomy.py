@@ -136,3 +136,73 @@ def combine(own: dict[str, float | None]) -> dict[str, float | None]:
         vals = [v for v in vals if v is not None]
         out[name] = max(vals) if vals else None
     return out
+
+
+# -- the categories as concepts ----------------------------------------------------------------
+def builtin_weights(classes) -> "np.ndarray":
+    import numpy as np
+
+    w = np.zeros(1000, dtype=np.float32)
+    w[list(classes)] = 1.0
+    return w
+
+
+def _parent_classes(name: str) -> tuple[int, ...]:
+    return tuple(sorted({i for c in children(name) for i in CATEGORIES[c].imagenet_classes}))
+
+
+def ensure_concepts(wh, materialize: bool = True) -> list[str]:
+    """Create, through the concept registry, every category with a built-in definition that is
+    not a concept yet; return the names created.
+
+    A parent with built-in children gets the union of their ImageNet classes as
+    its own head: under a softmax those classes are exclusive, so the sum is the
+    probability of "any of them", never below any child's.  A concept the user
+    already made under a category's name is left alone: it *is* the category.
+    Needs the default encoder to be registered (after the first ingest).
+    """
+    from . import registry
+    from .heads import ConceptError, HeadSpec
+
+    con = wh.cursor()
+    if BUILTIN_ENCODER not in {r[0] for r in con.execute("SELECT name FROM catalog.encoders").fetchall()}:
+        return []
+    made = []
+    order = [n for n in CATEGORIES if parent(n) is None] + [n for n in CATEGORIES if parent(n) is not None]
+    for name in order:
+        cat = CATEGORIES[name]
+        classes = cat.imagenet_classes or _parent_classes(name)
+        if not classes or registry.exists(wh, name):
+            continue
+        head = HeadSpec("model", BUILTIN_ENCODER, "probs", builtin_weights(classes), 1.0, 0.0, "linear",
+                        {"source": "pixql moderation taxonomy", "imagenet_classes": list(classes)})
+        par = cat.parent if cat.parent and registry.exists(wh, cat.parent) else None
+        try:
+            registry.create_from_head(wh, name, head, description=f"{cat.title} ({cat.note})" if cat.note else cat.title,
+                                      threshold=0.5, parent=par, materialize=materialize)
+            made.append(name)
+        except ConceptError as e:
+            if not registry.exists(wh, name):  # not a race with another creator: a real problem
+                raise ConceptError(f"cannot create moderation category {name!r} as a concept: {e}") from e
+    return made
+
+
+def report(wh) -> list[dict]:
+    """Each category, its parent, and what scores it: a concept version, or nothing yet."""
+    con = wh.cursor()
+    rows = {r[0]: r[1:] for r in con.execute(
+        "SELECT c.name, c.latest_version, v.kind, v.encoder, c.threshold FROM catalog.concepts c "
+        "LEFT JOIN catalog.concept_versions v ON v.concept = c.name AND v.version = c.latest_version").fetchall()}
+    out = []
+    for name, cat in CATEGORIES.items():
+        r = rows.get(name)
+        if r and r[0]:
+            state = f"concept v{r[0]} ({r[1]} head on {r[2]})"
+        elif children(name) and any(rows.get(c) for c in children(name)):
+            state = "max of its children"
+        else:
+            state = "empty: no head until labelled (feedback with this category adds labels)"
+        out.append({"category": name, "title": cat.title, "parent": cat.parent, "children": list(children(name)),
+                    "builtin": cat.note or None, "concept_version": r[0] if r else None, "state": state,
+                    "scored": bool(r and r[0]) or any(rows.get(c) for c in children(name))})
+    return out

@@ -153,3 +153,63 @@ class Warehouse:
                 con.execute("ROLLBACK")
                 raise
         return result
+
+    # -- concepts (facade over `concepts`, imported lazily like `ingest`) ---------------
+    def create_concept(self, name: str, prompts=None, negative_prompts=None, positive=None, negative=None, **options):
+        """A concept from prompts and/or labelled examples (ids or paths); see `concepts.registry.create`."""
+        from concepts import registry
+
+        return registry.create(self, name, prompts=prompts, negative_prompts=negative_prompts,
+                               positive=positive, negative=negative, **options)
+
+    def concept(self, name: str):
+        from concepts import registry
+
+        return registry.get(self, name)
+
+    def concepts(self, parent: str | None = None):
+        from concepts import registry
+
+        return registry.list_concepts(self, parent=parent)
+
+    def concept_versions(self, name: str):
+        from concepts import registry
+
+        return registry.versions(self, name)
+
+    def update_concept(self, name: str, **changes):
+        from concepts import registry
+
+        return registry.update(self, name, **changes)
+
+    def delete_concept(self, name: str) -> None:
+        from concepts import registry
+
+        registry.delete(self, name)
+
+    def label(self, concept: str, positive=None, negative=None, **options):
+        """Add positive/negative examples (ids or paths) and train the next version."""
+        from concepts import registry
+
+        return registry.add_labels(self, concept, positive=positive, negative=negative, **options)
+
+    def candidates(self, concept: str, n: int = 20, **options) -> list[dict]:
+        from concepts import active
+
+        return active.candidates(self, concept, n, **options)
+
+    def estimate(self, concept: str, **options) -> dict:
+        from concepts import active
+
+        return active.estimate(self, concept, **options)
+
+    def classify(self, paths, concepts=None, **options) -> list[dict]:
+        """Probabilities and tags per file for the concept library (files are not added unless add=True)."""
+        from concepts import classify
+
+        return classify.classify(self, paths, concepts=concepts, **options)
+
+    def install_default_concepts(self, **options) -> list[str]:
+        from concepts import library
+
+        return library.install_defaults(self, **options)

@@ -131,7 +131,11 @@ def _rebuild(con, root: Path) -> None:
     for stmt in parts.pre:
         con.execute(stmt)
 
-    joins = "\n  ".join(parts.joins)
+    # POSITIONAL JOINs (materialised concept scores, aligned row by row with the
+    # asset parts) must bind to the asset scan itself, before any hash join
+    # reorders rows; the sort is stable for everything else.
+    ordered = sorted(parts.joins, key=lambda j: not j.lstrip().upper().startswith("POSITIONAL JOIN"))
+    joins = "\n  ".join(ordered)
     base = ", ".join(f"a.{c}" for c in BASE_COLUMNS)
     extra = "".join(f",\n  {c}" for c in parts.columns)
     con.execute(

@@ -1,0 +1,531 @@
+"""The concept registry: concepts, their versions and their labels, in the warehouse catalog.
+
+Every function takes an open `Warehouse` (the HTTP API and the CLI call these,
+`Warehouse` methods delegate here).  Errors are `ConceptError` (bad input, a
+400), `ConceptNotFound` (a 404) and `NotEnoughLabels` (a 400 that says how many
+more labels are needed).
+
+    create(wh, "handgun", prompts=["revolver"], threshold=0.6)     -> Concept (version 1)
+    add_labels(wh, "handgun", positive=[id_or_path, ...], negative=[...])   -> Concept (version N+1)
+    update(wh, "handgun", prompts=[...], negative_prompts=[...])    -> new version
+    set_threshold(wh, "handgun", 0.7)                                -> new version, same head
+    get / list_concepts / versions / version / labels / children / delete / materialize
+
+Any change to prompts, labels or threshold makes version N+1 (old versions stay
+queryable as `<name>_v<N>_prob` in `coactive_table_adv`); the description and
+parent change in place.  Concepts form a two-level taxonomy through `parent`.
+The new version, its labels, its materialised scores and the rebuilt views
+commit in one transaction.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from warehouse import catalog, concept_cache, views
+
+from .heads import ConceptError, ConceptNotFound, HeadSpec, NotEnoughLabels, labeled_column, text_column
+from .labeled import existing_encoder_dim, labeled_head
+from .text import text_head
+
+__all__ = [
+    "Concept", "Version", "ConceptError", "ConceptNotFound", "NotEnoughLabels",
+    "create", "create_from_head", "update", "set_threshold", "add_labels", "remove_labels", "train",
+    "get", "exists", "list_concepts", "versions", "version", "labels", "children", "delete",
+    "materialize", "resolve_assets", "validate_name", "default_encoder",
+]
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+DEFAULT_THRESHOLD = 0.5
+LABEL_VALUES = {"positive", "negative", "none"}
+
+
+@dataclass
+class Concept:
+    name: str
+    description: str | None
+    encoder: str
+    parent: str | None
+    threshold: float
+    latest_version: int
+    created_dt: datetime
+    updated_dt: datetime
+    kind: str | None = None
+    prompts: list = field(default_factory=list)
+    negative_prompts: list = field(default_factory=list)
+    positive_labels: int = 0
+    negative_labels: int = 0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["created_dt"] = self.created_dt.isoformat()
+        d["updated_dt"] = self.updated_dt.isoformat()
+        return d
+
+
+@dataclass
+class Version:
+    concept: str
+    version: int
+    kind: str
+    encoder: str
+    vector_column: str
+    dim: int
+    scale: float
+    bias: float
+    link: str
+    threshold: float
+    prompts: list
+    negative_prompts: list
+    training: dict
+    created_dt: datetime
+    weights: list | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["created_dt"] = self.created_dt.isoformat()
+        if self.weights is None:
+            d.pop("weights")
+        return d
+
+
+# -- reading -------------------------------------------------------------------
+def _cur(wh):
+    return wh.cursor()
+
+
+def exists(wh, name: str) -> bool:
+    return bool(_cur(wh).execute("SELECT 1 FROM catalog.concepts WHERE name = ?", [name]).fetchone())
+
+
+def _label_counts(con, name: str) -> tuple[int, int]:
+    lab = current_labels(con, name)
+    return sum(1 for v in lab.values() if v == "positive"), sum(1 for v in lab.values() if v == "negative")
+
+
+def get(wh, name: str) -> Concept:
+    con = _cur(wh)
+    row = con.execute(
+        "SELECT name, description, encoder, parent, threshold, latest_version, created_dt, updated_dt "
+        "FROM catalog.concepts WHERE name = ?", [name]
+    ).fetchone()
+    if not row:
+        raise ConceptNotFound(f"no concept named {name!r}")
+    c = Concept(*row)
+    v = con.execute(
+        "SELECT kind, prompts, negative_prompts FROM catalog.concept_versions WHERE concept = ? AND version = ?",
+        [name, c.latest_version],
+    ).fetchone()
+    if v:
+        c.kind, c.prompts, c.negative_prompts = v[0], json.loads(v[1] or "[]"), json.loads(v[2] or "[]")
+    c.positive_labels, c.negative_labels = _label_counts(con, name)
+    return c
+
+
+def list_concepts(wh, parent: str | None = None) -> list[Concept]:
+    sql = "SELECT name FROM catalog.concepts"
+    rows = _cur(wh).execute(sql + " WHERE parent = ? ORDER BY name", [parent]).fetchall() if parent else \
+        _cur(wh).execute(sql + " ORDER BY name").fetchall()
+    return [get(wh, r[0]) for r in rows]
+
+
+def children(wh, name: str) -> list[Concept]:
+    get(wh, name)
+    return list_concepts(wh, parent=name)
+
+
+_VERSION_COLS = ("concept, version, kind, encoder, vector_column, dim, scale, bias, link, threshold, "
+                 "prompts, negative_prompts, training, created_dt, weights")
+
+
+def _version(row, with_weights: bool) -> Version:
+    return Version(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9],
+                   json.loads(row[10] or "[]"), json.loads(row[11] or "[]"), json.loads(row[12] or "{}"),
+                   row[13], list(row[14]) if with_weights else None)
+
+
+def versions(wh, name: str) -> list[Version]:
+    get(wh, name)
+    rows = _cur(wh).execute(
+        f"SELECT {_VERSION_COLS} FROM catalog.concept_versions WHERE concept = ? ORDER BY version", [name]
+    ).fetchall()
+    return [_version(r, False) for r in rows]
+
+
+def version(wh, name: str, number: int | None = None, with_weights: bool = False) -> Version:
+    c = get(wh, name)
+    n = c.latest_version if number is None else number
+    row = _cur(wh).execute(
+        f"SELECT {_VERSION_COLS} FROM catalog.concept_versions WHERE concept = ? AND version = ?", [name, n]
+    ).fetchone()
+    if not row:
+        raise ConceptNotFound(f"concept {name!r} has no version {n}")
+    return _version(row, with_weights)
+
+
+def current_labels(con, name: str) -> dict[str, str]:
+    """asset id -> 'positive' | 'negative' (the newest label of each asset, withdrawn ones dropped)."""
+    rows = con.execute(
+        "SELECT coactive_image_id, arg_max(label, created_dt) FROM catalog.concept_labels "
+        "WHERE concept = ? GROUP BY 1", [name]
+    ).fetchall()
+    return {i: lab for i, lab in rows if lab != "none"}
+
+
+def labels(wh, name: str) -> list[dict]:
+    get(wh, name)
+    rows = _cur(wh).execute(
+        """SELECT l.coactive_image_id, any_value(a.path), arg_max(l.label, l.created_dt),
+                  arg_max(l.created_by, l.created_dt), max(l.created_dt)
+           FROM catalog.concept_labels l LEFT JOIN catalog.assets a USING (coactive_image_id)
+           WHERE l.concept = ? GROUP BY 1 ORDER BY 5, 1""", [name]
+    ).fetchall()
+    return [
+        {"coactive_image_id": r[0], "path": r[1], "label": r[2], "created_by": r[3], "created_dt": r[4].isoformat()}
+        for r in rows if r[2] != "none"
+    ]
+
+
+# -- validation ----------------------------------------------------------------
+def validate_name(wh, name: str, existing_ok: bool = False) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ConceptError(
+            f"invalid concept name {name!r}: lowercase letters, digits and '_', starting with a letter (max 63)"
+        )
+    if name.endswith("_prob") or re.search(r"_v\d+$", name):
+        raise ConceptError(f"invalid concept name {name!r}: names ending in '_prob' or '_v<N>' are reserved for columns")
+    con = _cur(wh)
+    if con.execute("SELECT 1 FROM duckdb_keywords() WHERE lower(keyword_name) = ?", [name]).fetchone():
+        raise ConceptError(f"invalid concept name {name!r}: it is an SQL keyword")
+    if not existing_ok and exists(wh, name):
+        raise ConceptError(f"concept {name!r} already exists")
+    taken = {r[0].lower() for r in con.execute("DESCRIBE coactive_table_adv").fetchall()}
+    taken |= set(views.BASE_COLUMNS) | set(views.ADV_BASE_COLUMNS) | {"coactive_table", "coactive_table_adv"}
+    if not existing_ok:
+        for col in (name, f"{name}_latest_prob", f"{name}_prob"):
+            if col in taken:
+                raise ConceptError(f"invalid concept name {name!r}: column {col!r} already exists in coactive_table")
+    return name
+
+
+def _threshold(t) -> float:
+    try:
+        t = float(t)
+    except (TypeError, ValueError):
+        raise ConceptError(f"threshold must be a number in [0, 1], got {t!r}") from None
+    if not (0.0 <= t <= 1.0):
+        raise ConceptError(f"threshold must be in [0, 1], got {t}")
+    return t
+
+
+def default_encoder(wh) -> str:
+    row = _cur(wh).execute("SELECT encoder FROM catalog.datasets ORDER BY created_dt, name LIMIT 1").fetchone()
+    return row[0] if row else "imagenet-lite0"
+
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def resolve_assets(wh, items) -> list[str]:
+    """Asset ids from ids or paths (as ingested, or resolving to the same absolute path)."""
+    from pathlib import Path
+
+    if isinstance(items, str):
+        items = [items]
+    con = _cur(wh)
+    out: list[str] = []
+    for item in items or []:
+        item = str(item).strip()
+        if _UUID.match(item.lower()):
+            if con.execute("SELECT 1 FROM catalog.assets WHERE coactive_image_id = ?", [item.lower()]).fetchone():
+                out.append(item.lower())
+                continue
+        cands = {item, str(Path(item).expanduser().resolve())}
+        rows = con.execute(
+            "SELECT coactive_image_id FROM catalog.assets WHERE list_contains(?, path) ORDER BY 1", [list(cands)]
+        ).fetchall()
+        if not rows:
+            raise ConceptNotFound(f"no asset with id or path {item!r} in this warehouse")
+        out += [r[0] for r in rows]
+    return list(dict.fromkeys(out))
+
+
+# -- heads ---------------------------------------------------------------------
+def _build_head(wh, encoder: str, prompts: list, negatives: list, pos: list[str], neg: list[str]) -> HeadSpec:
+    con = _cur(wh)
+    if pos or neg:
+        column = labeled_column(con, encoder)
+        dim = existing_encoder_dim(con, encoder, column)
+        prior = text_head(encoder, prompts, negatives, _class_names(con, encoder)) if prompts else None
+        return labeled_head(con, wh.root, encoder, column, dim, pos, neg, prior)
+    if prompts:
+        head = text_head(encoder, prompts, negatives, _class_names(con, encoder))
+        cols = catalog.encoder_columns(con, encoder)
+        if head.column in cols and cols[head.column] != head.dim:
+            raise ConceptError(f"{encoder} stores {head.column} with {cols[head.column]} dims, the head has {head.dim}")
+        return head
+    raise ConceptError("a concept needs prompts or labelled examples (at least one of them)")
+
+
+def _class_names(con, encoder: str) -> list[str] | None:
+    rows = con.execute("SELECT name FROM catalog.class_names WHERE encoder = ? ORDER BY class_index", [encoder]).fetchall()
+    return [r[0] for r in rows] or None
+
+
+def _commit(wh, name: str, head: HeadSpec, threshold: float, prompts: list, negatives: list,
+            new_concept: dict | None = None, label_rows: list | None = None, materialize: bool = True,
+            reuse_cache_of: int | None = None) -> Concept:
+    if wh.read_only:
+        raise ConceptError("warehouse opened read-only")
+    with wh.write_lock:
+        con = wh.cursor()
+        con.execute("BEGIN TRANSACTION")
+        try:
+            now = catalog.now()
+            if new_concept is not None:
+                con.execute(
+                    "INSERT INTO catalog.concepts VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
+                    [name, new_concept.get("description"), head.encoder, new_concept.get("parent"), threshold, now, now],
+                )
+            if label_rows:
+                con.executemany("INSERT INTO catalog.concept_labels VALUES (?, ?, ?, ?, ?)",
+                                [[name, i, lab, who, now] for i, lab, who in label_rows])
+            n = con.execute("SELECT latest_version FROM catalog.concepts WHERE name = ?", [name]).fetchone()[0] + 1
+            con.execute(
+                "INSERT INTO catalog.concept_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [name, n, head.kind, head.encoder, head.column, head.dim, head.weights.tolist(), float(head.scale),
+                 float(head.bias), head.link, threshold, json.dumps(prompts), json.dumps(negatives),
+                 json.dumps(head.training), now],
+            )
+            con.execute("UPDATE catalog.concepts SET latest_version = ?, threshold = ?, updated_dt = ? WHERE name = ?",
+                        [n, threshold, now, name])
+            if reuse_cache_of is not None:
+                # Same head, same probabilities: the new version points at the old files.
+                con.execute(
+                    "INSERT INTO catalog.concept_scores SELECT concept, ?, seq, path, asset_parts, vector_parts, "
+                    "row_count, ? FROM catalog.concept_scores WHERE concept = ? AND version = ?",
+                    [n, now, name, reuse_cache_of])
+            has_cache = con.execute("SELECT count(*) FROM catalog.concept_scores WHERE concept = ? AND version = ?",
+                                    [name, n]).fetchone()[0]
+            if materialize and not has_cache:
+                concept_cache.materialize(con, wh.root, [head.as_head(name, n, threshold)])
+            views.rebuild(con, wh.root, in_transaction=True)
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+    return get(wh, name)
+
+
+def _head_of(v: Version) -> HeadSpec:
+    return HeadSpec(v.kind, v.encoder, v.vector_column, np.asarray(v.weights, dtype=np.float32),
+                    v.scale, v.bias, v.link, dict(v.training))
+
+
+# -- writing -------------------------------------------------------------------
+def create(wh, name: str, prompts=None, negative_prompts=None, positive=None, negative=None,
+           description: str | None = None, threshold: float = DEFAULT_THRESHOLD, encoder: str | None = None,
+           parent: str | None = None, created_by: str | None = None, materialize: bool = True) -> Concept:
+    """A new concept from prompts and/or labelled examples (ids or paths); version 1."""
+    validate_name(wh, name)
+    threshold = _threshold(threshold)
+    encoder = encoder or default_encoder(wh)
+    _check_parent(wh, name, parent)
+    prompts, negatives = _prompt_list(prompts), _prompt_list(negative_prompts)
+    pos, neg = resolve_assets(wh, positive), resolve_assets(wh, negative)
+    _check_overlap(pos, neg)
+    head = _build_head(wh, encoder, prompts, negatives, pos, neg)
+    rows = [(i, "positive", created_by) for i in pos] + [(i, "negative", created_by) for i in neg]
+    return _commit(wh, name, head, threshold, prompts, negatives,
+                   new_concept={"description": description, "parent": parent}, label_rows=rows,
+                   materialize=materialize)
+
+
+def create_from_head(wh, name: str, head: HeadSpec, description: str | None = None,
+                     threshold: float = DEFAULT_THRESHOLD, parent: str | None = None,
+                     materialize: bool = True) -> Concept:
+    """A concept from a linear head trained elsewhere (kind 'model'): weights over one stored vector column."""
+    validate_name(wh, name)
+    cols = catalog.encoder_columns(_cur(wh), head.encoder)
+    if cols.get(head.column) != head.dim:
+        raise ConceptError(f"encoder {head.encoder!r} has no {head.dim}-dim column {head.column!r} (has {cols})")
+    _check_parent(wh, name, parent)
+    return _commit(wh, name, head, _threshold(threshold), [], [],
+                   new_concept={"description": description, "parent": parent}, materialize=materialize)
+
+
+def update(wh, name: str, prompts=None, negative_prompts=None, threshold: float | None = None,
+           description: str | None = None, parent: str | None = None, materialize: bool = True) -> Concept:
+    """Change a concept: prompts or threshold make a new version; description/parent change in place."""
+    c = get(wh, name)
+    if description is not None or parent is not None:
+        if parent is not None:
+            _check_parent(wh, name, parent or None)
+        with wh.write_lock:
+            con = wh.cursor()
+            if description is not None:
+                con.execute("UPDATE catalog.concepts SET description = ?, updated_dt = ? WHERE name = ?",
+                            [description, catalog.now(), name])
+            if parent is not None:
+                con.execute("UPDATE catalog.concepts SET parent = ?, updated_dt = ? WHERE name = ?",
+                            [parent or None, catalog.now(), name])
+    if prompts is None and negative_prompts is None and threshold is None:
+        return get(wh, name)
+    if prompts is None and negative_prompts is None:
+        return set_threshold(wh, name, threshold, materialize=materialize)
+    new_prompts = _prompt_list(prompts) if prompts is not None else c.prompts
+    new_neg = _prompt_list(negative_prompts) if negative_prompts is not None else c.negative_prompts
+    lab = current_labels(_cur(wh), name)
+    pos = [i for i, v in lab.items() if v == "positive"]
+    neg = [i for i, v in lab.items() if v == "negative"]
+    head = _build_head(wh, c.encoder, new_prompts, new_neg, pos, neg)
+    t = _threshold(threshold) if threshold is not None else c.threshold
+    return _commit(wh, name, head, t, new_prompts, new_neg, materialize=materialize)
+
+
+def set_threshold(wh, name: str, threshold: float, materialize: bool = True) -> Concept:
+    """A new version with the same head and another threshold."""
+    t = _threshold(threshold)
+    v = version(wh, name, with_weights=True)
+    head = _head_of(v)
+    head.training = {**v.training, "derived_from": v.version, "change": "threshold"}
+    return _commit(wh, name, head, t, v.prompts, v.negative_prompts, materialize=materialize,
+                   reuse_cache_of=v.version)
+
+
+def add_labels(wh, name: str, positive=None, negative=None, created_by: str | None = None,
+               retrain: bool = True, materialize: bool = True) -> Concept:
+    """Record labels (ids or paths) and, with `retrain`, train version N+1 from all labels.
+
+    With retrain=False the labels are stored without a new version (for feedback
+    loops that label one asset at a time and train later with `train`).
+    """
+    c = get(wh, name)
+    pos, neg = resolve_assets(wh, positive), resolve_assets(wh, negative)
+    _check_overlap(pos, neg)
+    if not pos and not neg:
+        raise ConceptError("give at least one positive or negative example")
+    rows = [(i, "positive", created_by) for i in pos] + [(i, "negative", created_by) for i in neg]
+    return _relabel(wh, c, rows, retrain, materialize)
+
+
+def remove_labels(wh, name: str, items, created_by: str | None = None, retrain: bool = True,
+                  materialize: bool = True) -> Concept:
+    c = get(wh, name)
+    ids = resolve_assets(wh, items)
+    return _relabel(wh, c, [(i, "none", created_by) for i in ids], retrain, materialize)
+
+
+def _relabel(wh, c: Concept, rows, retrain: bool, materialize: bool) -> Concept:
+    if not retrain:
+        with wh.write_lock:
+            now = catalog.now()
+            wh.cursor().executemany("INSERT INTO catalog.concept_labels VALUES (?, ?, ?, ?, ?)",
+                                    [[c.name, i, lab, who, now] for i, lab, who in rows])
+        return get(wh, c.name)
+    lab = current_labels(_cur(wh), c.name)
+    for i, value, _ in rows:
+        if value == "none":
+            lab.pop(i, None)
+        else:
+            lab[i] = value
+    pos = [i for i, v in lab.items() if v == "positive"]
+    neg = [i for i, v in lab.items() if v == "negative"]
+    if pos or neg:
+        head = _build_head(wh, c.encoder, c.prompts, c.negative_prompts, pos, neg)
+    else:
+        v = version(wh, c.name, with_weights=True)
+        head = _build_head(wh, c.encoder, c.prompts, c.negative_prompts, [], []) if c.prompts else _head_of(v)
+    return _commit(wh, c.name, head, c.threshold, c.prompts, c.negative_prompts, label_rows=rows,
+                   materialize=materialize)
+
+
+def train(wh, name: str, materialize: bool = True) -> Concept:
+    """Version N+1 from the current prompts and all current labels."""
+    c = get(wh, name)
+    lab = current_labels(_cur(wh), name)
+    pos = [i for i, v in lab.items() if v == "positive"]
+    neg = [i for i, v in lab.items() if v == "negative"]
+    head = _build_head(wh, c.encoder, c.prompts, c.negative_prompts, pos, neg)
+    return _commit(wh, name, head, c.threshold, c.prompts, c.negative_prompts, materialize=materialize)
+
+
+def delete(wh, name: str) -> None:
+    get(wh, name)
+    if children(wh, name):
+        raise ConceptError(f"concept {name!r} has child concepts; delete or re-parent them first")
+    with wh.write_lock:
+        con = wh.cursor()
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for table, col in (("concept_scores", "concept"), ("concept_versions", "concept"),
+                               ("concept_labels", "concept"), ("concepts", "name")):
+                con.execute(f"DELETE FROM catalog.{table} WHERE {col} = ?", [name])
+            views.rebuild(con, wh.root, in_transaction=True)
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        concept_cache.sweep(con, wh.root)
+
+
+def materialize(wh, names=None, all_versions: bool = False) -> list[tuple[str, int]]:
+    """Bulk-score (numpy) every named concept's newest version (or all versions) lacking a complete cache."""
+    if isinstance(names, str):
+        names = [names]
+    con = _cur(wh)
+    wanted = set(names) if names else {c.name for c in list_concepts(wh)}
+    for n in wanted:
+        get(wh, n)
+    latest = dict(con.execute("SELECT name, latest_version FROM catalog.concepts").fetchall())
+    parts = catalog.part_paths(con, "assets")
+    todo = [
+        h for h in concept_cache.load_heads(con)
+        if h.concept in wanted and (all_versions or h.version == latest.get(h.concept))
+        and concept_cache.cache_status(con, h, parts) != "complete"
+    ]
+    if not todo:
+        return []
+    with wh.write_lock:
+        con = wh.cursor()
+        con.execute("BEGIN TRANSACTION")
+        try:
+            concept_cache.materialize(con, wh.root, todo)
+            views.rebuild(con, wh.root, in_transaction=True)
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        concept_cache.sweep(con, wh.root)
+    return [(h.concept, h.version) for h in todo]
+
+
+# -- helpers -------------------------------------------------------------------
+def _prompt_list(p) -> list[str]:
+    if p is None:
+        return []
+    if isinstance(p, str):
+        p = [p]
+    return [s.strip() for s in p if isinstance(s, str) and s.strip()]
+
+
+def _check_overlap(pos: list[str], neg: list[str]) -> None:
+    both = set(pos) & set(neg)
+    if both:
+        raise ConceptError(f"{len(both)} asset(s) given as both positive and negative, e.g. {sorted(both)[0]}")
+
+
+def _check_parent(wh, name: str, parent: str | None) -> None:
+    if not parent:
+        return
+    if parent == name:
+        raise ConceptError("a concept cannot be its own parent")
+    p = get(wh, parent)
+    if p.parent:
+        raise ConceptError(f"taxonomy has two levels: {parent!r} already has parent {p.parent!r}")
+    if exists(wh, name) and children(wh, name):
+        raise ConceptError(f"{name!r} has children, so it cannot get a parent (two levels)")

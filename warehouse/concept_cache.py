@@ -1,0 +1,301 @@
+"""Materialised concept scores: the numpy twin of the SQL concept heads, and their cache files.
+
+A concept version's head is data in `catalog.concept_versions`:
+
+    prob = link(scale * (x . weights) + bias)
+    link = logistic: 1 / (1 + exp(-clamp(z, -50, 50)))      (CLIP text, labeled heads)
+           linear:   clamp(z, 0, 1)                          (ImageNet ConSE text heads)
+
+`concept_sql.py` compiles the same formula into a DuckDB macro.  This module
+computes it in bulk with numpy (one matrix product per vector part for every
+head on that vector column) and writes `scores/<concept>/v<N>.parquet`: one
+`prob` column aligned row by row with the asset parts it covers, so the views
+read it with a POSITIONAL JOIN instead of a 1M-row hash join on string ids.
+Rows are aligned with `pixql_internal.assets`, which reads the asset parts in
+catalog order.  A later asset part gets its own increment file
+(`v<N>-<seq>.parquet`); a cache whose parts are no longer a prefix of the
+current asset parts, or whose covered assets got new vectors, is dropped and
+the macro takes over until it is rebuilt, so a query never reads stale scores.
+
+Decoding FLOAT[D] lists from Parquet is ~15x slower than the matrix product, so
+the first read of a vector part also leaves a raw float32 copy of the column in
+`scores/_vectors/<encoder>/<part>.<column>.npy` (a rebuildable cache, parts
+are immutable) that later bulk scorings memory-map.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from . import catalog
+from .storage import TMP_PREFIX, atomic_write_parquet, safe_name
+
+Z_CLAMP = 50.0
+COMPACT_AFTER = 32  # increment files per version before they are merged into one
+
+
+@dataclass
+class Head:
+    concept: str
+    version: int
+    encoder: str
+    column: str
+    dim: int
+    weights: np.ndarray
+    scale: float
+    bias: float
+    link: str
+    threshold: float
+
+
+def load_heads(con, concept: str | None = None) -> list[Head]:
+    sql = (
+        "SELECT concept, version, encoder, vector_column, dim, weights, scale, bias, link, threshold "
+        "FROM catalog.concept_versions"
+    )
+    rows = con.execute(sql + " WHERE concept = ? ORDER BY version", [concept]).fetchall() if concept else \
+        con.execute(sql + " ORDER BY concept, version").fetchall()
+    return [
+        Head(r[0], r[1], r[2], r[3], r[4], np.asarray(r[5], dtype=np.float32), float(r[6]), float(r[7]), r[8], float(r[9]))
+        for r in rows
+    ]
+
+
+def probabilities(X: np.ndarray, heads: list[Head]) -> np.ndarray:
+    """(N, D) float32 vectors -> (N, H) float64 probabilities; NaN rows stay NaN."""
+    if not heads:
+        return np.zeros((len(X), 0))
+    W = np.stack([h.weights for h in heads], axis=1).astype(np.float32)
+    Z = (np.asarray(X, dtype=np.float32) @ W).astype(np.float64)
+    Z *= np.array([h.scale for h in heads])
+    Z += np.array([h.bias for h in heads])
+    out = np.empty_like(Z)
+    for j, h in enumerate(heads):
+        if h.link == "logistic":
+            out[:, j] = 1.0 / (1.0 + np.exp(-np.clip(Z[:, j], -Z_CLAMP, Z_CLAMP)))
+        else:
+            out[:, j] = np.clip(Z[:, j], 0.0, 1.0)
+    return out
+
+
+# -- vectors -------------------------------------------------------------------
+def _sidecar(root: Path, encoder: str, part: str, column: str) -> Path:
+    return root / "scores" / "_vectors" / safe_name(encoder) / f"{Path(part).stem}.{column}.npy"
+
+
+def read_vector_part(root: Path, encoder: str, part: str, column: str, dim: int) -> tuple[pa.Array, np.ndarray]:
+    """(ids, (N, dim) float32) of one vector part, via the raw sidecar when present."""
+    path = root / part
+    ids = pq.read_table(path, columns=["coactive_image_id"]).column(0).combine_chunks()
+    side = _sidecar(root, encoder, part, column)
+    if side.exists():
+        X = np.load(side, mmap_mode="r")
+        if X.shape == (len(ids), dim):
+            return ids, X
+    col = pq.read_table(path, columns=[column]).column(0).combine_chunks()
+    flat = col.flatten().to_numpy(zero_copy_only=False)
+    X = np.ascontiguousarray(flat, dtype=np.float32).reshape(len(ids), dim)
+    side.parent.mkdir(parents=True, exist_ok=True)
+    tmp = side.parent / f"{TMP_PREFIX}{side.name}"
+    with open(tmp, "wb") as fh:
+        np.save(fh, X)
+    tmp.replace(side)
+    return ids, X
+
+
+def asset_ids(root: Path, asset_parts: list[str]) -> pa.Array:
+    if not asset_parts:
+        return pa.array([], pa.string())
+    chunks = [pq.read_table(root / p, columns=["coactive_image_id"]).column(0) for p in asset_parts]
+    return pa.chunked_array([c for ch in chunks for c in ch.chunks], pa.string()).combine_chunks()
+
+
+def score_assets(con, root: Path, heads: list[Head], asset_parts: list[str],
+                 vector_parts: dict[str, list[str]] | None = None) -> tuple[np.ndarray, dict[str, list[str]]]:
+    """Probabilities (rows of `asset_parts` in order, one column per head) and the vector parts read.
+
+    Heads are grouped by (encoder, column) so each vector part is read once for
+    all of them.  `vector_parts` restricts which parts are read per encoder
+    (increments read only the new ones); assets without a vector get NaN.
+    """
+    ids = asset_ids(root, asset_parts)
+    out = np.full((len(ids), len(heads)), np.nan)
+    used: dict[str, list[str]] = {}
+    groups: dict[tuple[str, str], list[int]] = {}
+    for j, h in enumerate(heads):
+        groups.setdefault((h.encoder, h.column), []).append(j)
+    for (encoder, column), cols in groups.items():
+        parts = vector_parts.get(encoder, []) if vector_parts is not None else \
+            catalog.part_paths(con, "vectors", encoder=encoder)
+        used[encoder] = list(parts)
+        if not len(ids):
+            continue
+        group = [heads[j] for j in cols]
+        for part in parts:
+            vids, X = read_vector_part(root, encoder, part, column, group[0].dim)
+            if not len(vids):
+                continue
+            if len(vids) == len(ids) and vids.equals(ids):
+                out[:, cols] = probabilities(X, group)
+                continue
+            pos = pc.index_in(ids, value_set=vids)
+            hit = np.flatnonzero(pc.is_valid(pos).to_numpy(zero_copy_only=False))
+            if not len(hit):
+                continue
+            rows = pos.to_numpy(zero_copy_only=False)[hit].astype(np.int64)
+            out[np.ix_(hit, cols)] = probabilities(np.asarray(X)[rows], group)
+    return out, used
+
+
+# -- cache files -----------------------------------------------------------------
+def cache_rows(con, concept: str, version: int) -> list[tuple]:
+    return con.execute(
+        "SELECT seq, path, asset_parts, vector_parts, row_count FROM catalog.concept_scores "
+        "WHERE concept = ? AND version = ? ORDER BY seq",
+        [concept, version],
+    ).fetchall()
+
+
+def _prob_table(probs: np.ndarray) -> pa.Table:
+    return pa.table({"prob": pa.array(probs, pa.float64(), mask=np.isnan(probs))})
+
+
+def write_cache(con, root: Path, head: Head, seq: int, probs: np.ndarray, asset_parts: list[str],
+                vector_parts: list[str]) -> str:
+    """Write one cache file and its catalog row (the caller owns the transaction)."""
+    # A file is never rewritten in place: a rolled-back transaction must leave the
+    # committed rows pointing at the rows they were aligned with.
+    path = root / "scores" / head.concept / f"v{head.version}.parquet"
+    if seq or path.exists():
+        path = path.with_name(f"v{head.version}-{seq}-{uuid.uuid4().hex[:8]}.parquet")
+    atomic_write_parquet(_prob_table(probs), path)
+    rel = str(path.relative_to(root))
+    con.execute(
+        "INSERT OR REPLACE INTO catalog.concept_scores VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [head.concept, head.version, seq, rel, json.dumps(asset_parts), json.dumps(vector_parts), len(probs), catalog.now()],
+    )
+    return rel
+
+
+def drop_cache(con, concept: str, version: int | None = None) -> None:
+    if version is None:
+        con.execute("DELETE FROM catalog.concept_scores WHERE concept = ?", [concept])
+    else:
+        con.execute("DELETE FROM catalog.concept_scores WHERE concept = ? AND version = ?", [concept, version])
+
+
+def materialize(con, root: Path, heads: list[Head]) -> dict[tuple[str, int], str]:
+    """Score every asset for `heads` and replace their caches (caller owns the transaction)."""
+    parts = catalog.part_paths(con, "assets")
+    probs, used = score_assets(con, root, heads, parts)
+    written = {}
+    for j, h in enumerate(heads):
+        drop_cache(con, h.concept, h.version)
+        written[(h.concept, h.version)] = write_cache(con, root, h, 0, probs[:, j], parts, used.get(h.encoder, []))
+    return written
+
+
+def _covered(rows) -> tuple[list[str], set[str]]:
+    parts: list[str] = []
+    vparts: set[str] = set()
+    for r in rows:
+        parts += json.loads(r[2])
+        vparts |= set(json.loads(r[3]))
+    return parts, vparts
+
+
+def cache_status(con, head: Head, asset_parts: list[str]) -> str:
+    """'complete', 'none', 'extend' (new asset parts only) or 'stale'."""
+    rows = cache_rows(con, head.concept, head.version)
+    if not rows:
+        return "none"
+    covered, seen = _covered(rows)
+    if asset_parts[: len(covered)] != covered:
+        return "stale"
+    new_vparts = [p for p in catalog.part_paths(con, "vectors", encoder=head.encoder) if p not in seen]
+    if new_vparts and covered:
+        # Vectors added later for assets already scored (re-embedding) make the cache stale.
+        touched = con.execute(
+            "SELECT count(*) FROM catalog.embeddings e JOIN catalog.assets a USING (coactive_image_id) "
+            "WHERE e.encoder = ? AND list_contains(?, e.part) AND list_contains(?, a.part)",
+            [head.encoder, new_vparts, covered],
+        ).fetchone()[0]
+        if touched:
+            return "stale"
+    return "complete" if len(covered) == len(asset_parts) else "extend"
+
+
+def extend(con, root: Path, heads: list[Head]) -> dict[tuple[str, int], bool]:
+    """Bring every cached head up to date with the asset parts; return which are complete.
+
+    Runs inside the view rebuild (the caller's transaction): new asset parts are
+    scored from the new vector parts only, and many small increments are merged.
+    """
+    asset_parts = catalog.part_paths(con, "assets")
+    complete: dict[tuple[str, int], bool] = {}
+    pending: list[Head] = []
+    for h in heads:
+        status = cache_status(con, h, asset_parts)
+        if status == "stale":
+            drop_cache(con, h.concept, h.version)
+        complete[(h.concept, h.version)] = status == "complete"
+        if status == "extend":
+            pending.append(h)
+    # Heads with the same coverage share one scoring pass.
+    by_cover: dict[tuple, list[Head]] = {}
+    for h in pending:
+        covered, seen = _covered(cache_rows(con, h.concept, h.version))
+        by_cover.setdefault((tuple(covered), tuple(sorted(seen)), h.encoder), []).append(h)
+    for (covered, seen, encoder), hs in by_cover.items():
+        new_parts = asset_parts[len(covered):]
+        new_v = [p for p in catalog.part_paths(con, "vectors", encoder=encoder) if p not in set(seen)]
+        probs, _ = score_assets(con, root, hs, new_parts, {encoder: new_v})
+        for j, h in enumerate(hs):
+            rows = cache_rows(con, h.concept, h.version)
+            seq = rows[-1][0] + 1
+            write_cache(con, root, h, seq, probs[:, j], new_parts, new_v)
+            if len(rows) + 1 > COMPACT_AFTER:
+                _compact(con, root, h, seq + 1)
+            complete[(h.concept, h.version)] = True
+    return complete
+
+
+def _compact(con, root: Path, head: Head, seq: int) -> None:
+    rows = cache_rows(con, head.concept, head.version)
+    probs = np.concatenate([
+        pq.read_table(root / r[1], columns=["prob"]).column(0).to_numpy(zero_copy_only=False).astype(np.float64)
+        for r in rows
+    ]) if rows else np.zeros(0)
+    covered, seen = _covered(rows)
+    drop_cache(con, head.concept, head.version)
+    write_cache(con, root, head, seq, probs, covered, sorted(seen))
+
+
+def cached_files(con, concept: str, version: int) -> list[str]:
+    return [r[1] for r in cache_rows(con, concept, version)]
+
+
+def sweep(con, root: Path) -> int:
+    """Delete score files no catalog row references (left by dropped or compacted caches)."""
+    known = {r[0] for r in con.execute("SELECT path FROM catalog.concept_scores").fetchall()}
+    base = root / "scores"
+    removed = 0
+    if not base.exists():
+        return 0
+    for p in base.glob("*/*.parquet"):
+        if p.parent.name.startswith("_"):
+            continue
+        if str(p.relative_to(root)) not in known:
+            try:
+                p.unlink()
+                removed += 1
+            except OSError:
+                pass
+    return removed
