@@ -17,12 +17,18 @@ def ready(request: Request):
     state = getattr(request.app.state, "pixql", None)
     if state is None:
         return JSONResponse({"status": "starting", "warehouse": False, "model": False}, status_code=503)
-    model = state.model_ready.is_set() and state.model_error is None
+    if not state.settings.load_model:
+        model = "lazy"  # --lazy-model: loaded by the first request that needs it
+    elif state.model_error:
+        model = "error"
+    else:
+        model = "loaded" if state.model_ready.is_set() else "loading"
+    ok = model in ("loaded", "lazy")
     body = {
-        "status": "ready" if model else "starting",
+        "status": "ready" if ok else "starting",
         "warehouse": str(state.wh.root),
         "model": model,
         "model_error": state.model_error,
         "auth": state.settings.auth,
     }
-    return JSONResponse(body, status_code=200 if model else 503)
+    return JSONResponse(body, status_code=200 if ok else 503)
