@@ -87,7 +87,8 @@ def contribute(con, root) -> ViewParts:
             expr[(h.concept, h.version)] = f"{alias}.p"
         else:
             alias, join = vectors_join(h.encoder)
-            parts.joins.append(join)
+            if join not in parts.joins:
+                parts.joins.append(join)
             expr[(h.concept, h.version)] = f"{macro_name(h.concept, h.version)}({alias}.{h.column})"
 
     by_concept: dict[str, list[Head]] = {}
