@@ -78,6 +78,12 @@ def install(app: FastAPI) -> None:
     async def _nr(request: Request, e: NotReady):
         return JSONResponse({"detail": str(e)}, status_code=503, headers={"Retry-After": "1"})
 
+    from concepts import ConceptNotFound
+
+    @app.exception_handler(ConceptNotFound)
+    async def _cnf(request: Request, e: ConceptNotFound):
+        return _json(404, str(e))
+
     @app.exception_handler(ValueError)
     async def _value(request: Request, e: ValueError):
         return _json(400, str(e))

@@ -140,3 +140,100 @@ class TokenInfo(_Out):
     scope: Scope
     created_dt: datetime
     revoked_dt: datetime | None
+
+
+# -- classification -----------------------------------------------------------------------------
+class ClassifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    paths: list[str] | None = Field(None, description="Server-side image files or directories.")
+    urls: list[str] | None = Field(None, description="http(s) URLs the server downloads.")
+    concepts: list[str] | None = Field(None, description="Concept names (default: every concept).")
+    threshold: float | None = Field(None, ge=0, le=1, description="Overrides each concept's own threshold.")
+    embedding_id: str | None = Field(None, description="Accepted for Coactive compatibility; each concept uses its own encoder.")
+
+
+class ConceptScore(BaseModel):
+    name: str
+    score: float
+    threshold: float
+    positive: bool
+
+
+class Classification(BaseModel):
+    path: str
+    url: str | None = None
+    coactive_image_id: str | None = None
+    concepts: list[ConceptScore] = []
+    classification: list[str] = []
+    error: str | None = None
+
+
+class ClassifyResponse(BaseModel):
+    results: list[Classification]
+
+
+# -- concepts -----------------------------------------------------------------------------------
+class ConceptCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str | None = None
+    prompts: list[str] | None = None
+    negative_prompts: list[str] | None = None
+    positive: list[str] | None = Field(None, description="coactive_image_id or path of positive examples.")
+    negative: list[str] | None = None
+    threshold: float = Field(0.5, ge=0, le=1)
+    encoder: str | None = None
+    parent: str | None = None
+
+
+class ConceptUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    description: str | None = None
+    prompts: list[str] | None = None
+    negative_prompts: list[str] | None = None
+    threshold: float | None = Field(None, ge=0, le=1)
+    parent: str | None = None
+
+
+class LabelsPatch(BaseModel):
+    """Positive/negative examples by coactive_image_id or path; `remove` (or an empty label) withdraws one."""
+
+    model_config = ConfigDict(extra="forbid")
+    positive: list[str] = []
+    negative: list[str] = []
+    remove: list[str] = []
+    labels: dict[str, Literal["positive", "negative", ""] | None] = Field(
+        default_factory=dict, description="{asset: 'positive' | 'negative' | '' (remove)}")
+
+
+class ConceptOut(_Out):
+    name: str
+    description: str | None
+    encoder: str
+    parent: str | None
+    threshold: float
+    latest_version: int
+    created_dt: datetime
+    updated_dt: datetime
+    kind: str | None = None
+    prompts: list = []
+    negative_prompts: list = []
+    positive_labels: int = 0
+    negative_labels: int = 0
+
+
+class ConceptVersionOut(_Out):
+    concept: str
+    version: int
+    kind: str
+    encoder: str
+    vector_column: str
+    dim: int
+    scale: float
+    bias: float
+    link: str
+    threshold: float
+    prompts: list
+    negative_prompts: list
+    training: dict
+    created_dt: datetime

@@ -6,15 +6,18 @@ Adding a resource is one line: write `routers/<name>.py` exposing
 """
 from __future__ import annotations
 
-from . import assets, datasets, health, ingestion, queries, tokens
+from . import assets, classify, concepts, datasets, health, ingestion, moderation, queries, tokens
 from api.web import router as web_page  # the browser UI: HTML shells + static files (api/web)
 
 ROUTERS = [
     health.router,
     queries.router,
+    classify.router,
+    concepts.router,
     datasets.router,
     ingestion.router,
     assets.router,
     tokens.router,
+    moderation.router,
     web_page,
 ]

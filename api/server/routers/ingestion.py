@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from pathlib import Path
 
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
@@ -45,13 +46,21 @@ def _safe_filename(name: str) -> str:
     return base[:120] or "upload"
 
 
-async def save_uploads(state, request: Request, form, field: str = "files") -> list[str]:
-    """Write the form's files under uploads/<batch>/; refuse more than the upload limit (413)."""
+async def save_uploads(state, request: Request, form, field: str = "files", scratch: bool = False) -> list[str]:
+    """Write the form's files under uploads/<batch>/; refuse more than the upload limit (413).
+
+    `scratch` files (for classify) go to a temporary directory the caller removes.
+    """
+    import tempfile
+
     limit = int(state.settings.max_upload_mb * 1024 * 1024)
     files = [f for f in form.getlist(field) if hasattr(f, "read")]
     if not files:
         raise ValueError(f"no files in form field {field!r}")
-    batch = state.wh.root / "uploads" / uuid.uuid4().hex[:12]
+    if scratch:
+        batch = Path(tempfile.mkdtemp(prefix="pixql-upload-"))
+    else:
+        batch = state.wh.root / "uploads" / uuid.uuid4().hex[:12]
     batch.mkdir(parents=True, exist_ok=True)
     total, paths = 0, []
     for i, f in enumerate(files):
