@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-COLOURS = [(40, 90, 160), (160, 60, 40), (40, 140, 70), (120, 120, 30), (90, 40, 130)]
+COLOURS = [(40, 90, 160), (30, 130, 130), (40, 140, 70), (90, 90, 90), (70, 50, 140)]  # no reds: the disc is red
 
 
 def frame_array(i: int, rate: int, width: int, height: int, disc: bool) -> np.ndarray:
@@ -18,7 +18,8 @@ def frame_array(i: int, rate: int, width: int, height: int, disc: bool) -> np.nd
     img = np.empty((height, width, 3), np.uint8)
     img[:] = COLOURS[sec % len(COLOURS)]
     s = max(8, height // 6)
-    x = int((width - s) * (i % (rate * 2)) / (rate * 2))
+    period = rate * 3 + 7  # out of step with whole seconds, so position says nothing about the label
+    x = int((width - s) * (i % period) / period)
     y = height // 4
     img[y:y + s, x:x + s] = 255
     if disc:
