@@ -1,0 +1,353 @@
+"""Moderation over HTTP: moderate, the queue, manual overrides, feedback, policies, the result cache.
+
+    POST   /api/v1/moderate                     items (<= 50 sync) or callback_url (async, 202 + task_id)
+    GET    /api/v1/moderate/tasks/{task_id}     an async task and its result
+    POST   /api/v1/moderate/tasks/{task_id}/redeliver      send its callback again
+    GET    /api/v1/moderate/tasks/{task_id}/deliveries     callback attempts
+    GET    /api/v1/moderation?status=review&offset=&limit=  the queue
+    GET    /api/v1/moderation/categories        the taxonomy and what scores each category
+    GET    /api/v1/moderation/cache             cache stats;  DELETE clears (all, ?sha256=, ?expired_only=)
+    GET    /api/v1/moderation/webhook-secret    (admin) the key callbacks are signed with
+    GET    /api/v1/assets/{id}/moderation       current status and history
+    PUT    /api/v1/assets/{id}/moderation       manual override {status, reason} (write scope)
+    POST   /api/v1/feedback                     {coactive_image_id | path | url, verdict, categories?} (write)
+    GET    /api/v1/feedback   DELETE /api/v1/feedback/{id}
+    GET|POST /api/v1/policies   GET|PUT|DELETE /api/v1/policies/{name}   GET /api/v1/policies/{name}/versions
+
+`POST /api/v1/moderate` also takes a multipart form: `files` (uploads), and the
+fields `policy`, `callback_url`, `dataset`.  Writes need the write scope.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from starlette.concurrency import run_in_threadpool
+
+from api.webhooks import AlreadyDelivering, webhook_secret
+from concepts import policy as policies
+from concepts import taxonomy
+from concepts.moderation import MAX_SYNC_ITEMS, Item, ModerationNotFound
+
+from ..deps import Admin, Reader, State, Writer, model_ready
+from ..errors import Conflict, NotFound, TooLarge
+from ..moderation_tasks import service
+from .ingestion import check_length
+
+router = APIRouter(prefix="/api/v1", tags=["moderation"])
+MAX_ASYNC_ITEMS = 1000
+
+
+class ModerateItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = Field(None, max_length=200, description="Your own reference, echoed back (Alibaba's dataId).")
+    path: str | None = Field(None, description="A file on the server.")
+    url: str | None = Field(None, description="http(s) URL the server fetches.")
+    coactive_image_id: str | None = None
+    coactive_video_id: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self):
+        given = [k for k in ("path", "url", "coactive_image_id", "coactive_video_id") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("each item needs exactly one of path, url, coactive_image_id, coactive_video_id")
+        return self
+
+
+class ModerateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[ModerateItem] = Field(min_length=1, description=f"At most {MAX_SYNC_ITEMS} without callback_url.")
+    policy: str | dict[str, Any] | None = Field(
+        None, description="A policy name, a name with overrides ('strict:weapons:0.3'), or JSON; default 'default'.")
+    callback_url: str | None = Field(None, description="Moderate asynchronously and POST the result here.")
+    dataset: str | None = Field(None, description="Dataset new files are ingested into (default 'moderation').")
+    use_cache: bool = True
+
+
+class OverrideRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["approved", "rejected", "review"]
+    reason: str | None = Field(None, max_length=2000)
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    coactive_image_id: str | None = None
+    path: str | None = None
+    url: str | None = None
+    verdict: Literal["block", "pass"]
+    categories: list[str] = Field(default_factory=list)
+    comment: str | None = Field(None, max_length=2000)
+
+
+_MODERATE_BODY = {
+    "requestBody": {
+        "content": {
+            "application/json": {"schema": ModerateRequest.model_json_schema()},
+            "multipart/form-data": {"schema": {"type": "object", "properties": {
+                "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                "policy": {"type": "string"}, "callback_url": {"type": "string"}, "dataset": {"type": "string"},
+            }, "required": ["files"]}},
+        },
+        "required": True,
+    }
+}
+
+
+def _validated(model, raw: bytes):
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as e:
+        raise RequestValidationError(e.errors()) from None
+
+
+def _check_url(url: str | None) -> None:
+    if url is not None and not (url.startswith("http://") or url.startswith("https://")):
+        raise ValueError(f"callback_url must be an http(s) URL, got {url!r}")
+
+
+def _policy(con, spec):
+    try:
+        return policies.resolve(con, spec)
+    except policies.PolicyNotFound as e:
+        raise NotFound(str(e)) from None
+
+
+@router.post("/moderate", openapi_extra=_MODERATE_BODY)
+async def moderate(request: Request, state: State, who: Writer):
+    """Moderate up to 50 items now, or more with `callback_url` (202 and a task id; the result is POSTed,
+    signed, to the callback).  Each result: `status` (approved | rejected | review | error), the
+    `categories` that triggered with scores and thresholds, `reasons`, `similar` (a feedback-listed
+    look-alike), and `output` in Hive's shape `[{time, classes: [{class, score}]}]` (one entry per keyframe)."""
+    model_ready(state)
+    svc = service(state)
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        check_length(state, request)
+        form = await request.form()
+        uploads = [f for f in form.getlist("files") if hasattr(f, "read")]
+        if not uploads:
+            raise ValueError("no files in form field 'files'")
+        policy = form.get("policy") or None
+        callback_url = form.get("callback_url") or None
+        dataset = form.get("dataset") or None
+        _limit(len(uploads), callback_url)
+        limit = int(state.settings.max_upload_mb * 1024 * 1024)
+        items, total = [], 0
+        for f in uploads:
+            data = await f.read()
+            total += len(data)
+            if total > limit:
+                raise TooLarge(f"uploads exceed {state.settings.max_upload_mb:g} MB")
+            items.append(Item(data=data, filename=f.filename, id=f.filename))
+        use_cache = True
+    else:
+        body = _validated(ModerateRequest, await request.body())
+        _limit(len(body.items), body.callback_url)
+        items = [Item(**it.model_dump()) for it in body.items]
+        policy, callback_url, dataset, use_cache = body.policy, body.callback_url, body.dataset, body.use_cache
+    _check_url(callback_url)
+    _policy(state.cursor(), policy)  # a bad policy is a 400/404 now, not a failed task later
+    if callback_url:
+        # uploads are written to disk now; the task keeps their paths
+        stored = [it if it.data is None else Item(path=str(svc.moderator._intake(it)[0]), id=it.id) for it in items]
+        raw = [{k: v for k, v in vars(it).items() if v is not None and k not in ("data", "filename")} for it in stored]
+        task = await run_in_threadpool(svc.submit, raw, policy, callback_url, dataset, who.name)
+        from fastapi.responses import JSONResponse
+        from fastapi.encoders import jsonable_encoder
+
+        return JSONResponse(jsonable_encoder(task), status_code=202)
+    return await run_in_threadpool(svc.moderator.moderate, items, policy, who.name, None, use_cache, dataset)
+
+
+def _limit(n: int, callback_url: str | None) -> None:
+    if callback_url is None and n > MAX_SYNC_ITEMS:
+        raise TooLarge(f"a synchronous moderation takes at most {MAX_SYNC_ITEMS} items, got {n}: "
+                       "split the batch, or pass callback_url to moderate asynchronously")
+    if n > MAX_ASYNC_ITEMS:
+        raise TooLarge(f"a moderation request takes at most {MAX_ASYNC_ITEMS} items, got {n}")
+
+
+@router.get("/moderate/tasks/{task_id}")
+def get_task(task_id: str, state: State, who: Reader):
+    try:
+        return service(state).task(task_id)
+    except ModerationNotFound as e:
+        raise NotFound(str(e)) from None
+
+
+@router.post("/moderate/tasks/{task_id}/redeliver", status_code=202)
+def redeliver(task_id: str, state: State, who: Writer):
+    """POST the task's result to its callback again (a new X-PixQL-Delivery id, the same signed body)."""
+    svc = service(state)
+    try:
+        svc.task(task_id, with_result=False)
+        return {"task_id": task_id, "delivery_id": svc.sender.redeliver(task_id)}
+    except ModerationNotFound as e:
+        raise NotFound(str(e)) from None
+    except AlreadyDelivering as e:
+        raise Conflict(str(e)) from None
+
+
+@router.get("/moderate/tasks/{task_id}/deliveries")
+def deliveries(task_id: str, state: State, who: Reader):
+    svc = service(state)
+    try:
+        task = svc.task(task_id, with_result=False)
+    except ModerationNotFound as e:
+        raise NotFound(str(e)) from None
+    return {"task_id": task_id, "delivery_status": task["delivery_status"], "attempts": svc.sender.attempts(task_id)}
+
+
+@router.get("/moderation")
+def moderation_queue(state: State, who: Reader,
+                     status: Literal["approved", "rejected", "review"] | None = Query(None),
+                     dataset: str | None = None,
+                     offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=1000)):
+    """Assets and videos by current status (manual overrides win), newest decision first."""
+    return service(state).moderator.queue(status, offset, limit, dataset)
+
+
+@router.get("/moderation/categories")
+def categories(state: State, who: Reader):
+    return {"categories": taxonomy.report(state.wh)}
+
+
+@router.get("/moderation/cache")
+def cache_stats(state: State, who: Reader):
+    return service(state).moderator.cache_stats()
+
+
+@router.delete("/moderation/cache")
+def clear_cache(state: State, who: Writer, sha256: str | None = None, expired_only: bool = False):
+    return {"removed": service(state).moderator.clear_cache(sha256, expired_only)}
+
+
+@router.get("/moderation/webhook-secret")
+def get_webhook_secret(state: State, who: Admin):
+    """The HMAC-SHA256 key of `X-PixQL-Signature: sha256=<hex>` on callbacks."""
+    return {"secret": webhook_secret(state.cursor(), state.wh.write_lock), "header": "X-PixQL-Signature",
+            "algorithm": "HMAC-SHA256 over the raw request body, hex, prefixed 'sha256='"}
+
+
+@router.get("/assets/{asset_id}/moderation")
+def asset_moderation(asset_id: str, state: State, who: Reader):
+    try:
+        return service(state).moderator.decision(asset_id)
+    except ModerationNotFound as e:
+        raise NotFound(str(e)) from None
+
+
+@router.put("/assets/{asset_id}/moderation")
+def override(asset_id: str, body: OverrideRequest, state: State, who: Writer):
+    """A moderator's decision; recorded with who and why, and never undone by a later model run."""
+    try:
+        return service(state).moderator.override(asset_id, body.status, body.reason, who.name)
+    except ModerationNotFound as e:
+        raise NotFound(str(e)) from None
+
+
+@router.post("/feedback", status_code=201)
+async def feedback(request: Request, state: State, who: Writer):
+    """Put an image on the block or pass list (later look-alikes get its verdict); with `categories`,
+    also a positive (block) or negative (pass) label on those category concepts.  JSON, or a multipart
+    form with `file`, `verdict`, `categories` (comma-separated) and `comment`."""
+    svc = service(state)
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        check_length(state, request)
+        form = await request.form()
+        f = form.get("file")
+        if not hasattr(f, "read"):
+            raise ValueError("no file in form field 'file'")
+        cats = [c.strip() for c in str(form.get("categories") or "").split(",") if c.strip()]
+        body = FeedbackRequest(verdict=str(form.get("verdict") or ""), categories=cats,
+                               comment=form.get("comment") or None)
+        item = Item(data=await f.read(), filename=f.filename)
+    else:
+        body = _validated(FeedbackRequest, await request.body())
+        item = Item(path=body.path, url=body.url, coactive_image_id=body.coactive_image_id)
+    model_ready(state)
+    try:
+        return await run_in_threadpool(svc.moderator.feedback, item, body.verdict, body.categories, who.name,
+                                       body.comment)
+    except ModerationNotFound as e:
+        raise NotFound(str(e)) from None
+
+
+@router.get("/feedback")
+def list_feedback(state: State, who: Reader, verdict: Literal["block", "pass"] | None = None):
+    return {"items": service(state).moderator.feedback_list(verdict)}
+
+
+@router.delete("/feedback/{asset_id}", status_code=204)
+def delete_feedback(asset_id: str, state: State, who: Writer):
+    if not service(state).moderator.remove_feedback(asset_id):
+        raise NotFound(f"{asset_id!r} is on no feedback list")
+
+
+# -- policies ------------------------------------------------------------------------------------
+async def _policy_body(request: Request, name: str | None = None) -> policies.Policy:
+    raw = await request.body()
+    try:
+        obj = json.loads(raw or b"null")
+    except json.JSONDecodeError as e:
+        raise ValueError(f"body is not JSON: {e}") from None
+    if isinstance(obj, str):
+        obj = {"spec": obj}
+    if not isinstance(obj, dict):
+        raise ValueError('send {"spec": "<name>:<category>:<value>..."} or {"name", "thresholds", ...}')
+    if name is not None:
+        if obj.get("spec"):
+            spec_name = obj["spec"].split(":", 1)[0]
+            if spec_name != name:
+                raise ValueError(f"the spec names policy {spec_name!r}, the URL {name!r}")
+        obj.setdefault("name", name)
+    return policies.from_json(obj)
+
+
+@router.get("/policies")
+def list_policies(state: State, who: Reader):
+    return {"policies": [p.to_json() for p in policies.list_all(state.cursor())]}
+
+
+@router.post("/policies", status_code=201)
+async def create_policy(request: Request, state: State, who: Writer):
+    """`{"spec": "strict:female_underwear:0.85:explicit_nudity:0.7:revealing_clothes:ignore"}` or
+    `{"name": "strict", "thresholds": {"weapons": 0.3, "alcohol": "ignore"}, "review_band": 0.1,
+    "similarity": 0.85}`.  An existing name gets a new version."""
+    pol = await _policy_body(request)
+    with state.wh.write_lock:
+        return policies.save(state.cursor(), pol, who.name).to_json()
+
+
+@router.get("/policies/{name}")
+def get_policy(name: str, state: State, who: Reader, version: int | None = Query(None, ge=1)):
+    try:
+        return policies.get(state.cursor(), name, version).to_json()
+    except policies.PolicyNotFound as e:
+        raise NotFound(str(e)) from None
+
+
+@router.get("/policies/{name}/versions")
+def policy_versions(name: str, state: State, who: Reader):
+    vs = policies.versions(state.cursor(), name)
+    if not vs:
+        raise NotFound(f"unknown policy {name!r}")
+    return {"name": name, "versions": [p.to_json() for p in vs]}
+
+
+@router.put("/policies/{name}")
+async def put_policy(name: str, request: Request, state: State, who: Writer):
+    """Replace the policy's settings: version N+1 (old versions stay, decisions name theirs)."""
+    pol = await _policy_body(request, name)
+    with state.wh.write_lock:
+        return policies.save(state.cursor(), pol, who.name).to_json()
+
+
+@router.delete("/policies/{name}", status_code=204)
+def delete_policy(name: str, state: State, who: Writer):
+    with state.wh.write_lock:
+        if not policies.delete(state.cursor(), name):
+            raise NotFound(f"unknown policy {name!r}")
