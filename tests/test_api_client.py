@@ -1,0 +1,96 @@
+"""The Python client and notebook helper against a real server: DataFrames, errors, stop, ingestion, thumbnails."""
+from __future__ import annotations
+
+import io
+import shutil
+import time
+
+import polars as pl
+import pytest
+from apiserver import LONG_QUERY
+from PIL import Image
+
+from api.client import ApiError, Client, QueryError
+from api.notebook import show
+
+
+@pytest.fixture(scope="module")
+def client(api_server):
+    with Client(api_server.url, api_server.tokens["write"], page_size=7) as c:
+        yield c
+
+
+def test_query_returns_polars_with_types(client):
+    df = client.query("SELECT coactive_image_id, path, width, height, created_dt, width / height AS ratio "
+                      "FROM coactive_table ORDER BY path")
+    assert isinstance(df, pl.DataFrame) and df.height > 7  # more than one page of 7
+    assert df.schema["width"] == pl.Int32 and df.schema["ratio"] == pl.Float64
+    assert df.schema["created_dt"] == pl.Datetime("us") and df.schema["path"] == pl.Utf8
+    assert df["path"].to_list() == sorted(df["path"].to_list())
+    assert df["coactive_image_id"].n_unique() == df.height
+    pdf = df.to_pandas()
+    assert list(pdf.columns) == df.columns and len(pdf) == df.height
+    # Paging gave the same rows as the CSV export.
+    qid = client.queries(limit=1)["queries"][0]["query_id"]
+    assert client.csv(qid).decode().count("\n") == df.height + 1
+
+
+def test_query_error_and_bad_sql(client):
+    with pytest.raises(QueryError, match="Conversion Error"):
+        client.query("SELECT CAST(path AS INTEGER) FROM coactive_table")
+    with pytest.raises(ApiError) as e:
+        client.query("SELECT * FROM read_csv('/etc/passwd')")
+    assert e.value.status_code == 400 and "table function" in e.value.detail.lower()
+
+
+def test_submit_status_stop(client):
+    rec = client.submit(LONG_QUERY)
+    assert rec["status"] == "Queued"
+    stopped = client.stop(rec["query_id"])
+    assert stopped["status"] in ("Stopping", "Stopped")
+    final = client.wait(rec["query_id"], timeout=30)
+    assert final["status"] == "Stopped"
+    assert "Stopped" in str(QueryError(final))
+
+
+def test_ingest_uploads_with_progress(client, photo_dir, tmp_path):
+    files = [shutil.copy(photo_dir / n, tmp_path / n) for n in ("chelsea.png", "coffee.png", "rocket.png")]
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    job = client.ingest(files=files + [bad], dataset="uploads", wait=False)
+    assert job["total_assets"] == 4 and job["status"] in ("Queued", "Running", "Complete")
+    seen = []
+    while True:
+        j = client.ingestion(job["job_id"])
+        seen.append((j["processed_assets"], j["errored_assets"]))
+        if j["status"] in ("Complete", "Error"):
+            break
+        time.sleep(0.05)
+    assert j["status"] == "Complete", j
+    assert seen == sorted(seen)  # counts only go up
+    assert (j["processed_assets"], j["errored_assets"], j["added_assets"]) == (4, 1, 3)
+    assert "broken.jpg" in j["errors"][0]["path"]
+    ds = {d["dataset_id"]: d for d in client.datasets()}
+    assert ds["uploads"]["asset_count"] == 3 and ds["uploads"]["error_count"] == 1
+    n = client.query("SELECT count(*) AS n FROM coactive_table", dataset_id="uploads")["n"][0]
+    assert n == 3
+    with pytest.raises(ApiError) as e:
+        client.ingest(paths=["/x"], dataset="bad name!")
+    assert e.value.status_code == 400
+
+
+def test_thumbnails_and_show(client):
+    df = client.query("SELECT coactive_image_id, path, width FROM coactive_table WHERE path LIKE '%chelsea.png' LIMIT 1")
+    asset_id = df["coactive_image_id"][0]
+    meta = client.asset(asset_id)
+    assert meta["path"].endswith("chelsea.png") and meta["thumbnail_url"].endswith("/thumbnail")
+    im = Image.open(io.BytesIO(client.thumbnail(asset_id, size=64)))
+    assert im.format == "JPEG" and max(im.size) == 64
+    html = show(df, client=client).html
+    assert html.count("data:image/jpeg;base64,") == 1 and "chelsea.png" in html
+    local = show(df.drop("coactive_image_id"))  # no client: thumbnails from the local path
+    assert "data:image/jpeg;base64," in local._repr_html_()
+    assert "data:image" not in show(pl.DataFrame({"x": [1]})).html
+    with pytest.raises(ApiError) as e:
+        client.thumbnail("00000000-0000-0000-0000-000000000000")
+    assert e.value.status_code == 404
