@@ -403,16 +403,21 @@ def run(
                     writer.error(str(res.source.path), res.error)
                     if len(report.error_samples) < 20:
                         report.error_samples.append({"path": str(res.source.path), "reason": res.error})
-                for a in (res.assets if res.frames is None else keyframes(res)):
-                    if a.coactive_image_id in embedded:
-                        continue
-                    embedded.add(a.coactive_image_id)
-                    batch.append(a)
-                    if len(batch) >= batch_size:
-                        encode_batch()
-                    if writer.pending >= part_rows:
-                        report.assets_added += writer.flush()
-                        publish()
+                assets = res.assets if res.frames is None else keyframes(res)
+                try:
+                    for a in assets:
+                        if a.coactive_image_id in embedded:
+                            continue
+                        embedded.add(a.coactive_image_id)
+                        batch.append(a)
+                        if len(batch) >= batch_size:
+                            encode_batch()
+                        if writer.pending >= part_rows:
+                            report.assets_added += writer.flush()
+                            publish()
+                finally:
+                    if res.frames is not None:
+                        assets.close()  # on an error here, stop the video's pump thread now
                 if res.frames is not None and res.frames.error:
                     report.errors += 1
                     writer.error(str(res.source.path), res.frames.error)

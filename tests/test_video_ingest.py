@@ -188,3 +188,31 @@ def test_reembed_decodes_keyframes_again_by_their_sampling(tmp_path, video_dir):
         # fps=0.5 recorded at ingest is reused: the same 5 keyframes get the second vector set
         assert [c for _, c in counts] == [5, 5]
         assert wh.sql("SELECT count(*) FROM catalog.assets").fetchone()[0] == 5
+
+
+@pytest.mark.timeout(120)
+def test_a_failure_mid_video_raises_and_leaves_no_thread_behind(tmp_path, monkeypatch):
+    """The decode thread feeding a video's keyframes stops when the consumer fails."""
+    import threading
+
+    from ingest.encoders import get_encoder
+    from warehouse import Warehouse
+
+    (tmp_path / "in").mkdir()
+    make_video(tmp_path / "in" / "v.mp4", seconds=30, width=160, height=120)
+    enc = get_encoder("imagenet-lite0")
+    calls = [0]
+    real = type(enc).encode
+
+    def failing(self, batch):
+        calls[0] += 1
+        if calls[0] == 2:
+            raise RuntimeError("model crashed")
+        return real(self, batch)
+
+    monkeypatch.setattr(type(enc), "encode", failing)
+    with Warehouse.open(tmp_path / "wh") as wh:
+        with pytest.raises(RuntimeError, match="model crashed"):
+            wh.ingest([str(tmp_path / "in")], dataset="d", progress=False, batch_size=4, video_options={"fps": 4.0})
+        assert wh.sql("SELECT status FROM catalog.ingest_runs").fetchone()[0] == "Error"
+    assert not [t for t in threading.enumerate() if t.name.startswith("pixql-decode")]
