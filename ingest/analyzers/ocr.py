@@ -6,6 +6,8 @@ image without text gets `ocr_text = ''` and a NULL confidence.
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pyarrow as pa
 
@@ -22,11 +24,15 @@ class OcrAnalyzer(Analyzer):
 
         self.version = package_version("rapidocr")
         self.engine = RapidOCR(params={"Global.log_level": "error"})
+        # The engine keeps per-call state in Python objects; two ingests in one
+        # process (the HTTP server) take turns.
+        self._lock = threading.Lock()
 
     def analyze(self, images):
         out = []
         for im in images:
-            result = self.engine(np.asarray(im.convert("RGB")))
+            with self._lock:
+                result = self.engine(np.asarray(im.convert("RGB")))
             texts = [t.strip() for t in (getattr(result, "txts", None) or ()) if t and t.strip()]
             scores = [float(s) for s in (getattr(result, "scores", None) or ())]
             out.append({
