@@ -476,7 +476,7 @@ class Moderator:
     @staticmethod
     def _error(index: int, it: Item, e: Exception) -> dict:
         return {"index": index, "id": it.id, "input": it.describe(), "status": "error",
-                "error": str(e).strip("'\""), "cached": False}
+                "error": str(e), "cached": False}
 
     def override(self, subject_id: str, status: str, comment: str | None = None, user: str | None = None) -> dict:
         """A moderator's decision on an asset or video; it outranks every model decision, now and later."""
