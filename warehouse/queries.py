@@ -61,6 +61,38 @@ class QuerySettings:
     row_group_rows: int = 5_000
 
 
+class _Definitions:
+    """The view and macro definitions, shared by the workers and re-read only when they change.
+
+    Reading them costs ~0.2 s (duckdb_functions() lists every built-in); every
+    `views.rebuild` bumps `views_generation` in `catalog.meta`, so one cheap
+    lookup per query says whether the cached copy still holds.  The content
+    hashes of the catalog tables the views read are taken fresh each time.
+    """
+
+    def __init__(self, max_age: float = 60.0):
+        self._lock = threading.Lock()
+        self._gen: str | None = None
+        self._defs: dict | None = None
+        self._at = 0.0
+        self.max_age = max_age
+
+    def views(self, cur) -> dict:
+        row = cur.execute("SELECT value FROM catalog.meta WHERE key = 'views_generation'").fetchone()
+        gen = row[0] if row else None
+        with self._lock:
+            stale = (self._defs is None or gen is None or gen != self._gen
+                     or time.monotonic() - self._at > self.max_age)
+            if stale:
+                self._defs, self._gen, self._at = sandbox.definitions(cur), gen, time.monotonic()
+            return self._defs
+
+    def get(self, cur) -> dict:
+        defs = dict(self.views(cur))
+        defs["catalog_tables"] = sandbox.table_versions(cur, list(defs["catalog_tables"]))
+        return defs
+
+
 class _Active:
     """What the watchdog needs to know about one running query."""
 
@@ -121,6 +153,11 @@ class QueryEngine:
         self._queued = 0
         # Status changes since start, kept in memory so long polls need not hit the catalog.
         self._recent: "OrderedDict[str, str]" = OrderedDict()
+        self._definitions = _Definitions()
+        # Serialises writes to catalog.queries, which only this engine touches.
+        # Not the warehouse's write_lock: a submit must not wait behind an
+        # ingest's commit, and single-row autocommits do not conflict with it.
+        self._db_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "QueryEngine":
@@ -156,7 +193,7 @@ class QueryEngine:
         return cur
 
     def _write(self, sql: str, args: list) -> None:
-        with self.wh.write_lock:
+        with self._db_lock:
             self._cur().execute(sql, args)
         with self._changed:
             self._changed.notify_all()
@@ -164,7 +201,7 @@ class QueryEngine:
     def _recover(self) -> None:
         cur = self._cur()
         now = catalog.now()
-        with self.wh.write_lock:
+        with self._db_lock:
             cur.execute(
                 "UPDATE catalog.queries SET status = 'Error', error = ?, end_dt = ? WHERE status = 'Running'",
                 [RESTART_REASON, now],
@@ -185,7 +222,7 @@ class QueryEngine:
 
     # -- the API -----------------------------------------------------------------------------
     def user_views(self) -> list[str]:
-        return sandbox.definitions(self._cur())["user_views"]
+        return self._definitions.views(self._cur())["user_views"]
 
     def submit(self, sql: str, dataset_id: str | None = None, embedding_id: str | None = None,
                owner: str | None = None) -> dict:
@@ -275,7 +312,7 @@ class QueryEngine:
         rec = self.record(qid)
         if rec["status"] in FINAL:
             raise QueryConflict(f"query {qid} is already {rec['status']}")
-        with self.wh.write_lock:
+        with self._db_lock:
             cur = self._cur()
             # A queued query stops at once; a running one passes through Stopping
             # until its worker has unwound.
@@ -360,7 +397,7 @@ class QueryEngine:
                 db.close()
 
     def _sandbox_for(self, db: sandbox.SandboxDB | None) -> sandbox.SandboxDB:
-        defs = sandbox.definitions(self._cur())
+        defs = self._definitions.get(self._cur())
         if db is not None and db.fingerprint == sandbox.fingerprint(defs):
             return db
         if db is not None:
@@ -381,7 +418,7 @@ class QueryEngine:
             if qid in self._stop_requested:
                 return db
             self._active[qid] = active
-        with self.wh.write_lock:
+        with self._db_lock:
             claimed = self._cur().execute(
                 "UPDATE catalog.queries SET status = 'Running', start_dt = ? "
                 "WHERE query_id = ? AND status = 'Queued' RETURNING query_id",
@@ -445,7 +482,7 @@ class QueryEngine:
         return "Error", f"{type(e).__name__}: {e}"
 
     def _finish(self, qid, status, error=None, total=None, columns=None) -> None:
-        with self.wh.write_lock:
+        with self._db_lock:
             cur = self._cur()
             current = cur.execute("SELECT status FROM catalog.queries WHERE query_id = ?", [qid]).fetchone()
             if current is None:

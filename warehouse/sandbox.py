@@ -197,10 +197,13 @@ def definitions(con) -> dict:
     named = {m.lower() for m in re.findall(r'(?:"catalog"|\bcatalog)\s*\.\s*"?(\w+)"?', text, re.IGNORECASE)}
     existing = {r[0] for r in con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'catalog'").fetchall()}
-    tables = {}
-    for t in sorted((named & existing) - SECRET_TABLES):
-        tables[t] = con.execute(f'SELECT count(*), bit_xor(hash(t)) FROM catalog."{t}" t').fetchone()
+    tables = table_versions(con, sorted((named & existing) - SECRET_TABLES))
     return {"views": views, "macros": macros, "user_views": user, "catalog_tables": tables}
+
+
+def table_versions(con, tables) -> dict:
+    """A cheap content hash per catalog table (row count and xor of row hashes)."""
+    return {t: con.execute(f'SELECT count(*), bit_xor(hash(t)) FROM catalog."{t}" t').fetchone() for t in tables}
 
 
 def fingerprint(defs: dict) -> str:

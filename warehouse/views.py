@@ -154,6 +154,12 @@ def _rebuild(con, root: Path) -> None:
         if callable(select):
             select = select(con)
         con.execute(f"CREATE OR REPLACE VIEW main.{name} AS {select}")
+    # Bumped with every rebuild, in the same transaction: the query engine polls
+    # it to know when its sandbox copies of the views are stale.
+    con.execute(
+        "INSERT INTO catalog.meta VALUES ('views_generation', '1') ON CONFLICT (key) "
+        "DO UPDATE SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR)"
+    )
 
 
 def user_views(con) -> list[str]:
