@@ -392,8 +392,11 @@ class Moderator:
         for i, s in subjects.items():
             frames, worst, sims = [], "approved", []
             per_cat: dict[str, dict] = {}
+            checked = pol.thresholds()
+            scored = False
             for aid, t in s.frames:
                 sc = scores.get(aid, {})
+                scored = scored or any(sc.get(c) is not None for c in checked)
                 status, trig = evaluate(sc, pol)
                 sim = similar.get(aid)
                 if sim and sim["similarity"] >= pol.similarity:
@@ -414,6 +417,13 @@ class Moderator:
             if best_sim is not None and s.kind == "asset":
                 best_sim.pop("time", None)
             reasons = self._reasons(status, categories, best_sim)
+            if not scored and not sims:
+                # Nothing could look at it (e.g. a dataset embedded only with CLIP and no category
+                # concepts on CLIP): a person must, it is not "approved".
+                status = "review"
+                reasons = [{"unscored": f"no head of the policy's categories could score this "
+                                        f"{s.media_type}; give its dataset {taxonomy.BUILTIN_ENCODER} vectors "
+                                        "or label the categories on its encoder"}]
             out[i] = {
                 "coactive_image_id": s.subject_id if s.kind == "asset" else None,
                 "coactive_video_id": s.coactive_video_id,

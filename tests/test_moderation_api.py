@@ -216,6 +216,13 @@ def test_video_keyframes_and_worst_frame_verdict(w, photo_dir, tmp_path):
     assert res["status"] == "rejected"  # the worst keyframe decides
     trig = next(c for c in res["categories"] if c["category"] == "weapons")
     assert trig["time"] >= 2 and trig["action"] == "reject"
+    # the same video by id: same frames, same verdict; its keyframes show it in SQL
+    vid = res["coactive_video_id"]
+    by_id = w.post("/api/v1/moderate", json={"items": [{"coactive_video_id": vid}], "policy": "default:weapons:0.3"})
+    assert by_id.json()["results"][0]["status"] == "rejected" and len(by_id.json()["results"][0]["output"]) == 4
+    q = w.post("/api/v1/queries", json={
+        "query": f"SELECT DISTINCT moderation_status FROM coactive_table_adv WHERE coactive_video_id = '{vid}'"})
+    assert [r["data"]["moderation_status"] for r in poll(w, q.json()["query_id"])["results"]["data"]] == ["rejected"]
 
 
 # -- cache ---------------------------------------------------------------------------------------

@@ -113,3 +113,14 @@ def test_cli_policy_moderate_queue_override(tmp_path, photo_dir):
     assert json.loads(r.stdout)["total"] == 0
     r = run(app, ["policy", "list", "--root", root])
     assert "default" in r.output and "aws_rek" in r.output
+
+
+def test_an_asset_nothing_can_score_goes_to_review_not_approved(mod_wh, monkeypatch):
+    wh, photos = mod_wh
+    m = Moderator(wh)
+    aid = m.moderate([Item(path=str(photos / "chelsea.png"))])["results"][0]["coactive_image_id"]
+    # as for an asset embedded only with an encoder no category head reads
+    monkeypatch.setattr(Moderator, "scores", lambda self, con, ids: {i: taxonomy.combine({}) for i in ids})
+    res = m.moderate([Item(coactive_image_id=aid)])["results"][0]
+    assert res["status"] == "review" and "unscored" in res["reasons"][0]
+    assert res["output"][0]["classes"] == []
