@@ -1,0 +1,127 @@
+"""HTTP query throughput and latency: 20 concurrent clients x 10 queries against `pixql serve` on loopback.
+
+    python benchmarks/http.py [--clients 20] [--queries 10] [--workers 2]
+
+Builds a warehouse from the bundled photos in a temporary directory, then
+measures in this process:
+  * sdk:   the same queries run directly with `Warehouse.sql` (no HTTP, no
+           sandbox, no result files): the floor;
+  * http:  `pixql serve` as a subprocess on 127.0.0.1 (auth on); each client
+           thread submits, long-polls until Complete and reads the rows, one
+           query at a time; latency is submit to rows in hand;
+  * poll:  the same with the tutorial's loop (GET every 50 ms, no long poll);
+and prints queries/s, p50 and p99 latency, and the ratios http/sdk.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+_here = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
+sys.path.insert(0, str(_here.parent))
+sys.path.insert(0, str(_here.parent / "tests"))  # apiserver: run `pixql serve` as a subprocess
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import httpx  # noqa: E402
+
+
+def queries_for(client: int, n: int) -> list[str]:
+    return [f"SELECT {client} AS client, {i} AS i, count(*) AS n, avg(width) AS w FROM coactive_table "
+            f"WHERE width > {(client * n + i) * 7 % 600}" for i in range(n)]
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def run_http(url: str, token: str, clients: int, n: int, long_poll: bool) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def one(k: int) -> None:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120) as c:
+            for sql in queries_for(k, n):
+                t0 = time.perf_counter()
+                r = c.post("/api/v1/queries", json={"query": sql})
+                r.raise_for_status()
+                qid = r.json()["query_id"]
+                while True:
+                    body = c.get(f"/api/v1/queries/{qid}", params={"wait": 30} if long_poll else None).json()
+                    if body["status"] in ("Complete", "Error", "Stopped"):
+                        break
+                    if not long_poll:
+                        time.sleep(0.05)
+                if body["status"] != "Complete" or len(body["results"]["data"]) != 1:
+                    raise RuntimeError(f"bad answer: {body}")
+                with lock:
+                    latencies.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(one, range(clients)))
+    return time.perf_counter() - t0, latencies
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--queries", type=int, default=10, help="per client")
+    ap.add_argument("--workers", type=int, default=2, help="server query workers")
+    args = ap.parse_args()
+
+    from api.cli.demo import write_demo_images
+    from apiserver import Server, make_token
+    from warehouse import Warehouse
+
+    tmp = Path(tempfile.mkdtemp(prefix="pixql-bench-http-"))
+    photos = tmp / "photos"
+    photos.mkdir()
+    write_demo_images(photos)
+    root = tmp / "wh"
+    wh = Warehouse.open(root)
+    wh.ingest([str(photos)], dataset="photos", progress=False)
+    total = args.clients * args.queries
+
+    sdk_lat = []
+    t0 = time.perf_counter()
+    for k in range(args.clients):
+        for sql in queries_for(k, args.queries):
+            q0 = time.perf_counter()
+            wh.cursor().sql(sql).fetchall()
+            sdk_lat.append(time.perf_counter() - q0)
+    sdk_s = time.perf_counter() - t0
+    wh.close()
+    token = make_token(root, "bench", "read")
+
+    srv = Server(root, "--query-workers", str(args.workers), "--max-queued", str(total + 10), "--lazy-model").start()
+    try:
+        run_http(srv.url, token, 2, 2, True)  # warm up: sandbox copies, connections
+        http_s, http_lat = run_http(srv.url, token, args.clients, args.queries, True)
+        poll_s, poll_lat = run_http(srv.url, token, args.clients, args.queries, False)
+    finally:
+        srv.stop()
+
+    print(f"{total} queries ({args.clients} clients x {args.queries}), {args.workers} server workers, "
+          f"{os.cpu_count()} cores, photos: {len(list(photos.iterdir()))}")
+    print(f"{'mode':<10}{'queries/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    for name, secs, lat in (("sdk", sdk_s, sdk_lat), ("http", http_s, http_lat), ("poll", poll_s, poll_lat)):
+        print(f"{name:<10}{total / secs:>10.1f}{pct(lat, 50) * 1000:>10.1f}{pct(lat, 99) * 1000:>10.1f}")
+    print(f"ratio http/sdk: throughput {total / http_s / (total / sdk_s):.3f}x, "
+          f"p50 latency {pct(http_lat, 50) / pct(sdk_lat, 50):.1f}x "
+          f"(the SDK runs each query alone; HTTP adds the sandbox, the catalog record, a Parquet result, "
+          f"and {args.clients} clients share {args.workers} workers)")
+    print(f"mean http latency {statistics.mean(http_lat) * 1000:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
