@@ -232,3 +232,14 @@ def test_tutorial_queries_identical_in_sdk_and_stock_duckdb_cli(wh):
             assert _same(rows, _cli_csv(db, q)), q
     finally:
         wh.con = Warehouse.open(wh.root).con
+
+
+def test_demo_queries_run(wh):
+    from concepts.demo import demo_queries
+
+    queries = demo_queries(wh)
+    assert len(queries) == 4
+    results = {title: wh.sql(sql).fetchall() for title, sql in queries}
+    first = results[queries[0][0]]
+    assert first and first[0][0] == "chelsea.png"
+    assert len(results[queries[3][0]]) == 20
