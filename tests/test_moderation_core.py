@@ -124,3 +124,44 @@ def test_an_asset_nothing_can_score_goes_to_review_not_approved(mod_wh, monkeypa
     res = m.moderate([Item(coactive_image_id=aid)])["results"][0]
     assert res["status"] == "review" and "unscored" in res["reasons"][0]
     assert res["output"][0]["classes"] == []
+
+
+def test_cache_entries_expire(mod_wh):
+    wh, photos = mod_wh
+    m = Moderator(wh, cache_ttl_s=3600)
+    m.clear_cache()
+    item = Item(path=str(photos / "coffee.png"))
+    assert m.moderate([item])["results"][0]["cached"] is False
+    assert m.moderate([item])["results"][0]["cached"] is True
+    with wh.write_lock:  # age the entry past its TTL instead of waiting for it
+        wh.cursor().execute("UPDATE catalog.moderation_cache SET expires_dt = created_dt - INTERVAL 1 SECOND")
+    assert m.moderate([item])["results"][0]["cached"] is False
+    stats = m.cache_stats()
+    assert stats["hits"] == 1 and stats["misses"] == 2 and stats["live_entries"] == 1  # recomputed, stored anew
+    with wh.write_lock:
+        wh.cursor().execute("UPDATE catalog.moderation_cache SET expires_dt = created_dt - INTERVAL 1 SECOND")
+    assert m.cache_stats()["expired_entries"] == 1
+    assert m.clear_cache(expired_only=True) == 1 and m.cache_stats()["entries"] == 0
+
+
+def test_feedback_categories_train_new_concept_versions(mod_wh):
+    """block = positive, pass = negative: with 2 + 2 the built-in `weapons` gets a labeled version and the
+    empty `hate_symbols` becomes a concept of its own."""
+    from concepts import registry
+
+    wh, photos = mod_wh
+    m = Moderator(wh)
+    m.moderate([Item(path=str(photos / n)) for n in ("rocket.png", "china.jpg", "coffee.png", "chelsea.png")])
+    v0 = registry.get(wh, "weapons").latest_version
+    assert not registry.exists(wh, "hate_symbols") and "hate_symbols" in m.unscored()
+    outs = [m.feedback(Item(path=str(photos / name)), verdict, categories=["weapons", "hate_symbols"], user="ana")
+            for name, verdict in (("rocket.png", "block"), ("china.jpg", "block"),
+                                  ("coffee.png", "pass"), ("chelsea.png", "pass"))]
+    assert all(not lab["trained"] for o in outs[:3] for lab in o["labels"])
+    last = {lab["category"]: lab for lab in outs[3]["labels"]}
+    assert last["weapons"]["trained"] and last["weapons"]["concept_version"] == v0 + 1
+    assert last["hate_symbols"]["trained"] and last["hate_symbols"]["concept_version"] == 1
+    assert registry.get(wh, "weapons").positive_labels == 2 and registry.get(wh, "weapons").negative_labels == 2
+    assert "hate_symbols" not in m.unscored()
+    res = m.moderate([Item(path=str(photos / "rocket.png"))], use_cache=False)["results"][0]
+    assert any(c["class"] == "hate_symbols" for c in res["output"][0]["classes"])
