@@ -138,19 +138,24 @@ def score_assets(con, root: Path, heads: list[Head], asset_parts: list[str],
         if not len(ids):
             continue
         group = [heads[j] for j in cols]
+        vid_chunks, p_chunks = [], []
         for part in parts:
             vids, X = read_vector_part(root, encoder, part, column, group[0].dim)
-            if not len(vids):
-                continue
-            if len(vids) == len(ids) and vids.equals(ids):
-                out[:, cols] = probabilities(X, group)
-                continue
-            pos = pc.index_in(ids, value_set=vids)
-            hit = np.flatnonzero(pc.is_valid(pos).to_numpy(zero_copy_only=False))
-            if not len(hit):
-                continue
+            if len(vids):
+                vid_chunks.append(vids)
+                p_chunks.append(probabilities(X, group))
+        if not vid_chunks:
+            continue
+        vids = pa.chunked_array(vid_chunks, pa.string()).combine_chunks()
+        P = np.concatenate(p_chunks)
+        if len(vids) == len(ids) and vids.equals(ids):
+            out[:, cols] = P  # ingest writes vectors in asset order: no lookup needed
+            continue
+        pos = pc.index_in(ids, value_set=vids)
+        hit = np.flatnonzero(pc.is_valid(pos).to_numpy(zero_copy_only=False))
+        if len(hit):
             rows = pos.to_numpy(zero_copy_only=False)[hit].astype(np.int64)
-            out[np.ix_(hit, cols)] = probabilities(np.asarray(X)[rows], group)
+            out[np.ix_(hit, cols)] = P[rows]
     return out, used
 
 
