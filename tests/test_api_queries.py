@@ -105,10 +105,13 @@ def test_status_codes(http, api_server):
 
 
 def test_dataset_scope(http):
-    all_rows = _run(http, "SELECT count(*) AS n FROM coactive_table")["results"]["data"][0]["data"]["n"]
+    photos = _run(http, "SELECT count(*) AS n FROM coactive_table WHERE dataset = 'photos'")
     scoped = _run(http, "SELECT count(*) AS n FROM coactive_table", dataset_id="photos")
     assert scoped["dataset_id"] == "photos"
-    assert scoped["results"]["data"][0]["data"]["n"] == all_rows > 0
+    assert scoped["results"]["data"][0]["data"]["n"] == photos["results"]["data"][0]["data"]["n"] > 0
+    # Other datasets' rows are out of sight, in every user view.
+    other = _run(http, "SELECT count(*) AS n FROM coactive_table_adv WHERE dataset <> 'photos'", dataset_id="photos")
+    assert other["results"]["data"][0]["data"]["n"] == 0
 
 
 def test_row_cap(http):
