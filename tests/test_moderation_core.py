@@ -3,6 +3,7 @@ scores that equal the SQL concept columns, pass lists, and the `pixql moderate|q
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import copy_photos
@@ -165,3 +166,29 @@ def test_feedback_categories_train_new_concept_versions(mod_wh):
     assert "hate_symbols" not in m.unscored()
     res = m.moderate([Item(path=str(photos / "rocket.png"))], use_cache=False)["results"][0]
     assert any(c["class"] == "hate_symbols" for c in res["output"][0]["classes"])
+
+
+def test_url_items_are_fetched_and_kept_by_content_hash(mod_wh, photo_dir):
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    wh, _ = mod_wh
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(photo_dir))
+    handler.log_message = lambda *a: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        out = Moderator(wh).moderate([Item(url=f"{base}/horse.png", id="h"), Item(url=f"{base}/missing.png"),
+                                      Item(url="file:///etc/passwd")])
+    finally:
+        server.shutdown()
+        server.server_close()
+    horse, missing, local = out["results"]
+    assert horse["status"] in ("approved", "review", "rejected") and horse["id"] == "h"
+    stored = Path(horse["path"])
+    assert stored.parent.parent.name == "moderation" and stored.name.startswith(horse["sha256"])
+    assert stored.read_bytes() == (photo_dir / "horse.png").read_bytes()
+    assert missing["status"] == "error" and "HTTP 404" in missing["error"]
+    assert local["status"] == "error" and "http(s)" in local["error"]
