@@ -176,3 +176,35 @@ def test_concept_lifecycle(tutorial, photo_dir):
     assert r.status_code == 404
     assert tutorial.delete("/api/v1/concepts/space").status_code == 204
     assert tutorial.get("/api/v1/concepts/space").status_code == 404
+
+
+def test_classify_urls_uploads_and_limits(tutorial, photo_dir, tmp_path):
+    import functools
+    import http.server
+    import shutil
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(photo_dir))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{httpd.server_port}"
+        urls = [f"{base}/rocket.png", f"{base}/missing.png", "ftp://example.com/x.jpg"]
+        r = tutorial.post("/api/v1/classify", json={"urls": urls, "concepts": ["handgun"]})
+        assert r.status_code == 200, r.text
+        by_url = {x["url"]: x for x in r.json()["results"]}
+        assert by_url[urls[0]]["error"] is None and by_url[urls[0]]["concepts"][0]["name"] == "handgun"
+        assert "HTTP 404" in by_url[urls[1]]["error"] and "scheme" in by_url[urls[2]]["error"]
+    finally:
+        httpd.shutdown()
+    with open(photo_dir / "chelsea.png", "rb") as fh:
+        r = tutorial.post("/api/v1/classify", files=[("files", ("cat.png", fh.read()))], data={"concepts": "fight,handgun"})
+    assert r.status_code == 200
+    only = r.json()["results"][0]
+    assert only["path"] == "cat.png" and [c["name"] for c in only["concepts"]] == ["fight", "handgun"]
+    for i in range(51):
+        shutil.copy(photo_dir / "coins.png", tmp_path / f"c{i}.png")
+    r = tutorial.post("/api/v1/classify", json={"paths": [str(tmp_path)]})
+    assert r.status_code == 413 and "50" in r.json()["detail"]
+    assert tutorial.post("/api/v1/classify", json={}).status_code == 400
+    assert tutorial.post("/api/v1/classify", json={"paths": ["/x"], "bogus": 1}).status_code == 422

@@ -243,6 +243,7 @@ def _macro_statements(macros) -> list[str]:
 class SandboxLimits:
     memory_limit: str = "512MB"
     threads: int = 1
+    spill_limit: str = "2GB"  # what DuckDB may write to its temp directory beyond memory
 
 
 class SandboxDB:
@@ -273,6 +274,7 @@ class SandboxDB:
                 "memory_limit": self.limits.memory_limit,
                 "threads": self.limits.threads,
                 "temp_directory": str(self._dir / "spill"),
+                "max_temp_directory_size": self.limits.spill_limit,
             },
         )
         # allowed_directories must be set before external access goes off, and
