@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -23,6 +23,9 @@ def serve(
     memory_limit: str = typer.Option("1GB", "--memory-limit", help="DuckDB memory cap per running query."),
     max_queued: int = typer.Option(100, "--max-queued", help="Queued queries beyond this get 429."),
     max_upload_mb: float = typer.Option(200.0, "--max-upload-mb"),
+    path_root: Optional[List[Path]] = typer.Option(
+        None, "--path-root", help="Only read server-side paths under this directory (repeatable)."),
+    no_url_fetch: bool = typer.Option(False, "--no-url-fetch", help="Refuse classify requests with URLs."),
     lazy_model: bool = typer.Option(False, "--lazy-model",
                                     help="Load the encoder on first use instead of before /ready says ready."),
     log_level: str = typer.Option("info", "--log-level"),
@@ -37,6 +40,7 @@ def serve(
         root=resolve_root(root), host=host, port=port, auth=not no_auth, query_workers=query_workers,
         query_time_limit_s=time_limit, query_row_cap=row_cap, query_memory_limit=memory_limit,
         max_queued_queries=max_queued, max_upload_mb=max_upload_mb, load_model=not lazy_model,
+        path_roots=path_root or None, url_fetch=not no_url_fetch,
     )
     try:
         settings.check()

@@ -50,6 +50,10 @@ def install(app: FastAPI) -> None:
     async def _scope(request: Request, e: ScopeError):
         return _json(403, str(e))
 
+    @app.exception_handler(PermissionError)
+    async def _perm(request: Request, e: PermissionError):
+        return _json(403, str(e))
+
     @app.exception_handler(QueryNotFound)
     async def _qnf(request: Request, e: QueryNotFound):
         return _json(404, f"unknown query id {e.args[0]!r}")

@@ -32,8 +32,11 @@ class ServerSettings(BaseModel):
     # ingestion and uploads
     max_upload_mb: float = 200.0
     ingest_part_rows: int = 64
+    # Server-side paths that ingestion and classification may read (None: any the process can read).
+    path_roots: list[Path] | None = None
     # classification
     max_classify_assets: int = 50
+    url_fetch: bool = True
     load_model: bool = True
 
     def check(self) -> None:
@@ -41,3 +44,19 @@ class ServerSettings(BaseModel):
             raise ValueError(
                 f"--no-auth is only allowed on a loopback address (127.0.0.1, ::1, localhost), not {self.host!r}"
             )
+
+
+def check_server_paths(settings: ServerSettings, paths: list[str]) -> None:
+    """Refuse server-side paths outside `path_roots` (after expanding directories, globs and @lists)."""
+    if not settings.path_roots or not paths:
+        return
+    from ingest.sources import expand
+
+    roots = [Path(r).resolve() for r in settings.path_roots]
+    for arg in paths:
+        if str(arg).startswith("@") and not any(Path(str(arg)[1:]).resolve().is_relative_to(r) for r in roots):
+            raise PermissionError(f"{arg}: list files must be under the allowed roots")
+    for src in expand(paths):
+        if not any(src.path.is_relative_to(r) for r in roots):
+            raise PermissionError(
+                f"{src.path} is outside the directories this server reads ({', '.join(map(str, roots))})")

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from ..deps import State, Writer, model_ready
 from ..errors import TooLarge
 from ..models import ClassifyRequest, ClassifyResponse
+from ..settings import check_server_paths
 from .ingestion import _safe_filename, check_length
 
 router = APIRouter(prefix="/api/v1", tags=["classify"])
@@ -86,6 +87,9 @@ def _classify(state, req: ClassifyRequest, uploaded: list[str], upload_names: di
     from concepts.classify import classify
     from ingest.sources import expand
 
+    check_server_paths(state.settings, list(req.paths or []))
+    if req.urls and not state.settings.url_fetch:
+        raise PermissionError("this server does not fetch URLs (started with --no-url-fetch)")
     tmp = Path(tempfile.mkdtemp(prefix="pixql-classify-"))
     try:
         downloaded, url_errors = _download(req.urls or [], tmp)

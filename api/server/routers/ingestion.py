@@ -13,10 +13,12 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
 
 from ..deps import Reader, State, Writer, model_ready
 from ..errors import NotFound, TooLarge
 from ..models import IngestJob, IngestRequest
+from ..settings import check_server_paths
 
 router = APIRouter(prefix="/api/v1/ingestion", tags=["ingestion"])
 
@@ -102,8 +104,7 @@ async def start_ingestion(request: Request, state: State, who: Writer):
             body = IngestRequest.model_validate_json(await request.body())
         except ValidationError as e:
             raise RequestValidationError(e.errors()) from None
-    from starlette.concurrency import run_in_threadpool
-
+        await run_in_threadpool(check_server_paths, state.settings, body.paths)
     return await run_in_threadpool(state.jobs.submit, body.paths, body.dataset, body.encoder)
 
 
