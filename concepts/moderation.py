@@ -49,6 +49,7 @@ from . import taxonomy
 from .policy import Policy
 
 STATUSES = ("approved", "review", "rejected")
+PENDING = "pending"  # queued for an asynchronous run, not decided yet
 SEVERITY = {"approved": 0, "review": 1, "rejected": 2}
 VERDICTS = {"block": "rejected", "pass": "approved"}
 DEFAULT_DATASET = "moderation"
@@ -498,6 +499,22 @@ class Moderator:
                      user=user, comment=comment)
         return self.decision(subject_id)
 
+    def mark_pending(self, items: list[Item], task_id: str) -> int:
+        """Stored assets and videos queued for an asynchronous run show `pending` until it decides."""
+        con = self.wh.cursor()
+        n = 0
+        for it in items:
+            sid = it.coactive_image_id or it.coactive_video_id
+            if not sid:
+                continue  # files: no row until the task ingests them
+            try:
+                kind = self._kind_of(con, sid)
+            except ModerationNotFound:
+                continue  # the task reports it as an error item
+            self._insert(sid, kind, PENDING, [], None, "model", task_id=task_id)
+            n += 1
+        return n
+
     def _kind_of(self, con, subject_id: str) -> str:
         if con.execute("SELECT 1 FROM catalog.assets WHERE coactive_image_id = ?", [subject_id]).fetchone():
             return "asset"
@@ -526,8 +543,8 @@ class Moderator:
 
     def queue(self, status: str | None = None, offset: int = 0, limit: int = 50, dataset: str | None = None) -> dict:
         """Assets and videos by their current status, newest decision first (the moderation queue)."""
-        if status is not None and status not in STATUSES:
-            raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+        if status is not None and status not in (*STATUSES, PENDING):
+            raise ValueError(f"status must be one of {', '.join((*STATUSES, PENDING))}, got {status!r}")
         con = self.wh.cursor()
         where = "WHERE (? IS NULL OR l.status = ?) AND (? IS NULL OR coalesce(a.dataset, v.dataset) = ?)"
         args = [status, status, dataset, dataset]

@@ -192,3 +192,16 @@ def test_url_items_are_fetched_and_kept_by_content_hash(mod_wh, photo_dir):
     assert stored.read_bytes() == (photo_dir / "horse.png").read_bytes()
     assert missing["status"] == "error" and "HTTP 404" in missing["error"]
     assert local["status"] == "error" and "http(s)" in local["error"]
+
+
+def test_pending_until_the_asynchronous_run_decides(mod_wh):
+    wh, photos = mod_wh
+    m = Moderator(wh)
+    aid = m.moderate([Item(path=str(photos / "coffee.png"))])["results"][0]["coactive_image_id"]
+    assert m.mark_pending([Item(coactive_image_id=aid), Item(path="not-yet.jpg")], task_id="t-1") == 1
+    col = "SELECT moderation_status FROM coactive_table_adv WHERE coactive_image_id = ?"
+    assert wh.sql(col, [aid]).fetchone()[0] == "pending"
+    assert aid in [x["subject_id"] for x in m.queue("pending")["items"]]
+    m.moderate([Item(coactive_image_id=aid)], task_id="t-1")
+    assert wh.sql(col, [aid]).fetchone()[0] == "approved"
+    assert aid not in [x["subject_id"] for x in m.queue("pending")["items"]]

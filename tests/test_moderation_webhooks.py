@@ -127,3 +127,16 @@ def test_secret_is_generated_once_and_kept(wh, monkeypatch):
     assert len(s1) == 64 and webhooks.webhook_secret(wh.cursor()) == s1
     monkeypatch.setenv("PIXQL_WEBHOOK_SECRET", "from-env")
     assert webhooks.webhook_secret(wh.cursor()) == "from-env"
+
+
+def test_resume_pending_finishes_what_a_stopped_server_left(wh):
+    rx = Receiver(fail=0)
+    try:
+        _task(wh, rx.url, {"x": 2})
+        wh.cursor().execute("UPDATE catalog.moderation_tasks SET delivery_status = 'retrying'")
+        sender = webhooks.WebhookSender(wh.cursor, wh.write_lock, webhooks.RetryPolicy(base_delay=0.01), secret="k")
+        assert sender.resume_pending() == ["t1"]
+        assert sender.wait("t1", timeout=30) == "delivered" and len(rx.requests) == 1
+        assert sender.resume_pending() == [] and len(rx.requests) == 1
+    finally:
+        rx.close()

@@ -20,7 +20,7 @@ policy_app = typer.Typer(help="Moderation policies: create (new version if the n
 app.add_typer(policy_app, name="policy")
 
 STATUS_COLOURS = {"approved": typer.colors.GREEN, "review": typer.colors.YELLOW, "rejected": typer.colors.RED,
-                  "error": typer.colors.MAGENTA}
+                  "error": typer.colors.MAGENTA, "pending": typer.colors.BLUE}
 
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

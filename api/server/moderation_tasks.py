@@ -63,6 +63,7 @@ class ModerationService:
                 "delivery_status, created_by, created_dt) VALUES (?, 'queued', ?, ?, ?, 'pending', ?, ?)",
                 [task_id, json.dumps(policy) if isinstance(policy, dict) else policy, callback_url,
                  json.dumps(request), user, catalog.now()])
+        self.moderator.mark_pending([Item(**it) for it in items], task_id)
         self._queue.put(task_id)
         return self.task(task_id, with_result=False)
 

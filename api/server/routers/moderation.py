@@ -203,7 +203,7 @@ def deliveries(task_id: str, state: State, who: Reader):
 
 @router.get("/moderation")
 def moderation_queue(state: State, who: Reader,
-                     status: Literal["approved", "rejected", "review"] | None = Query(None),
+                     status: Literal["approved", "rejected", "review", "pending"] | None = Query(None),
                      dataset: str | None = None,
                      offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=1000)):
     """Assets and videos by current status (manual overrides win), newest decision first."""
