@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from videogen import make_video
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -73,8 +74,12 @@ def server(tmp_path_factory, photo_dir):
     base = tmp_path_factory.mktemp("web")
     photos = shutil.copytree(photo_dir, base / "photos")
     root = base / "pixql-data"
+    clips = base / "clips"
+    clips.mkdir()
+    make_video(clips / "clip.mp4", seconds=4, rate=10, width=160, height=120, shape_at={2})
     with Warehouse.open(root) as wh:
         wh.ingest([str(photos)], dataset="photos", progress=False)
+        wh.ingest([str(clips)], dataset="clips", progress=False)
     for p in photos.glob(f"{GONE}.*"):
         p.unlink()
 
@@ -99,6 +104,10 @@ def server(tmp_path_factory, photo_dir):
             pass
         assert time.monotonic() < deadline, f"pixql serve did not come up: {log.read_text()}"
         time.sleep(0.2)
+    deadline = time.monotonic() + 180
+    while httpx.get(srv.url + "/ready", timeout=5).status_code != 200:  # the default encoder has loaded
+        assert proc.poll() is None and time.monotonic() < deadline, f"pixql serve is not ready: {log.read_text()}"
+        time.sleep(0.5)
     yield srv
     srv.http.close()
     proc.terminate()
@@ -137,7 +146,7 @@ def login(page, server, then: str = "/web/queue"):
     page.fill("#client-id", server.client_id)
     page.fill("#client-secret", server.secret)
     page.click("button[type=submit]")
-    page.wait_for_url(re.compile(re.escape(then) + "$"))
+    page.wait_for_url(re.compile(re.escape(then) + r"(\?.*)?$"))
 
 
 # -- login ------------------------------------------------------------------------------------------
@@ -221,3 +230,91 @@ def test_sql_console_stop_button_stops_a_running_query(page, server):
     assert page.is_enabled("#run")
     stopped = server.get("/api/v1/queries", params={"status": "Stopped"})["queries"]
     assert any("t7" in q["query"] for q in stopped)
+
+
+# -- review queue -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def moderated(server):
+    """Every photo and the video moderated under a policy whose wide review band sends them to review."""
+    r = server.http.post("/api/v1/policies", json={"name": "triage", "review_band": 0.5,
+                                                   "description": "everything scored goes to a human"})
+    assert r.status_code == 201, r.text
+    photos = server.sql("SELECT coactive_image_id FROM coactive_table WHERE dataset = 'photos'")
+    video = server.sql("SELECT DISTINCT coactive_video_id FROM coactive_table_adv WHERE dataset = 'clips'")
+    items = [{"coactive_image_id": p["coactive_image_id"]} for p in photos]
+    items.append({"coactive_video_id": video[0]["coactive_video_id"]})
+    r = server.http.post("/api/v1/moderate", json={"items": items, "policy": "triage"})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"] if isinstance(r.json(), dict) else r.json()
+    assert {x["status"] for x in results} <= {"review", "rejected", "approved"}
+    return results
+
+
+def test_review_queue_approve_by_click_and_by_key(page, server, moderated):
+    in_review = server.get("/api/v1/moderation", params={"status": "review", "limit": 1000})
+    assert in_review["total"] >= 3, in_review
+    login(page, server, "/web/queue")
+    page.wait_for_selector("#queue figure.card")
+    cards = page.locator("#queue figure.card")
+    assert cards.count() == min(24, in_review["total"])
+    # Each card names the categories that sent it to review, with scores.
+    assert page.locator("#queue figure.card .tag.review").count() >= cards.count()
+    page.wait_for_function("[...document.querySelectorAll('#queue img')].every(i => i.dataset.thumb !== 'loading')")
+    page.screenshot(path=str(artifacts_dir() / "review-queue.png"), full_page=True)
+
+    first = cards.nth(0)
+    first_id = first.get_attribute("data-id")
+    first.locator("button.approve").click()
+    page.wait_for_selector(f'#queue figure.card[data-id="{first_id}"][data-decided="approved"]')
+    decision = server.get(f"/api/v1/assets/{first_id}/moderation")
+    assert decision["status"] == "approved" and decision["decided_by"] == "user"
+    assert decision["history"][0]["user"] == "web-test"
+
+    # The focus moved to the next card; 'r' rejects it without touching the mouse.
+    second_id = cards.nth(1).get_attribute("data-id")
+    assert "focused" in cards.nth(1).get_attribute("class")
+    page.keyboard.press("r")
+    page.wait_for_selector(f'#queue figure.card[data-id="{second_id}"][data-decided="rejected"]')
+    assert server.get(f"/api/v1/assets/{second_id}/moderation")["status"] == "rejected"
+
+    # Reloaded, the queue no longer holds them.
+    page.reload()
+    page.wait_for_selector("#queue figure.card")
+    ids = page.eval_on_selector_all("#queue figure.card", "els => els.map(e => e.dataset.id)")
+    assert first_id not in ids and second_id not in ids
+    assert server.get("/api/v1/moderation", params={"status": "review"})["total"] == in_review["total"] - 2
+
+
+def test_review_queue_filters_paging_and_video_worst_frame(page, server, moderated):
+    login(page, server, "/web/queue")
+    page.wait_for_selector("#queue figure.card")
+    # The video shows the keyframe where its top category scored highest, and that time.
+    page.select_option("#f-dataset", "clips")
+    page.wait_for_function("document.querySelectorAll('#queue figure.card').length === 1")
+    video = [x for x in moderated if x.get("subject_kind") == "video"][0]
+    worst = video["categories"][0]
+    frame = page.locator("#queue figure.card [data-frame-time]")
+    assert float(frame.get_attribute("data-frame-time")) == pytest.approx(worst["time"])
+    assert "worst frame at" in frame.inner_text()
+    page.wait_for_function("document.querySelector('#queue img').dataset.thumb === 'ok'")
+    kf_id = page.get_attribute("#queue img", "alt")
+    assert kf_id == video["subject_id"]  # the card is the video; its image is the worst keyframe
+    img_src_ok = page.evaluate("document.querySelector('#queue img').naturalWidth > 0")
+    assert img_src_ok
+
+    # Category filter: only items whose triggering categories include it (or its children).
+    page.select_option("#f-dataset", "")
+    top = [x for x in moderated if x["status"] == "review" and x.get("categories")][0]["categories"][0]
+    page.select_option("#f-category", top["category"])
+    page.wait_for_function(f"new URLSearchParams(location.search).get('category') === '{top['category']}'")
+    page.wait_for_selector("#queue figure.card")
+    for tags in page.eval_on_selector_all("#queue figure.card", "els => els.map(e => e.innerText)"):
+        assert top["category"] in tags
+
+    # Paging with 24 per page over the whole review queue, and 'n' for the next page.
+    page.select_option("#f-category", "")
+    total = server.get("/api/v1/moderation", params={"status": "review"})["total"]
+    page.wait_for_function(f"document.getElementById('page-info').textContent.endsWith('of {total}')")
+    if total > 24:
+        page.keyboard.press("n")
+        page.wait_for_function("document.getElementById('page-info').textContent.startsWith('25')")

@@ -8,6 +8,7 @@ behind the API's own auth dependencies.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -111,3 +112,14 @@ def thumbnail_by_path(state: State, who: Reader, path: str = Query(..., min_leng
         raise NotFound(f"no asset at path {path!r}")
     data = thumbnail_bytes(state, row[0], size)
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/web/api/queue")
+def review_queue(state: State, who: Reader,
+                 status: Literal["approved", "rejected", "review"] | None = Query("review"),
+                 dataset: str | None = None, category: str | None = None, policy: str | None = None,
+                 offset: int = Query(0, ge=0), limit: int = Query(24, ge=1, le=500)):
+    """The moderation queue with the page's filters (category, policy) and each video's worst keyframe."""
+    from .queue import queue
+
+    return queue(state.cursor(), status, dataset or None, category or None, policy or None, offset, limit)

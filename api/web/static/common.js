@@ -118,7 +118,8 @@ const PixQL = (() => {
         }
       },
     });
-    pump();
+    // Run after the caller's synchronous code: the image may not be in the document yet.
+    setTimeout(pump, 0);
   }
 
   const assetThumb = (img, id, size = 256) =>
