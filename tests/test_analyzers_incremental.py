@@ -132,3 +132,24 @@ def test_cli_analyze_and_ingest_analyzers(tmp_path, photo_dir):
     assert r.exit_code == 1 and "unknown analyzer 'colour'" in r.output
     r = runner.invoke(app, ["analyze", "-d", "nope", "-a", "faces", "-r", root])
     assert r.exit_code == 1 and "unknown dataset 'nope'" in r.output
+
+
+def test_cli_ocr_flags_lists_sets_and_refuses_bad_patterns(tmp_path):
+    from api.cli import app
+
+    root = str(tmp_path / "wh")
+    runner = CliRunner()
+    assert runner.invoke(app, ["init", "-r", root]).exit_code == 0
+    r = runner.invoke(app, ["ocr-flags", "-r", root])
+    assert r.exit_code == 0 and {"threat (default)", "drug_sale (default)", "contact_info (default)"} <= {
+        line.split(":")[0] for line in r.output.splitlines()}
+    r = runner.invoke(app, ["ocr-flags", "-r", root, "--set", r"scam=\bwire me\b", "--description", "payment scams"])
+    assert r.exit_code == 0 and "scam (custom): payment scams" in r.output
+    r = runner.invoke(app, ["ocr-flags", "-r", root, "--disable", "contact_info"])
+    assert r.exit_code == 0 and "contact_info" not in r.output
+    r = runner.invoke(app, ["ocr-flags", "-r", root, "--reset", "contact_info"])
+    assert "contact_info (default)" in r.output
+    r = runner.invoke(app, ["ocr-flags", "-r", root, "--set", "x=(a"])
+    assert r.exit_code == 1 and "RE2" in r.output
+    r = runner.invoke(app, ["ocr-flags", "-r", root, "--set", "Bad Name=a"])
+    assert r.exit_code == 1 and "invalid flag name" in r.output

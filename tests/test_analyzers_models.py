@@ -22,14 +22,19 @@ def text_image(lines: list[str]) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def analyzed_wh(tmp_path_factory, photo_dir):
-    """Photos plus one image of rendered text, ingested with every analyzer."""
+    """Photos plus one image of rendered text with the image analyzers; the text image also
+    in a second dataset with OCR (the slow one, so it runs on one image)."""
     from warehouse import Warehouse
 
     src = copy_photos(photo_dir, tmp_path_factory.mktemp("in"), names=set(CLOTHED))
-    text_image(["BUY PILLS NOW", "call me 555-123-4567"]).save(src / "flyer.png")
+    flyer = text_image(["BUY PILLS NOW", "call me 555-123-4567"])
+    flyer.save(src / "flyer.png")
+    texts = tmp_path_factory.mktemp("texts")
+    flyer.save(texts / "flyer_text.png")
     wh = Warehouse.open(tmp_path_factory.mktemp("wh-analyzers"))
-    report = wh.ingest([str(src)], dataset="p", progress=False, analyzers="nsfw,ocr,faces,nudity")
+    report = wh.ingest([str(src)], dataset="p", progress=False, analyzers="nsfw,faces,nudity")
     assert report.errors == 0
+    assert wh.ingest([str(texts)], dataset="t", progress=False, analyzers="ocr").errors == 0
     yield wh
     wh.close()
 
@@ -42,15 +47,17 @@ def by_name(wh, column: str) -> dict:
 def test_rendered_text_comes_back_in_ocr_text_and_flags(analyzed_wh):
     wh = analyzed_wh
     text, conf, flags = wh.sql(
-        "SELECT ocr_text, ocr_confidence, ocr_flags FROM coactive_table_adv WHERE path LIKE '%flyer.png'"
+        "SELECT ocr_text, ocr_confidence, ocr_flags FROM coactive_table_adv WHERE path LIKE '%flyer_text.png'"
     ).fetchone()
     assert "BUY PILLS NOW" in text and "555-123-4567" in text
     assert conf > 0.9
     assert sorted(flags) == ["contact_info", "drug_sale"]
     hits = wh.sql("SELECT path FROM coactive_table_adv WHERE ocr_text ILIKE '%buy%'").fetchall()
-    assert [h[0].endswith("flyer.png") for h in hits] == [True]
+    assert [h[0].endswith("flyer_text.png") for h in hits] == [True]
     hits = wh.sql("SELECT path FROM coactive_table_adv WHERE list_contains(ocr_flags, 'contact_info')").fetchall()
-    assert [h[0].endswith("flyer.png") for h in hits] == [True]
+    assert [h[0].endswith("flyer_text.png") for h in hits] == [True]
+    # assets of the dataset without OCR read NULL, not "no text"
+    assert wh.sql("SELECT count(*) FROM coactive_table_adv WHERE dataset = 'p' AND ocr_text IS NOT NULL").fetchone()[0] == 0
 
 
 def test_astronaut_has_a_face_and_the_others_none(analyzed_wh):
@@ -84,10 +91,11 @@ def test_analyzer_parts_are_registered_with_their_files(analyzed_wh):
     parts = wh.sql("SELECT encoder, path, row_count FROM catalog.parts WHERE kind = 'analyzer' ORDER BY 1").fetchall()
     assert [p[0] for p in parts] == ["faces", "nsfw", "nudity", "ocr"]
     for name, path, n in parts:
-        assert path.startswith(f"datasets/p/analyzers/{name}/") and (wh.root / path).is_file() and n == 7
-    assert wh.sql("SELECT count(*) FROM catalog.analyses").fetchone()[0] == 4 * 7
-    assert [r[0] for r in wh.sql("SELECT analyzer FROM catalog.dataset_analyzers ORDER BY 1").fetchall()] == [
-        "faces", "nsfw", "nudity", "ocr"]
+        ds, rows = ("t", 1) if name == "ocr" else ("p", 7)
+        assert path.startswith(f"datasets/{ds}/analyzers/{name}/") and (wh.root / path).is_file() and n == rows
+    assert wh.sql("SELECT count(*) FROM catalog.analyses").fetchone()[0] == 3 * 7 + 1
+    assert wh.sql("SELECT dataset, analyzer FROM catalog.dataset_analyzers ORDER BY 1, 2").fetchall() == [
+        ("p", "faces"), ("p", "nsfw"), ("p", "nudity"), ("t", "ocr")]
 
 
 def test_nudity_without_nudenet_says_how_to_enable_it(monkeypatch, tmp_path, photo_dir):

@@ -136,11 +136,11 @@ def test_truncated_mp4_without_index_is_unreadable(tmp_path):
 
 
 def test_long_video_streams_in_bounded_memory_across_parts(tmp_path, monkeypatch):
-    """120 keyframes flow through in batches: never more than a queue and a batch alive at once."""
+    """90 keyframes flow through in batches: never more than a queue and a batch alive at once."""
     from ingest import video as video_mod
     from warehouse import Warehouse
 
-    make_video(tmp_path / "in" / "long.mp4", seconds=40, width=192, height=144) if (tmp_path / "in").mkdir() is None else None
+    make_video(tmp_path / "in" / "long.mp4", seconds=30, width=192, height=144) if (tmp_path / "in").mkdir() is None else None
     alive, peak = [0], [0]
     original = video_mod.KeyframeStream.__iter__
 
@@ -156,11 +156,11 @@ def test_long_video_streams_in_bounded_memory_across_parts(tmp_path, monkeypatch
 
     monkeypatch.setattr(video_mod.KeyframeStream, "__iter__", counting)
     with Warehouse.open(tmp_path / "wh") as wh:
-        report = wh.ingest([str(tmp_path / "in")], dataset="d", progress=False, batch_size=8, part_rows=50,
+        report = wh.ingest([str(tmp_path / "in")], dataset="d", progress=False, batch_size=8, part_rows=40,
                            video_options={"fps": 3.0})
-        assert report.assets_added == 120 and report.errors == 0
+        assert report.assets_added == 90 and report.errors == 0
         assert wh.sql("SELECT count(*) FROM catalog.parts WHERE kind = 'assets'").fetchone()[0] >= 3
-        assert wh.sql("SELECT frames_sampled, status FROM catalog.videos").fetchone() == (120, "complete")
+        assert wh.sql("SELECT frames_sampled, status FROM catalog.videos").fetchone() == (90, "complete")
     print("peak keyframe images alive:", peak[0])
     assert 8 <= peak[0] <= 24
 
@@ -216,3 +216,26 @@ def test_a_failure_mid_video_raises_and_leaves_no_thread_behind(tmp_path, monkey
             wh.ingest([str(tmp_path / "in")], dataset="d", progress=False, batch_size=4, video_options={"fps": 4.0})
         assert wh.sql("SELECT status FROM catalog.ingest_runs").fetchone()[0] == "Error"
     assert not [t for t in threading.enumerate() if t.name.startswith("pixql-decode")]
+
+
+def test_cli_ingest_video_options_and_videos_listing(tmp_path):
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    (tmp_path / "in").mkdir()
+    make_video(tmp_path / "in" / "short.mp4", seconds=3, width=160, height=120)
+    root = str(tmp_path / "wh")
+    runner = CliRunner()
+    r = runner.invoke(app, ["ingest", str(tmp_path / "in"), "-d", "v", "-q", "-r", root, "--fps", "2", "--max-frames", "3"])
+    assert r.exit_code == 0, r.output
+    assert "3 assets added" in r.output
+    r = runner.invoke(app, ["videos", "-r", root, "-f", "csv"])
+    assert r.exit_code == 0, r.output
+    header, row = r.output.strip().splitlines()
+    assert header.split(",")[:3] == ["dataset", "path", "duration_ms"]
+    assert row.startswith("v,") and "short.mp4" in row and ",3000," in row and ",160x120,h264,3," in row
+    r = runner.invoke(app, ["sql", "SELECT string_agg(keyframe_time_ms::VARCHAR, ' ' ORDER BY keyframe_time_ms) AS t "
+                            "FROM coactive_table_adv", "-f", "csv", "-r", root])
+    assert r.exit_code == 0, r.output
+    assert r.output.strip().splitlines() == ["t", "0 520 1000"]
