@@ -40,12 +40,13 @@ class VideoInfo:
     size_bytes: int
     container: str
     codec: str
-    width: int
+    width: int  # as displayed: a phone video's rotation is applied
     height: int
     duration_ms: int | None
     fps: float | None  # the video's own frame rate
     sample_fps: float
     max_frames: int | None
+    rotation: int = 0  # degrees counterclockwise the display matrix turns coded frames
     frames_sampled: int = 0
     status: str = "partial"  # 'partial' while streaming, then 'complete' or 'error'
     error: str | None = None
@@ -67,6 +68,12 @@ def stream_digest(path: Path, max_bytes: int = DEFAULT_MAX_VIDEO_BYTES) -> tuple
         for chunk in iter(lambda: fh.read(HASH_CHUNK), b""):
             h.update(chunk)
     return h.hexdigest(), size
+
+
+def av_errors():
+    import av
+
+    return av.error.FFmpegError
 
 
 def _open(path: Path):
@@ -100,13 +107,25 @@ def probe(path: Path) -> dict:
         if st.frames and rate:
             estimates.append(st.frames * 1000 / float(rate))
         duration_ms = int(round(max(estimates))) if estimates else None
+        width, height = int(cc.width or st.width or 0), int(cc.height or st.height or 0)
+        # Phones store portrait video as landscape frames plus a display matrix;
+        # the first frame carries it.
+        rotation = 0
+        try:
+            first = next(container.decode(st), None)
+            rotation = int(round(first.rotation / 90.0)) * 90 % 360 if first is not None else 0
+        except av_errors() as e:
+            raise DecodeError(f"not a readable video: {getattr(e, 'strerror', None) or e}") from None
+        if rotation in (90, 270):
+            width, height = height, width
         return {
             "container": container.format.name.split(",")[0],
             "codec": cc.name,
-            "width": int(cc.width or st.width or 0),
-            "height": int(cc.height or st.height or 0),
+            "width": width,
+            "height": height,
             "duration_ms": duration_ms,
             "fps": float(rate) if rate else None,
+            "rotation": rotation,
         }
     finally:
         container.close()
@@ -138,7 +157,9 @@ class KeyframeStream:
                  target: int | None, analysis_size: int | None,
                  skip_ids=frozenset(), only_ids=None):
         self.source, self.dataset, self.info, self.mtime = source, dataset, info, mtime
-        self.size = frame_size(info.width, info.height, target, analysis_size)
+        w, h = frame_size(info.width, info.height, target, analysis_size)
+        # converted in the coded orientation, then turned upright
+        self.size = (h, w) if info.rotation in (90, 270) else (w, h)
         self.skip_ids, self.only_ids = skip_ids, only_ids
         self.error: str | None = None
         self.decoded_until_ms: float | None = None
@@ -178,6 +199,8 @@ class KeyframeStream:
                     if wanted:
                         w, h = self.size
                         image = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA").to_image()
+                        if info.rotation:
+                            image = image.rotate(info.rotation, expand=True)
                     current = index
                     index += 1
                     info.frames_sampled = index

@@ -239,3 +239,22 @@ def test_cli_ingest_video_options_and_videos_listing(tmp_path):
                             "FROM coactive_table_adv", "-f", "csv", "-r", root])
     assert r.exit_code == 0, r.output
     assert r.output.strip().splitlines() == ["t", "0 520 1000"]
+
+
+def test_phone_rotation_is_applied(tmp_path):
+    import numpy as np
+
+    from ingest.sources import Source
+    from ingest.video import read_keyframes
+    from videogen import rotate_mp4
+
+    plain = make_video(tmp_path / "plain.mp4", seconds=2, width=160, height=120)
+    turned = rotate_mp4(plain, tmp_path / "portrait.mp4")
+    (a, *_), res_a = read_keyframes(Source(plain), "d")
+    (b, *_), res_b = read_keyframes(Source(turned), "d")
+    assert (res_a.video.width, res_a.video.height, res_a.video.rotation) == (160, 120, 0)
+    assert (res_b.video.width, res_b.video.height, res_b.video.rotation) == (120, 160, 270)
+    assert (b.width, b.height) == (120, 160) and b.image.size == (120, 160)
+    # the picture is the plain one turned 90° clockwise, as a player shows it
+    expected = np.rot90(np.asarray(a.image, dtype=np.int16), k=-1)
+    assert np.abs(np.asarray(b.image, dtype=np.int16) - expected).mean() < 2

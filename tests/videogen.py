@@ -56,3 +56,19 @@ def truncate_copy(src: Path, dst: Path, fraction: float = 0.5) -> Path:
     data = Path(src).read_bytes()
     Path(dst).write_bytes(data[: int(len(data) * fraction)])
     return Path(dst)
+
+
+def rotate_mp4(src: Path, dst: Path) -> Path:
+    """Copy an MP4 with its track matrix set to 'display turned 90° clockwise', as phones
+    record portrait video (landscape frames plus a display matrix)."""
+    import struct
+
+    data = bytearray(Path(src).read_bytes())
+    i = data.find(b"tkhd")
+    version = data[i + 4]
+    # box header, version/flags, times, track id, reserved, duration, reserved, layer, group, volume, reserved
+    off = i + 4 + 4 + (8 + 8 + 4 + 4 + 8 if version == 1 else 4 + 4 + 4 + 4 + 4) + 8 + 8
+    height = struct.unpack(">I", data[off + 40: off + 44])[0]
+    data[off: off + 36] = struct.pack(">9i", 0, 0x10000, 0, -0x10000, 0, 0, height, 0, 0x40000000)
+    Path(dst).write_bytes(data)
+    return Path(dst)
