@@ -1,4 +1,4 @@
-"""Twenty concurrent clients, ten queries each, on loopback: every answer correct, the queue bounded."""
+"""Twenty concurrent clients, ten queries each, on loopback against two query workers: every answer correct."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor

@@ -173,7 +173,7 @@ class _Active:
 
     def __init__(self, db: sandbox.SandboxDB, deadline: float):
         self.db, self.deadline = db, deadline
-        self.reason: str | None = None  # 'time' | 'stop'
+        self.reason: str | None = None  # 'time' | 'stop' | 'shutdown'
 
 
 def jsonable(v):
@@ -213,6 +213,8 @@ def _unique_names(names: list[str]) -> list[str]:
 
 
 class QueryEngine:
+    """Runs users' SQL for the HTTP API: `submit`, `record`/`page`/`iter_csv`, `stop`, `list`."""
+
     def __init__(self, wh, settings: QuerySettings | None = None):
         self.wh = wh
         self.settings = settings or QuerySettings()
