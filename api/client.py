@@ -106,16 +106,25 @@ class Client:
             return False
 
     # -- queries ---------------------------------------------------------------------------
+    @staticmethod
+    def _dates(rec: dict) -> dict:
+        # datetimes, as the Coactive SDK gives them: `end_dt - created_dt` works.
+        for k in ("created_dt", "start_dt", "end_dt"):
+            if isinstance(rec.get(k), str):
+                rec[k] = datetime.fromisoformat(rec[k])
+        return rec
+
     def submit(self, sql: str, dataset_id: str | None = None, embedding_id: str | None = None) -> dict:
         body = {"query": sql, "dataset_id": dataset_id, "embedding_id": embedding_id}
-        return self._request("POST", "/api/v1/queries", json={k: v for k, v in body.items() if v is not None})
+        return self._dates(self._request("POST", "/api/v1/queries",
+                                         json={k: v for k, v in body.items() if v is not None}))
 
     def status(self, query_id: str, offset: int = 0, limit: int = 0, wait: float = 0) -> dict:
-        return self._request("GET", f"/api/v1/queries/{query_id}",
-                             params={"offset": offset, "limit": limit, "wait": wait})
+        return self._dates(self._request("GET", f"/api/v1/queries/{query_id}",
+                                         params={"offset": offset, "limit": limit, "wait": wait}))
 
     def stop(self, query_id: str) -> dict:
-        return self._request("POST", f"/api/v1/queries/{query_id}/stop")
+        return self._dates(self._request("POST", f"/api/v1/queries/{query_id}/stop"))
 
     def queries(self, status: str | None = None, offset: int = 0, limit: int = 50) -> dict:
         params = {"offset": offset, "limit": limit}

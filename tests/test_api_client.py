@@ -50,6 +50,7 @@ def test_submit_status_stop(client):
     assert stopped["status"] in ("Stopping", "Stopped")
     final = client.wait(rec["query_id"], timeout=30)
     assert final["status"] == "Stopped"
+    assert (final["end_dt"] - final["created_dt"]).total_seconds() >= 0  # datetimes, as in the tutorial
     assert "Stopped" in str(QueryError(final))
 
 

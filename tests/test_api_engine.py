@@ -1,4 +1,4 @@
-"""The query engine in-process: the memory cap ends a query in Error and the worker carries on."""
+"""In-process: the query engine's memory cap, and the app's readiness (503) and docs."""
 from __future__ import annotations
 
 from warehouse import Warehouse
@@ -18,3 +18,25 @@ def test_memory_cap(fresh_root):
     finally:
         engine.shutdown()
         wh.close()
+
+
+def test_not_ready_is_503_and_docs_are_served(fresh_root):
+    from fastapi.testclient import TestClient
+
+    from api.server import ServerSettings, create_app
+    from api.server.state import ServerState
+
+    settings = ServerSettings(root=fresh_root, auth=False, load_model=False)
+    state = ServerState(settings)
+    state.settings = settings.model_copy(update={"load_model": True})
+    state.model_ready.clear()  # as while the encoder is still loading
+    with TestClient(create_app(settings, state=state)) as http:
+        r = http.get("/ready")
+        assert r.status_code == 503 and r.json()["model"] == "loading"
+        r = http.post("/api/v1/ingestion", json={"dataset": "d", "paths": [str(fresh_root)]})
+        assert r.status_code == 503 and r.headers["retry-after"]
+        assert http.post("/api/v1/queries", json={"query": "SELECT 1 AS one"}).status_code == 201
+        assert http.get("/docs").status_code == 200
+        assert "/api/v1/queries/{query_id}" in http.get("/openapi.json").json()["paths"]
+        state.model_ready.set()
+        assert http.get("/ready").status_code == 200
