@@ -289,9 +289,12 @@ def test_review_queue_filters_paging_and_video_worst_frame(page, server, moderat
     login(page, server, "/web/queue")
     page.wait_for_selector("#queue figure.card")
     # The video shows the keyframe where its top category scored highest, and that time.
-    page.select_option("#f-dataset", "clips")
-    page.wait_for_function("document.querySelectorAll('#queue figure.card').length === 1")
     video = [x for x in moderated if x.get("subject_kind") == "video"][0]
+    status = server.get(f"/api/v1/assets/{video['subject_id']}/moderation")["status"]  # another test may have decided
+    page.select_option("#f-status", status)
+    page.select_option("#f-dataset", "clips")
+    page.wait_for_function("new URLSearchParams(location.search).get('dataset') === 'clips'")
+    page.wait_for_function("document.querySelectorAll('#queue figure.card').length === 1")
     worst = video["categories"][0]
     frame = page.locator("#queue figure.card [data-frame-time]")
     assert float(frame.get_attribute("data-frame-time")) == pytest.approx(worst["time"])
@@ -303,6 +306,7 @@ def test_review_queue_filters_paging_and_video_worst_frame(page, server, moderat
     assert img_src_ok
 
     # Category filter: only items whose triggering categories include it (or its children).
+    page.select_option("#f-status", "review")
     page.select_option("#f-dataset", "")
     top = [x for x in moderated if x["status"] == "review" and x.get("categories")][0]["categories"][0]
     page.select_option("#f-category", top["category"])
@@ -318,3 +322,66 @@ def test_review_queue_filters_paging_and_video_worst_frame(page, server, moderat
     if total > 24:
         page.keyboard.press("n")
         page.wait_for_function("document.getElementById('page-info').textContent.startsWith('25')")
+
+
+# -- concept labelling ------------------------------------------------------------------------------
+def test_concept_labelling_trains_a_new_version(page, server):
+    r = server.http.post("/api/v1/concepts", json={"name": "animal", "prompts": ["an animal"],
+                                                   "description": "animals of any kind"})
+    assert r.status_code == 201, r.text
+    before = server.get("/api/v1/concepts/animal/estimate")
+    assert before["version"] == 1
+
+    login(page, server, "/web/concepts")
+    page.wait_for_selector('#concept-list tr[data-concept="animal"]')
+    page.click('#concept-list tr[data-concept="animal"] a')
+    page.wait_for_url(re.compile(r"/web/concepts/animal$"))
+    page.wait_for_selector("#candidates figure.card")
+    page.wait_for_selector("#top figure.card")
+    assert page.inner_text("#concept-version") == "v1"
+    assert page.get_attribute("#concept-estimate", "data-version") == "1"
+    # The top-scoring list is the concept's highest probabilities, in order.
+    top_ids = page.eval_on_selector_all("#top figure.card", "els => els.map(e => e.dataset.asset)")
+    expected = server.sql("SELECT coactive_image_id FROM coactive_table "
+                          "ORDER BY animal_latest_prob DESC, coactive_image_id LIMIT 12")
+    assert top_ids == [r["coactive_image_id"] for r in expected]
+
+    # The two animal photos are positives; two photos of no animal among the candidates are negatives.
+    ids = {Path(r["path"]).stem: r["coactive_image_id"]
+           for r in server.sql("SELECT coactive_image_id, path FROM coactive_table WHERE dataset = 'photos'")}
+    positives = [ids["chelsea"], ids["horse"]]
+    shown = set(top_ids) | set(page.eval_on_selector_all("#candidates figure.card", "els => els.map(e => e.dataset.asset)"))
+    assert set(positives) <= shown
+    negatives = [ids[n] for n in ("coins", "page", "text", "brick", "gravel", "grass") if ids[n] in shown][:2]
+    for i in positives:
+        page.locator(f'figure.card[data-asset="{i}"] button.positive').first.click()
+    for i in negatives:
+        page.locator(f'figure.card[data-asset="{i}"] button.negative').first.click()
+    assert page.inner_text("#pending-count") == "4"
+    page.wait_for_function("document.querySelectorAll('#top img, #candidates img').length > 0 && "
+                           "[...document.querySelectorAll('#top img, #candidates img')].every(i => i.dataset.thumb !== 'loading')")
+    page.screenshot(path=str(artifacts_dir() / "concept-labelling-before.png"), full_page=True)
+
+    page.click("#retrain")
+    page.wait_for_selector("#train-status[data-status=Complete]")
+    assert page.inner_text("#concept-version") == "v2"
+    assert page.get_attribute("#concept-estimate", "data-version") == "2"
+    assert page.inner_text("#concept-estimate-before") != "–"  # the estimate before retraining stays in view
+    assert page.locator('#versions tr[data-version="2"]').count() == 1
+
+    after = server.get("/api/v1/concepts/animal")
+    assert after["latest_version"] == 2
+    assert (after["positive_labels"], after["negative_labels"]) == (2, 2)
+    labels = {x["coactive_image_id"]: x["label"] for x in server.get("/api/v1/concepts/animal/labels")}
+    assert labels == {**{i: "positive" for i in positives}, **{i: "negative" for i in negatives}}
+    assert server.get("/api/v1/concepts/animal/estimate")["version"] == 2
+    # Labelled assets leave the candidate list.
+    page.wait_for_selector("#candidates figure.card")
+    shown = page.eval_on_selector_all("#candidates figure.card", "els => els.map(e => e.dataset.asset)")
+    assert not set(shown) & set(labels)
+    page.wait_for_function("[...document.querySelectorAll('#top img, #candidates img')].every(i => i.dataset.thumb !== 'loading')")
+    page.screenshot(path=str(artifacts_dir() / "concept-labelling.png"), full_page=True)
+
+    # The SQL console lists the new concept's columns beside the editor.
+    page.goto("/web/sql")
+    page.wait_for_selector('#concept-columns li[data-concept="animal"]')

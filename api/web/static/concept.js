@@ -39,8 +39,8 @@
       el("figcaption", {},
         el("div", { class: "small ellipsis", title: asset.path }, (asset.path || id).split("/").pop()),
         el("div", { class: "small muted" }, `p = ${PixQL.fmtScore(asset.prob)}`),
-        el("div", { class: "actions" }, button("positive", "+ positive", "Label as an example of this concept"),
-          button("negative", "− negative", "Label as not this concept"))));
+        el("div", { class: "actions" }, button("positive", "+ yes", "Positive: an example of this concept"),
+          button("negative", "− no", "Negative: not this concept"))));
     PixQL.assetThumb(img, id);
     return node;
   }

@@ -4,6 +4,7 @@
 (() => {
   const { api, el } = PixQL;
   const $ = (id) => document.getElementById(id);
+  const SHOWN_TAGS = 4;  // the most severe categories; the rest on hover
   let offset = 0;
   let nextOffset = null;
   let focus = 0;
@@ -54,7 +55,10 @@
         frame,
         el("div", { class: "small muted" }, statusTag, ` ${item.decided_by}${item.user ? " " + item.user : ""}`,
           item.policy ? ` · ${item.policy}${item.policy_version ? " v" + item.policy_version : ""}` : ""),
-        el("div", {}, item.categories.map(tag),
+        el("div", {}, item.categories.slice(0, SHOWN_TAGS).map(tag),
+          item.categories.length > SHOWN_TAGS ? el("span", { class: "small muted",
+            title: item.categories.slice(SHOWN_TAGS).map((c) => `${c.category} ${PixQL.fmtScore(c.score)}`).join("\n") },
+            ` +${item.categories.length - SHOWN_TAGS} more`) : null,
           item.similar ? el("span", { class: "tag", title: `similarity ${item.similar.similarity}` },
             `like ${String(item.similar.similar_to).slice(0, 8)} (${item.similar.verdict})`) : null,
           !item.categories.length && !item.similar ? el("span", { class: "muted small" }, "no category triggered") : null),
