@@ -257,8 +257,14 @@ def test_review_queue_approve_by_click_and_by_key(page, server, moderated):
     page.wait_for_selector("#queue figure.card")
     cards = page.locator("#queue figure.card")
     assert cards.count() == min(24, in_review["total"])
-    # Each card names the categories that sent it to review, with scores.
-    assert page.locator("#queue figure.card .tag.review").count() >= cards.count()
+    # Each card names the categories that sent it to review, most severe first, with their scores.
+    shown = page.eval_on_selector_all(
+        "#queue figure.card", "els => els.map(e => [e.dataset.id, [...e.querySelectorAll('span.tag[title*=threshold]')]"
+        ".map(t => t.textContent)])")
+    by_id = {x["subject_id"]: x for x in moderated}
+    for subject, tags in shown:
+        top = by_id[subject]["categories"][0]
+        assert tags and tags[0].endswith(f"{top['category']} {top['score']:.3f}"), (tags, top)
     page.wait_for_function("[...document.querySelectorAll('#queue img')].every(i => i.dataset.thumb !== 'loading')")
     page.screenshot(path=str(artifacts_dir() / "review-queue.png"), full_page=True)
 
