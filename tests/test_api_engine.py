@@ -40,3 +40,19 @@ def test_not_ready_is_503_and_docs_are_served(fresh_root):
         assert "/api/v1/queries/{query_id}" in http.get("/openapi.json").json()["paths"]
         state.model_ready.set()
         assert http.get("/ready").status_code == 200
+
+
+def test_upload_limit_is_413(fresh_root, photo_dir):
+    from fastapi.testclient import TestClient
+
+    from api.server import ServerSettings, create_app
+
+    settings = ServerSettings(root=fresh_root, auth=False, load_model=False, max_upload_mb=0.01)
+    with TestClient(create_app(settings)) as http:
+        data = (photo_dir / "chelsea.png").read_bytes()
+        assert len(data) > 0.01 * 1024 * 1024
+        r = http.post("/api/v1/ingestion", data={"dataset": "d"}, files=[("files", ("c.png", data))])
+        assert r.status_code == 413 and "MB" in r.json()["detail"]
+        assert not any((fresh_root / "uploads").rglob("*.png"))  # the partial upload was removed
+        r = http.post("/api/v1/ingestion", data={"dataset": "d"})  # a form without files is not JSON either
+        assert r.status_code == 422
