@@ -50,6 +50,11 @@ def install(app: FastAPI) -> None:
     async def _scope(request: Request, e: ScopeError):
         return _json(403, str(e))
 
+    @app.exception_handler(FileNotFoundError)
+    async def _gone(request: Request, e: FileNotFoundError):
+        # e.g. a result file or an asset's image deleted behind the server's back
+        return _json(404, f"file not found: {e.filename or e}")
+
     @app.exception_handler(PermissionError)
     async def _perm(request: Request, e: PermissionError):
         return _json(403, str(e))
