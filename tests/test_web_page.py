@@ -215,6 +215,7 @@ def test_sql_console_shows_sandbox_and_duckdb_errors(page, server):
     page.click("#run")
     page.wait_for_selector("#query-status[data-status=Error], #query-status[data-status=Rejected]")
     assert "no_such_column" in page.inner_text("#query-error")
+    page.screenshot(path=str(artifacts_dir() / "sql-console-error.png"))
 
 
 def test_sql_console_stop_button_stops_a_running_query(page, server):
@@ -310,6 +311,16 @@ def test_review_queue_filters_paging_and_video_worst_frame(page, server, moderat
     assert kf_id == video["subject_id"]  # the card is the video; its image is the worst keyframe
     img_src_ok = page.evaluate("document.querySelector('#queue img').naturalWidth > 0")
     assert img_src_ok
+
+    # The photo whose file was deleted is in the queue too, with a placeholder instead of its image.
+    gone = [x for x in moderated if Path(x.get("path") or "").stem == GONE][0]
+    page.select_option("#f-status", server.get(f"/api/v1/assets/{gone['subject_id']}/moderation")["status"])
+    page.select_option("#f-dataset", "photos")
+    card = page.locator(f'#queue figure.card[data-id="{gone["subject_id"]}"]')
+    card.wait_for()
+    page.wait_for_function(f"document.querySelector('#queue figure.card[data-id=\"{gone['subject_id']}\"] img')"
+                           ".dataset.thumb === 'missing'")
+    assert card.locator("img").get_attribute("src").endswith("placeholder.svg")
 
     # Category filter: only items whose triggering categories include it (or its children).
     page.select_option("#f-status", "review")
