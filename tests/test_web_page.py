@@ -402,3 +402,19 @@ def test_concept_labelling_trains_a_new_version(page, server):
     # The SQL console lists the new concept's columns beside the editor.
     page.goto("/web/sql")
     page.wait_for_selector('#concept-columns li[data-concept="animal"]')
+
+
+def test_sql_console_pages_rows_without_images_as_a_table(page, server):
+    login(page, server, "/web/sql")
+    n = len(server.sql("SELECT 1 FROM coactive_table"))
+    page.fill("#sql-editor", "SELECT a.width AS w, b.height AS h FROM coactive_table a, coactive_table b ORDER BY 1, 2")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_selector("#query-status[data-status=Complete]")
+    assert page.locator("#tab-grid").is_hidden()  # no id or path column: no image grid
+    assert page.locator("#result-table tbody tr").count() == 100
+    assert page.inner_text("#page-info") == "1–100"
+    page.click("#next-page")
+    page.wait_for_function("document.getElementById('page-info').textContent === '101–200'")
+    first = page.inner_text("#result-table tbody tr:first-child td:first-child")
+    assert first == "101"
+    assert page.inner_text("#row-count") == f"{n * n} rows"
