@@ -86,7 +86,7 @@ def test_cache_stays_aligned_and_complete_as_assets_arrive(shapes, tmp_path):
     if not registry.exists(wh, "red_circle"):
         test_labeled_concept_from_half_scores_the_other_half(shapes)
     view_sql = "SELECT sql FROM duckdb_views() WHERE view_name = 'coactive_table'"
-    assert "scores/red_circle/v1.parquet" in wh.sql(view_sql).fetchone()[0]
+    assert "pixql_scores.red_circle_v1" in wh.sql(view_sql).fetchone()[0]
     truth = _numpy_truth(wh, "red_circle")
     got = dict(wh.sql("SELECT coactive_image_id, red_circle_prob FROM coactive_table").fetchall())
     assert got.keys() == truth.keys()
@@ -101,7 +101,7 @@ def test_cache_stays_aligned_and_complete_as_assets_arrive(shapes, tmp_path):
     rows = wh.sql("SELECT seq, row_count FROM catalog.concept_scores WHERE concept = 'red_circle' ORDER BY seq").fetchall()
     assert len(rows) >= 2 and sum(r[1] for r in rows) == 2 * N_PER_CLASS + 10  # scored incrementally
     view = wh.sql(view_sql).fetchone()[0]
-    assert "pixql_concept_red_circle_v1(" not in view  # still served from the cache
+    assert "pixql_concept_red_circle_v1(" not in view and "pixql_scores.red_circle_v1" in view  # still cached
     truth = _numpy_truth(wh, "red_circle")
     got = dict(wh.sql("SELECT coactive_image_id, red_circle_prob FROM coactive_table").fetchall())
     assert got.keys() == truth.keys() and max(abs(got[k] - truth[k]) for k in got) < 1e-6
@@ -154,3 +154,21 @@ def test_benchmark_builder_and_model_heads_on_synthetic_vectors(tmp_path):
     assert 0 < n_fight < 300
     assert wh.sql("SELECT count(*) FROM coactive_table WHERE fight = 1").fetchone()[0] == n_fight
     wh.close()
+
+
+def test_sweep_keeps_what_the_views_read(shapes):
+    import json
+
+    wh, _, _ = shapes
+    if not registry.exists(wh, "brightish"):
+        test_stale_cache_falls_back_to_the_macro(shapes)
+    registry.materialize(wh, ["brightish"])
+    con = wh.cursor()
+    before = dict(wh.sql("SELECT coactive_image_id, brightish_prob FROM coactive_table").fetchall())
+    assert concept_cache.sweep(con, wh.root) == 0  # files younger than the grace period stay
+    removed = concept_cache.sweep(con, wh.root, min_age_s=0)
+    assert removed >= 1  # replaced combined segments and dropped caches
+    combined = json.loads(con.execute("SELECT value FROM catalog.meta WHERE key = 'concept_scores_combined'").fetchone()[0])
+    on_disk = sorted(str(p.relative_to(wh.root)) for p in (wh.root / "scores" / "_combined").glob("*.parquet"))
+    assert on_disk == sorted(combined)
+    assert dict(wh.sql("SELECT coactive_image_id, brightish_prob FROM coactive_table").fetchall()) == before

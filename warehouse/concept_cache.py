@@ -24,6 +24,7 @@ are immutable) that later bulk scorings memory-map.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass
@@ -283,22 +284,86 @@ def _compact(con, root: Path, head: Head, seq: int) -> None:
     write_cache(con, root, head, seq, probs, covered, sorted(seen))
 
 
+COMBINED_DIR = "_combined"
+COMBINED_META = "concept_scores_combined"
+
+
+def combined_segments(con, root: Path, members: list[Head], asset_parts: list[str]) -> list[str]:
+    """Wide Parquet segments with one column `<concept>_v<N>` per member, aligned with `asset_parts`.
+
+    The views read every complete cache through ONE positional join over these
+    segments, so a query reads only the columns it names (one positional join per
+    concept would scan every cached concept on every query).  Segments break
+    wherever any member's cache file does, so new asset parts add a segment and
+    leave the others as they are; a segment's name hashes its members' files.
+    """
+    if not members or not asset_parts:
+        return []
+    rows_of = dict(con.execute("SELECT path, row_count FROM catalog.parts WHERE kind = 'assets'").fetchall())
+    offsets = np.concatenate([[0], np.cumsum([rows_of[p] for p in asset_parts])]).astype(np.int64)
+    layout = {}  # member -> [(first part index, file, created)]
+    bounds = {len(asset_parts)}
+    for m in members:
+        files, i = [], 0
+        for r in con.execute(
+            "SELECT path, asset_parts, created_dt FROM catalog.concept_scores WHERE concept = ? AND version = ? "
+            "ORDER BY seq", [m.concept, m.version]
+        ).fetchall():
+            files.append((i, r[0], str(r[2])))
+            bounds.add(i)
+            i += len(json.loads(r[1]))
+        layout[(m.concept, m.version)] = files
+    bounds = sorted(bounds)
+    loaded: dict[str, np.ndarray] = {}
+    out = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        picks = []
+        for m in members:
+            start, path, created = [f for f in layout[(m.concept, m.version)] if f[0] <= lo][-1]
+            picks.append((f"{m.concept}_v{m.version}", path, created, start))
+        key = hashlib.sha256(json.dumps([picks, asset_parts[lo:hi]]).encode()).hexdigest()[:24]
+        seg = root / "scores" / COMBINED_DIR / f"{key}.parquet"
+        if not seg.exists():
+            cols = {}
+            for name, path, _, start in picks:
+                if path not in loaded:
+                    loaded[path] = pq.read_table(root / path, columns=["prob"]).column(0).combine_chunks()
+                a, n = int(offsets[lo] - offsets[start]), int(offsets[hi] - offsets[lo])
+                cols[name] = loaded[path].slice(a, n)
+            atomic_write_parquet(pa.table(cols), seg)
+        out.append(str(seg.relative_to(root)))
+    return out
+
+
 def cached_files(con, concept: str, version: int) -> list[str]:
     return [r[1] for r in cache_rows(con, concept, version)]
 
 
-def sweep(con, root: Path) -> int:
-    """Delete score files no catalog row references (left by dropped or compacted caches)."""
+def sweep(con, root: Path, min_age_s: float = 900.0) -> int:
+    """Delete score files nothing references (dropped or compacted caches, replaced combined segments).
+
+    Call after a commit, holding the warehouse write lock, so no writer is between
+    writing a file and committing the row that references it.  Only files older
+    than `min_age_s` go: a reader whose transaction began before the change (a
+    half-consumed result on another cursor) still binds the old view and its files.
+    """
+    import time
+
+    cutoff = time.time() - min_age_s
     known = {r[0] for r in con.execute("SELECT path FROM catalog.concept_scores").fetchall()}
     base = root / "scores"
     removed = 0
     if not base.exists():
         return 0
+    row = con.execute("SELECT value FROM catalog.meta WHERE key = ?", [COMBINED_META]).fetchone()
+    known |= set(json.loads(row[0])) if row else set()
     for p in base.glob("*/*.parquet"):
-        if p.parent.name.startswith("_"):
+        if p.parent.name.startswith("_") and p.parent.name != COMBINED_DIR:
             continue
         if str(p.relative_to(root)) not in known:
             try:
+                if p.stat().st_mtime > cutoff:
+                    continue
                 p.unlink()
                 removed += 1
             except OSError:

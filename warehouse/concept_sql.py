@@ -11,21 +11,25 @@ Each version compiles to a DuckDB macro stored in the database file,
 
 so the stock DuckDB CLI computes the same numbers without any Python, and DuckDB
 evaluates only the concept columns a query names.  When a version has a
-complete materialised cache (`concept_cache.py`), the view reads the cached
-`prob` column with a POSITIONAL JOIN instead; before that, new asset parts are
-scored incrementally so the cache stays complete.  This module never imports
+complete materialised cache (`concept_cache.py`), the view reads it instead:
+all complete caches through one POSITIONAL JOIN over wide segments (a column
+per concept version), so a query reads only the concept columns it names.
+Before that, new asset parts are scored incrementally so caches stay complete.  This module never imports
 code from outside `warehouse`.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
-from .concept_cache import Head, cache_rows, extend, load_heads
+from . import catalog
+from .concept_cache import COMBINED_META, Head, cache_rows, combined_segments, extend, load_heads
 from .views import ViewParts, vectors_join
 
 MACRO_PREFIX = "pixql_concept_"
+SCORES_ALIAS = "pixql_scores"
 
 
 def macro_name(concept: str, version: int) -> str:
@@ -77,14 +81,20 @@ def contribute(con, root) -> ViewParts:
         "SELECT coalesce(sum(row_count), 0) FROM catalog.parts WHERE kind = 'assets'"
     ).fetchone()[0]
     expr: dict[tuple[str, int], str] = {}
+    cached = []
     for h in heads:
         parts.pre.append(macro_statement(h))
         rows = cache_rows(con, h.concept, h.version) if complete.get((h.concept, h.version)) else []
         if rows and sum(r[4] for r in rows) == total_rows:
-            alias = f"pc_{h.concept}_v{h.version}"
-            files = ", ".join(_quote(root / r[1]) for r in rows)
-            parts.joins.append(f"POSITIONAL JOIN (SELECT prob AS p FROM read_parquet([{files}])) {alias}")
-            expr[(h.concept, h.version)] = f"{alias}.p"
+            cached.append(h)
+    segments = combined_segments(con, root, cached, catalog.part_paths(con, "assets"))
+    con.execute("INSERT OR REPLACE INTO catalog.meta VALUES (?, ?)", [COMBINED_META, json.dumps(segments)])
+    if segments:
+        files = ", ".join(_quote(root / s) for s in segments)
+        parts.joins.append(f"POSITIONAL JOIN (SELECT * FROM read_parquet([{files}])) {SCORES_ALIAS}")
+    for h in heads:
+        if segments and (h.concept, h.version) in {(c.concept, c.version) for c in cached}:
+            expr[(h.concept, h.version)] = f"{SCORES_ALIAS}.{h.concept}_v{h.version}"
         else:
             alias, join = vectors_join(h.encoder)
             if join not in parts.joins:
