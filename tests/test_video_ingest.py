@@ -258,3 +258,31 @@ def test_phone_rotation_is_applied(tmp_path):
     # the picture is the plain one turned 90° clockwise, as a player shows it
     expected = np.rot90(np.asarray(a.image, dtype=np.int16), k=-1)
     assert np.abs(np.asarray(b.image, dtype=np.int16) - expected).mean() < 2
+
+
+def test_keyframes_analyzer_parts_and_video_row_commit_together(tmp_path, monkeypatch):
+    """A failure inside the commit leaves none of them: no asset without its video row or analysis."""
+    from ingest import video_catalog
+    from warehouse import Warehouse
+
+    (tmp_path / "in").mkdir()
+    make_video(tmp_path / "in" / "v.mp4", seconds=3, width=160, height=120)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(video_catalog, "upsert", broken)
+    with Warehouse.open(tmp_path / "wh") as wh:
+        with pytest.raises(RuntimeError, match="disk full"):
+            wh.ingest([str(tmp_path / "in")], dataset="d", progress=False, analyzers="faces")
+        for table in ("assets", "embeddings", "analyses", "videos", "parts"):
+            assert wh.sql(f"SELECT count(*) FROM catalog.{table}").fetchone()[0] == 0, table
+        written = list((tmp_path / "wh" / "datasets").rglob("part-*.parquet"))
+        assert {p.parent.parent.name for p in written} >= {"analyzers"}  # files were written, then orphaned
+    monkeypatch.undo()
+    with Warehouse.open(tmp_path / "wh") as wh:  # orphans swept; a re-run commits everything
+        assert not list((tmp_path / "wh" / "datasets").rglob("part-*.parquet"))
+        report = wh.ingest([str(tmp_path / "in")], dataset="d", progress=False, analyzers="faces")
+        assert report.assets_added == 3
+        assert wh.sql("SELECT count(*) FROM coactive_table_adv WHERE face_count = 0").fetchone()[0] == 3
+        assert wh.sql("SELECT keyframes, video_status FROM coactive_videos").fetchone() == (3, "complete")
