@@ -87,6 +87,9 @@ def server(tmp_path_factory, photo_dir):
     client_id = re.search(r"client_id:\s+(\S+)", out).group(1)
     secret = re.search(r"client_secret:\s+(\S+)", out).group(1)
 
+    out = _cli("token", "create", "web-reader", "--scope", "read", root=root)
+    reader = (re.search(r"client_id:\s+(\S+)", out).group(1), re.search(r"client_secret:\s+(\S+)", out).group(1))
+
     port = _free_port()
     log = base / "serve.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -94,6 +97,7 @@ def server(tmp_path_factory, photo_dir):
         proc = subprocess.Popen([*PIXQL, "serve", "--port", str(port), "--root", str(root), "--log-level", "warning"],
                                 stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=REPO)
     srv = Server(root, port, client_id, secret, log)
+    srv.reader = reader
     deadline = time.monotonic() + 120
     while True:
         assert proc.poll() is None, f"pixql serve exited: {log.read_text()}"
@@ -140,11 +144,12 @@ def page(browser, server):
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
-def login(page, server, then: str = "/web/queue"):
+def login(page, server, then: str = "/web/queue", token: tuple[str, str] | None = None):
+    client_id, secret = token or (server.client_id, server.secret)
     page.goto(then)
     page.wait_for_url(re.compile(r"/web/login"))
-    page.fill("#client-id", server.client_id)
-    page.fill("#client-secret", server.secret)
+    page.fill("#client-id", client_id)
+    page.fill("#client-secret", secret)
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(re.escape(then) + r"(\?.*)?$"))
 
@@ -418,3 +423,16 @@ def test_sql_console_pages_rows_without_images_as_a_table(page, server):
     first = page.inner_text("#result-table tbody tr:first-child td:first-child")
     assert first == "101"
     assert page.inner_text("#row-count") == f"{n * n} rows"
+
+
+def test_a_read_token_browses_but_cannot_decide(page, server, moderated):
+    login(page, server, "/web/queue", token=server.reader)
+    assert "web-reader (read)" in page.inner_text("#who")
+    page.wait_for_selector("#queue figure.card")
+    assert page.locator("#queue button.approve:enabled, #queue button.reject:enabled").count() == 0
+    # The keys do nothing either; the API would refuse (403) in any case.
+    first = page.get_attribute("#queue figure.card", "data-id")
+    before = server.get(f"/api/v1/assets/{first}/moderation")["history"]
+    page.keyboard.press("a")
+    assert page.get_attribute("#queue figure.card", "data-decided") is None
+    assert server.get(f"/api/v1/assets/{first}/moderation")["history"] == before
