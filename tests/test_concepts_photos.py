@@ -243,3 +243,46 @@ def test_demo_queries_run(wh):
     first = results[queries[0][0]]
     assert first and first[0][0] == "chelsea.png"
     assert len(results[queries[3][0]]) == 20
+
+
+def test_cli_concept_commands(wh):
+    import json
+
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    runner = CliRunner()
+    root = ["--root", str(wh.root)]
+
+    def run(*args):
+        result = runner.invoke(app, [*args, *root])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    out = run("concept", "create", "teacup", "--prompt", "cup", "--prompt", "coffee mug", "--threshold", "0.3")
+    assert "teacup v1" in out
+    photo = wh.sql("SELECT path FROM coactive_table WHERE path LIKE '%coffee%'").fetchone()[0]
+    others = [r[0] for r in wh.sql("SELECT path FROM coactive_table WHERE path LIKE '%rocket%' OR path LIKE '%moon%' "
+                                   "OR path LIKE '%brick%'").fetchall()]
+    chelsea = wh.sql("SELECT coactive_image_id FROM coactive_table WHERE path LIKE '%chelsea%'").fetchone()[0]
+    out = run("concept", "label", "teacup", "--positive", photo, "--positive", chelsea,
+              *[a for p in others for a in ("--negative", p)])
+    assert "teacup v2" in out and "+2/-3" in out
+    assert json.loads(run("concept", "show", "teacup"))["version"]["kind"] == "text+labeled"
+    versions = json.loads(run("concept", "versions", "teacup", "--json"))
+    assert [v["version"] for v in versions] == [1, 2]
+    assert "teacup" in [c["name"] for c in json.loads(run("concept", "list", "--json"))]
+    cands = json.loads(run("concept", "candidates", "teacup", "-n", "3", "--json"))
+    assert len(cands) == 3 and chelsea not in {c["coactive_image_id"] for c in cands}
+    est = json.loads(run("concept", "estimate", "teacup", "--json"))
+    assert est["count"] == wh.sql("SELECT count(*) FROM coactive_table WHERE teacup = 1").fetchone()[0]
+    assert "installed" in run("concepts", "install-defaults")
+    res = json.loads(run("classify", photo, "-c", "teacup", "--json"))
+    assert res[0]["probabilities"]["teacup"] == pytest.approx(
+        wh.sql("SELECT teacup_prob FROM coactive_table WHERE path = ?", [photo]).fetchone()[0], abs=1e-5)
+    bad = runner.invoke(app, ["concept", "create", "select", "--prompt", "x", *root])
+    assert bad.exit_code == 1 and "SQL keyword" in bad.output
+    missing = runner.invoke(app, ["concept", "label", "teacup", "--positive", "/nope.png", *root])
+    assert missing.exit_code == 1 and "no asset" in missing.output
+    assert "deleted teacup" in run("concept", "delete", "teacup")
