@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+from .heads import ConceptError
 from .registry import current_labels, get, materialize
 
 
@@ -26,7 +27,7 @@ def _ensure_scored(wh, name: str) -> None:
 def candidates(wh, name: str, n: int = 20, dataset: str | None = None) -> list[dict]:
     c = get(wh, name)
     if n < 1:
-        raise ValueError("n must be at least 1")
+        raise ConceptError("n must be at least 1")
     _ensure_scored(wh, name)
     labeled = list(current_labels(wh.cursor(), name))
     sql = (f"SELECT coactive_image_id, dataset, path, {name}_latest_prob AS prob FROM coactive_table "

@@ -71,7 +71,10 @@ def classify(wh, paths, concepts=None, add: bool = False, dataset: str = "classi
                 ids = [stored[decoded[j][1].sha256] for j in known]
                 vectors[col][known] = vectors_for(con, wh.root, encoder, col, dim, ids)
         if todo:
-            enc = get_encoder(encoder)
+            try:
+                enc = get_encoder(encoder)
+            except (ValueError, FileNotFoundError) as e:
+                raise ConceptError(f"cannot embed new files for concepts on encoder {encoder!r}: {e}") from None
             for s in range(0, len(todo), BATCH):
                 chunk = todo[s:s + BATCH]
                 out = enc.encode_images([decoded[j][1].image for j in chunk])
