@@ -78,6 +78,11 @@ def test_pixql_sql_formats(closed_copy, tmp_path):
     base = [sys.executable, "-m", "api.cli", "sql", "SELECT path FROM coactive_table ORDER BY path LIMIT 3", "--root", str(closed_copy)]
     as_csv = subprocess.run(base + ["--format", "csv"], capture_output=True, text=True, timeout=60)
     assert as_csv.stdout.splitlines()[0] == "path" and len(as_csv.stdout.splitlines()) == 4
+    nested = subprocess.run(
+        [sys.executable, "-m", "api.cli", "sql", "SELECT [1, 2] AS l, {'a': 'x'} AS s", "--root", str(closed_copy), "--format", "csv"],
+        capture_output=True, text=True, timeout=60)
+    assert nested.returncode == 0, nested.stderr
+    assert list(csv.reader(io.StringIO(nested.stdout))) == [["l", "s"], ["[1, 2]", '{"a": "x"}']]
     pq_file = tmp_path / "out.parquet"
     subprocess.run(base + ["--format", "parquet", "-o", str(pq_file)], check=True, timeout=60)
     import pyarrow.parquet as pq

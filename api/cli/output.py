@@ -1,6 +1,7 @@
 """Printing query results: a rich table for people, CSV/JSON/Parquet for programs."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -17,6 +18,10 @@ def _cell(v) -> str:
     else:
         s = str(v)
     return s if len(s) <= MAX_CELL else s[: MAX_CELL - 1] + "…"
+
+
+def _json_text(v) -> str:
+    return json.dumps(v.to_list() if hasattr(v, "to_list") else v, default=str)
 
 
 def print_relation(rel, fmt: str, output: Path | None, max_rows: int = 1000) -> None:
@@ -37,6 +42,15 @@ def print_relation(rel, fmt: str, output: Path | None, max_rows: int = 1000) -> 
         return
     if fmt in ("csv", "json"):
         df = rel.pl()
+        if fmt == "csv":
+            # CSV has no nested values: lists, arrays and structs become JSON text.
+            import polars as pl
+
+            nested = [c for c, t in df.schema.items() if t.is_nested()]
+            if nested:
+                df = df.with_columns(
+                    pl.col(c).map_elements(_json_text, return_dtype=pl.String) for c in nested
+                )
         text = df.write_csv() if fmt == "csv" else df.write_json()
         if output:
             Path(output).write_text(text)
