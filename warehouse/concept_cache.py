@@ -329,7 +329,8 @@ def combined_segments(con, root: Path, members: list[Head], asset_parts: list[st
                 if path not in loaded:
                     loaded[path] = pq.read_table(root / path, columns=["prob"]).column(0).combine_chunks()
                 a, n = int(offsets[lo] - offsets[start]), int(offsets[hi] - offsets[lo])
-                cols[name] = loaded[path].slice(a, n)
+                # float32 halves what every query reads; the per-version files keep float64.
+                cols[name] = loaded[path].slice(a, n).cast(pa.float32())
             atomic_write_parquet(pa.table(cols), seg)
         out.append(str(seg.relative_to(root)))
     return out
