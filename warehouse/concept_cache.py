@@ -331,7 +331,8 @@ def combined_segments(con, root: Path, members: list[Head], asset_parts: list[st
                 a, n = int(offsets[lo] - offsets[start]), int(offsets[hi] - offsets[lo])
                 # float32 halves what every query reads; the per-version files keep float64.
                 cols[name] = loaded[path].slice(a, n).cast(pa.float32())
-            atomic_write_parquet(pa.table(cols), seg)
+            # Probabilities do not compress; plain pages are cheaper to write and to scan.
+            atomic_write_parquet(pa.table(cols), seg, compression="none")
         out.append(str(seg.relative_to(root)))
     return out
 
