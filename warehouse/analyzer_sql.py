@@ -129,7 +129,7 @@ def contribute(con, root) -> ViewParts:
             typed = ", ".join(f"NULL::{t} AS {c}" for c, t in columns.items())
             select = f"SELECT NULL::VARCHAR AS coactive_image_id, {typed} WHERE false"
         parts.pre.append(f"CREATE OR REPLACE VIEW {view} AS {select}")
-        parts.joins.append(f"LEFT JOIN {view} {alias} ON {alias}.coactive_image_id = a.coactive_image_id")
+        parts.adv_joins.append(f"LEFT JOIN {view} {alias} ON {alias}.coactive_image_id = a.coactive_image_id")
         parts.adv_columns += [f"{alias}.{c} AS {c}" for c in columns]
         if name == "ocr":
             parts.adv_columns.append(f"{ocr_flags_sql(f'{alias}.ocr_text', ocr_patterns(con))} AS ocr_flags")

@@ -92,13 +92,18 @@ def contribute(con, root) -> ViewParts:
     if segments:
         files = ", ".join(_quote(root / s) for s in segments)
         parts.joins.append(f"POSITIONAL JOIN (SELECT * FROM read_parquet([{files}])) {SCORES_ALIAS}")
+    latest_of = {name: latest for name, latest, _ in concepts}
+    cached_keys = {(c.concept, c.version) for c in cached}
     for h in heads:
-        if segments and (h.concept, h.version) in {(c.concept, c.version) for c in cached}:
+        if segments and (h.concept, h.version) in cached_keys:
             expr[(h.concept, h.version)] = f"{SCORES_ALIAS}.{h.concept}_v{h.version}"
         else:
             alias, join = vectors_join(h.encoder)
-            if join not in parts.joins:
-                parts.joins.append(join)
+            # Only a latest version's macro is in coactive_table; older versions'
+            # vector joins would cost it a hash join for columns it never shows.
+            target = parts.joins if latest_of.get(h.concept) == h.version else parts.adv_joins
+            if join not in target:
+                target.append(join)
             expr[(h.concept, h.version)] = f"{macro_name(h.concept, h.version)}({alias}.{h.column})"
 
     by_concept: dict[str, list[Head]] = {}

@@ -19,7 +19,7 @@ def contribute(con, root) -> ViewParts:
     literal = "[" + ", ".join("'" + n.replace("'", "''") + "'" for n in names) + "]"
     parts.pre.append(f"CREATE OR REPLACE MACRO pixql_imagenet_class(i) AS {literal}[i]")
     alias, join = vectors_join("imagenet-lite0")
-    parts.joins.append(join)
+    parts.adv_joins.append(join)
     probs = f"{alias}.probs::FLOAT[]"
     parts.adv_columns += [
         f"pixql_imagenet_class(list_position({probs}, list_max({probs}))) AS imagenet_top_class",

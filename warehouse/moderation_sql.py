@@ -25,11 +25,12 @@ QUALIFY row_number() OVER (
 def contribute(con, root) -> ViewParts:
     parts = ViewParts()
     parts.pre.append(LATEST_SQL)
-    # Scalar subqueries rather than joins: they live only in coactive_table_adv,
-    # and DuckDB drops them from plans of queries that do not name the column.
-    parts.adv_columns.append(
-        f"COALESCE((SELECT m.status FROM {LATEST_VIEW} m WHERE m.subject_id = a.coactive_image_id),"
-        f" (SELECT m.status FROM {LATEST_VIEW} m WHERE m.subject_id = a.coactive_video_id))"
-        " AS moderation_status"
-    )
+    # LEFT JOINs on the one-row-per-subject view, only in coactive_table_adv.
+    # (Scalar subqueries looked cheaper but DuckDB plans them as delim joins
+    # even when a query never names the column: ~0.4 s per million rows.)
+    parts.adv_joins += [
+        f"LEFT JOIN {LATEST_VIEW} mod_img ON mod_img.subject_id = a.coactive_image_id",
+        f"LEFT JOIN {LATEST_VIEW} mod_vid ON mod_vid.subject_id = a.coactive_video_id",
+    ]
+    parts.adv_columns.append("COALESCE(mod_img.status, mod_vid.status) AS moderation_status")
     return parts

@@ -38,7 +38,10 @@ class ViewParts:
     """What a column provider adds to the user views.
 
     `pre` statements run first (e.g. CREATE MACRO); `joins` are clauses joined onto
-    the asset alias `a`; `columns` go into both user views, `adv_columns` only
+    the asset alias `a` in both user views, `adv_joins` only in
+    `coactive_table_adv` (DuckDB never drops an unused LEFT JOIN, so a join
+    that only adv columns need must not cost `coactive_table` anything);
+    `columns` go into both user views, `adv_columns` only
     into `coactive_table_adv`; `views` are extra (name, SELECT) user views built
     after the two tables (e.g. `coactive_videos`).  A view's SELECT may be a
     callable `f(con) -> str`, called once the two tables exist, so it can build
@@ -47,6 +50,7 @@ class ViewParts:
 
     pre: list[str] = field(default_factory=list)
     joins: list[str] = field(default_factory=list)
+    adv_joins: list[str] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
     adv_columns: list[str] = field(default_factory=list)
     views: list[tuple[str, str]] = field(default_factory=list)
@@ -54,6 +58,7 @@ class ViewParts:
     def extend(self, other: "ViewParts") -> None:
         self.pre += other.pre
         self.joins += [j for j in other.joins if j not in self.joins]
+        self.adv_joins += [j for j in other.adv_joins if j not in self.adv_joins]
         self.columns += other.columns
         self.adv_columns += other.adv_columns
         self.views += other.views
@@ -134,8 +139,12 @@ def _rebuild(con, root: Path) -> None:
     # POSITIONAL JOINs (materialised concept scores, aligned row by row with the
     # asset parts) must bind to the asset scan itself, before any hash join
     # reorders rows; the sort is stable for everything else.
-    ordered = sorted(parts.joins, key=lambda j: not j.lstrip().upper().startswith("POSITIONAL JOIN"))
-    joins = "\n  ".join(ordered)
+    def join_clause(clauses: list[str]) -> str:
+        ordered = sorted(clauses, key=lambda j: not j.lstrip().upper().startswith("POSITIONAL JOIN"))
+        return "\n  ".join(ordered)
+
+    joins = join_clause(parts.joins)
+    adv_joins = join_clause(parts.joins + [j for j in parts.adv_joins if j not in parts.joins])
     base = ", ".join(f"a.{c}" for c in BASE_COLUMNS)
     extra = "".join(f",\n  {c}" for c in parts.columns)
     con.execute(
@@ -148,7 +157,7 @@ def _rebuild(con, root: Path) -> None:
     adv_extra = "".join(f",\n  {c}" for c in parts.adv_columns)
     con.execute(
         f"CREATE OR REPLACE VIEW main.coactive_table_adv AS\nSELECT {base}, {adv_base}{extra}{adv_extra}\n"
-        f"FROM {INTERNAL}.assets a\n  {joins}"
+        f"FROM {INTERNAL}.assets a\n  {adv_joins}"
     )
     for name, select in parts.views:
         if callable(select):
