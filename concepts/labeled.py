@@ -68,16 +68,35 @@ def _auc(y: np.ndarray, s: np.ndarray) -> float | None:
     return float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else None
 
 
-def fit(X: np.ndarray, y: np.ndarray, d: np.ndarray | None) -> tuple[np.ndarray, float]:
+POPULATION_SAMPLE = 2048
+
+
+def population(con, root, encoder: str, column: str, dim: int) -> np.ndarray:
+    """A random sample of the stored vectors: the scale the features are standardised by.
+
+    Standardising by the few labelled vectors alone makes every dimension in
+    which they happen to agree look enormous on any other asset, and the head
+    then saturates to 0 or 1 far from its examples.
+    """
+    ids = [r[0] for r in con.execute(
+        f"SELECT coactive_image_id FROM catalog.embeddings WHERE encoder = ? "
+        f"USING SAMPLE reservoir({int(POPULATION_SAMPLE)} ROWS) REPEATABLE (7)",
+        [encoder]).fetchall()]
+    return vectors_for(con, root, encoder, column, dim, ids) if ids else np.zeros((0, dim), np.float32)
+
+
+def fit(X: np.ndarray, y: np.ndarray, d: np.ndarray | None, reference: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     from sklearn.linear_model import LogisticRegression
 
     X = np.asarray(X, dtype=np.float64)
-    mu, sd = X.mean(axis=0), X.std(axis=0)
+    ref = X if reference is None or len(reference) < 2 else np.vstack([np.asarray(reference, np.float64), X])
+    mu, sd = ref.mean(axis=0), ref.std(axis=0)
     sd = np.where(sd < 1e-6, 1.0, sd)
     Z = (X - mu) / sd
     if d is not None:
         s = X @ d.astype(np.float64)
-        mu_s, sd_s = s.mean(), max(s.std(), 1e-6)
+        s_ref = ref @ d.astype(np.float64)
+        mu_s, sd_s = s_ref.mean(), max(s_ref.std(), 1e-6)
         Z = np.hstack([Z, (PRIOR_GAIN * (s - mu_s) / sd_s)[:, None]])
     model = LogisticRegression(C=C, max_iter=2000)
     model.fit(Z, y)
@@ -101,7 +120,8 @@ def labeled_head(con, root, encoder: str, column: str, dim: int, positive: list[
     X = vectors_for(con, root, encoder, column, dim, list(positive) + list(negative))
     y = np.r_[np.ones(len(positive)), np.zeros(len(negative))].astype(int)
     d = prior_direction(prior, column)
-    w, b = fit(X, y, d)
+    ref = population(con, root, encoder, column, dim)
+    w, b = fit(X, y, d, ref)
     head = HeadSpec("text+labeled" if d is not None else "labeled", encoder, column, w, 1.0, b, "logistic")
     train_scores = head.predict(X)
     training = {
@@ -118,7 +138,7 @@ def labeled_head(con, root, encoder: str, column: str, dim: int, positive: list[
 
         cv = np.zeros(len(y))
         for tr, te in StratifiedKFold(k, shuffle=True, random_state=0).split(X, y):
-            w_k, b_k = fit(X[tr], y[tr], d)
+            w_k, b_k = fit(X[tr], y[tr], d, ref)
             cv[te] = X[te] @ w_k + b_k
         training["cv_auroc"] = _auc(y, cv)
         training["cv_folds"] = k

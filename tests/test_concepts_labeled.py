@@ -172,3 +172,20 @@ def test_sweep_keeps_what_the_views_read(shapes):
     on_disk = sorted(str(p.relative_to(wh.root)) for p in (wh.root / "scores" / "_combined").glob("*.parquet"))
     assert on_disk == sorted(combined)
     assert dict(wh.sql("SELECT coactive_image_id, brightish_prob FROM coactive_table").fetchall()) == before
+
+
+def test_few_labels_do_not_saturate_far_from_the_examples(photo_dir, tmp_path):
+    """Two animals vs two non-animals: only the animals cross 0.5; unrelated photos stay uncertain."""
+    from warehouse import Warehouse
+
+    wh = Warehouse.open(tmp_path / "wh")
+    wh.ingest([str(photo_dir)], dataset="photos", progress=False)
+    ids = dict(wh.sql("SELECT regexp_extract(path, '[^/]+$'), coactive_image_id FROM coactive_table").fetchall())
+    wh.create_concept("animal", positive=[ids["chelsea.png"], ids["horse.png"]],
+                      negative=[ids["camera.png"], ids["page.png"]])
+    probs = dict(wh.sql("SELECT regexp_extract(path, '[^/]+$'), animal_latest_prob FROM coactive_table").fetchall())
+    above = {f for f, p in probs.items() if p >= 0.5}
+    assert above == {"chelsea.png", "horse.png"}, sorted(probs.items(), key=lambda kv: -kv[1])
+    unlabeled = [p for f, p in probs.items() if f not in {"chelsea.png", "horse.png", "camera.png", "page.png"}]
+    assert max(unlabeled) < min(probs["chelsea.png"], probs["horse.png"])
+    wh.close()
