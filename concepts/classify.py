@@ -51,10 +51,17 @@ def classify(wh, paths, concepts=None, add: bool = False, dataset: str = "classi
     decoded = []
     for k, src in enumerate(sources):
         res = decode_source(src, "classify", frozenset(), target=448)
-        if res.error or not res.assets:
+        # A video classifies by its first keyframe; its frames stream lazily and
+        # closing the generator after one stops the decoder.
+        first = res.assets[0] if res.assets else None
+        if first is None and res.frames is not None:
+            frames = iter(res.frames)
+            first = next(frames, None)
+            getattr(frames, "close", lambda: None)()
+        if first is None:
             results[k]["error"] = res.error or "no image in file"
             continue
-        decoded.append((k, res.assets[0]))  # a video classifies by its first keyframe
+        decoded.append((k, first))
     con = wh.cursor()
     for encoder, hs in by_encoder.items():
         if not decoded:

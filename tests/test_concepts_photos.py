@@ -152,8 +152,12 @@ def test_classify_embeds_unseen_files_without_adding_them(wh, photo_dir, tmp_pat
     Image.open(photo_dir / "chelsea.png").rotate(3).save(new / "chelsea_copy.jpg")  # unseen content
     shutil.copy(photo_dir / "coffee.png", new / "coffee.png")  # same bytes as a stored asset
     (new / "broken.jpg").write_bytes(b"not an image")
+    from videogen import make_video
+
+    make_video(new / "clip.mp4", seconds=2, rate=10)  # a video classifies by its first keyframe
     before = wh.sql("SELECT count(*) FROM coactive_table").fetchone()[0]
     res = {Path(r["path"]).name: r for r in classify.classify(wh, [str(new)], concepts=["cat", "syringe", "handgun"])}
+    assert res["clip.mp4"]["error"] is None and set(res["clip.mp4"]["probabilities"]) == {"cat", "syringe", "handgun"}
     assert wh.sql("SELECT count(*) FROM coactive_table").fetchone()[0] == before
     assert res["chelsea_copy.jpg"]["classification"] == ["cat"]
     assert set(res["chelsea_copy.jpg"]["probabilities"]) == {"cat", "syringe", "handgun"}
