@@ -34,7 +34,7 @@ from .text import text_head
 
 __all__ = [
     "Concept", "Version", "ConceptError", "ConceptNotFound", "NotEnoughLabels",
-    "create", "create_from_head", "update", "set_threshold", "add_labels", "remove_labels", "train",
+    "create", "create_from_head", "update", "set_threshold", "add_labels", "set_labels", "remove_labels", "train",
     "get", "exists", "list_concepts", "versions", "version", "labels", "children", "delete",
     "materialize", "resolve_assets", "validate_name", "default_encoder",
 ]
@@ -397,27 +397,35 @@ def set_threshold(wh, name: str, threshold: float, materialize: bool = True) -> 
                    reuse_cache_of=v.version)
 
 
-def add_labels(wh, name: str, positive=None, negative=None, created_by: str | None = None,
+def set_labels(wh, name: str, positive=None, negative=None, remove=None, created_by: str | None = None,
                retrain: bool = True, materialize: bool = True) -> Concept:
-    """Record labels (ids or paths) and, with `retrain`, train version N+1 from all labels.
+    """Add positive/negative labels and remove others (ids or paths) as one change.
 
-    With retrain=False the labels are stored without a new version (for feedback
-    loops that label one asset at a time and train later with `train`).
+    With `retrain`, version N+1 is trained from all labels, and labels and head
+    commit together (nothing is stored if training fails).  With retrain=False
+    the labels are stored without a new version (for feedback loops that label
+    one asset at a time and train later with `train`).
     """
     c = get(wh, name)
     pos, neg = resolve_assets(wh, positive), resolve_assets(wh, negative)
+    gone = resolve_assets(wh, remove)
     _check_overlap(pos, neg)
-    if not pos and not neg:
-        raise ConceptError("give at least one positive or negative example")
-    rows = [(i, "positive", created_by) for i in pos] + [(i, "negative", created_by) for i in neg]
+    if not (pos or neg or gone):
+        raise ConceptError("give at least one positive, negative or removed example")
+    rows = ([(i, "positive", created_by) for i in pos] + [(i, "negative", created_by) for i in neg]
+            + [(i, "none", created_by) for i in gone])
     return _relabel(wh, c, rows, retrain, materialize)
+
+
+def add_labels(wh, name: str, positive=None, negative=None, created_by: str | None = None,
+               retrain: bool = True, materialize: bool = True) -> Concept:
+    """Record labels (ids or paths); see `set_labels`."""
+    return set_labels(wh, name, positive, negative, None, created_by, retrain, materialize)
 
 
 def remove_labels(wh, name: str, items, created_by: str | None = None, retrain: bool = True,
                   materialize: bool = True) -> Concept:
-    c = get(wh, name)
-    ids = resolve_assets(wh, items)
-    return _relabel(wh, c, [(i, "none", created_by) for i in ids], retrain, materialize)
+    return set_labels(wh, name, None, None, items, created_by, retrain, materialize)
 
 
 def _relabel(wh, c: Concept, rows, retrain: bool, materialize: bool) -> Concept:

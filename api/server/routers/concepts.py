@@ -80,17 +80,8 @@ def patch_labels(name: str, body: LabelsPatch, state: State, who: Writer):
     if not (pos or neg or remove):
         raise ValueError("no labels given: use positive, negative, remove or labels")
     by = who.client_id or who.name
-    if not remove:
-        return _out(registry.add_labels(state.wh, name, positive=pos, negative=neg, created_by=by))
-    if not (pos or neg):
-        return _out(registry.remove_labels(state.wh, name, remove, created_by=by))
-    # Additions and removals together: one new version, labels and head committed
-    # together (nothing is stored if training fails).
-    c = registry.get(state.wh, name)
-    pos, neg = registry.resolve_assets(state.wh, pos), registry.resolve_assets(state.wh, neg)
-    rows = ([(i, "positive", by) for i in pos] + [(i, "negative", by) for i in neg]
-            + [(i, "none", by) for i in registry.resolve_assets(state.wh, remove)])
-    return _out(registry._relabel(state.wh, c, rows, retrain=True, materialize=True))
+    # Additions and removals together make one new version.
+    return _out(registry.set_labels(state.wh, name, positive=pos, negative=neg, remove=remove, created_by=by))
 
 
 @router.get("/{name}/candidates")
