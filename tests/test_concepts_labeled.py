@@ -189,3 +189,24 @@ def test_few_labels_do_not_saturate_far_from_the_examples(photo_dir, tmp_path):
     unlabeled = [p for f, p in probs.items() if f not in {"chelsea.png", "horse.png", "camera.png", "page.png"}]
     assert max(unlabeled) < min(probs["chelsea.png"], probs["horse.png"])
     wh.close()
+
+
+def test_deleting_the_scores_cache_costs_only_a_rescoring(shapes, tmp_path):
+    import shutil
+
+    from warehouse import Warehouse
+
+    wh, _, _ = shapes
+    head = HeadSpec("model", "imagenet-lite0", "features", np.ones(1280, dtype=np.float32) / 640, 1.0, -1.0, "logistic")
+    registry.create_from_head(wh, "cached_then_gone", head)
+    assert wh.sql("SELECT count(*) FROM catalog.concept_scores WHERE concept = 'cached_then_gone'").fetchone()[0] > 0
+    before = dict(wh.sql("SELECT coactive_image_id, cached_then_gone_prob FROM coactive_table").fetchall())
+    wh.con.execute("CHECKPOINT")
+    copy = tmp_path / "copy"
+    shutil.copytree(wh.root, copy)
+    shutil.rmtree(copy / "scores")
+    other = Warehouse.open(copy)
+    after = dict(other.sql("SELECT coactive_image_id, cached_then_gone_prob FROM coactive_table").fetchall())
+    other.close()
+    assert after.keys() == before.keys()
+    assert max(abs(after[k] - before[k]) for k in before) < 1e-5

@@ -217,11 +217,17 @@ def _covered(rows) -> tuple[list[str], set[str]]:
     return parts, vparts
 
 
-def cache_status(con, head: Head, asset_parts: list[str]) -> str:
-    """'complete', 'none', 'extend' (new asset parts only) or 'stale'."""
+def cache_status(con, head: Head, asset_parts: list[str], root: Path | None = None) -> str:
+    """'complete', 'none', 'extend' (new asset parts only) or 'stale'.
+
+    With `root`, a cache whose files someone deleted is 'stale' too: scores/ is
+    a cache, and removing it must only cost a rescoring.
+    """
     rows = cache_rows(con, head.concept, head.version)
     if not rows:
         return "none"
+    if root is not None and not all((Path(root) / r[1]).exists() for r in rows):
+        return "stale"
     covered, seen = _covered(rows)
     if asset_parts[: len(covered)] != covered:
         return "stale"
@@ -248,7 +254,7 @@ def extend(con, root: Path, heads: list[Head]) -> dict[tuple[str, int], bool]:
     complete: dict[tuple[str, int], bool] = {}
     pending: list[Head] = []
     for h in heads:
-        status = cache_status(con, h, asset_parts)
+        status = cache_status(con, h, asset_parts, root)
         if status == "stale":
             drop_cache(con, h.concept, h.version)
         complete[(h.concept, h.version)] = status == "complete"
