@@ -28,7 +28,7 @@ import numpy as np
 
 from warehouse import catalog, concept_cache, views
 
-from .heads import ConceptError, ConceptNotFound, HeadSpec, NotEnoughLabels, labeled_column, text_column
+from .heads import ConceptError, ConceptNotFound, HeadSpec, NotEnoughLabels, labeled_column
 from .labeled import existing_encoder_dim, labeled_head
 from .text import text_head
 

@@ -32,7 +32,12 @@ def fail(message: str, code: int = 1) -> "typer.Exit":
     raise typer.Exit(code)
 
 
-def open_warehouse(root: Path | None, read_only: bool = False, must_exist: bool = False):
+def open_warehouse(root: Path | None, read_only: bool = False, must_exist: bool = False,
+                   busy_hint: str = "stop it, or use the HTTP API it serves"):
+    """Open the warehouse or exit with a message; a file held by another process says so.
+
+    `busy_hint` tells the user what to do instead when a running server holds the lock.
+    """
     from warehouse import Warehouse
 
     path = resolve_root(root)
@@ -40,5 +45,7 @@ def open_warehouse(root: Path | None, read_only: bool = False, must_exist: bool 
         fail(f"no warehouse at {path} (run `pixql init` or `pixql ingest` first)")
     try:
         return Warehouse.open(path, read_only=read_only)
-    except Exception as e:  # a locked file is the common case: say so plainly
+    except Exception as e:
+        if "lock" in str(e).lower():
+            fail(f"the warehouse {path} is held by another process (a running `pixql serve`?); {busy_hint}")
         fail(f"cannot open warehouse {path}: {e}")

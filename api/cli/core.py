@@ -1,8 +1,6 @@
 """Core commands: init, ingest, embed, sql, shell, demo, datasets, errors."""
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import List, Optional
 

@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import typer
 
-from .app import RootOption, app, fail, resolve_root
+from .app import RootOption, app, fail, open_warehouse
 
 policy_app = typer.Typer(help="Moderation policies: create (new version if the name exists), show, list, delete.",
                          no_args_is_help=True)
@@ -27,16 +27,8 @@ UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 
 
 def _writable(root):
-    path = resolve_root(root)
-    try:
-        from warehouse import Warehouse
-
-        return Warehouse.open(path)
-    except Exception as e:
-        if "lock" in str(e).lower():
-            fail(f"the warehouse {path} is held by another process (a running `pixql serve`?); "
-                 "use the HTTP API (POST /api/v1/moderate, PUT /api/v1/assets/{id}/moderation, ...) instead")
-        fail(f"cannot open warehouse {path}: {e}")
+    return open_warehouse(root, busy_hint="use the HTTP API (POST /api/v1/moderate, "
+                          "PUT /api/v1/assets/{id}/moderation, ...) instead")
 
 
 def _user(user: str | None) -> str:
@@ -121,8 +113,6 @@ def queue(
     """The moderation queue: assets and videos by current status, newest decision first."""
     from concepts.moderation import Moderator
 
-    from .app import open_warehouse
-
     wh = open_warehouse(root, read_only=True, must_exist=True)
     try:
         out = Moderator(wh).queue(status, offset, limit, dataset)
@@ -192,8 +182,6 @@ def categories(root: Optional[Path] = RootOption):
     """The moderation taxonomy and what scores each category (a concept version, or nothing yet)."""
     from concepts import taxonomy
 
-    from .app import open_warehouse
-
     wh = open_warehouse(root, read_only=True, must_exist=True)
     try:
         for c in taxonomy.report(wh):
@@ -236,8 +224,6 @@ def policy_show(
     from concepts import policy as pol
     from concepts import taxonomy
 
-    from .app import open_warehouse
-
     wh = open_warehouse(root, read_only=True, must_exist=True)
     try:
         p = pol.get(wh.cursor(), name, version)
@@ -257,8 +243,6 @@ def policy_show(
 @policy_app.command("list")
 def policy_list(root: Optional[Path] = RootOption):
     from concepts import policy as pol
-
-    from .app import open_warehouse
 
     wh = open_warehouse(root, read_only=True, must_exist=True)
     try:

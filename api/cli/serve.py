@@ -54,16 +54,8 @@ def serve(
 
 
 def _local_warehouse(root):
-    path = resolve_root(root)
-    try:
-        from warehouse import Warehouse
-
-        return Warehouse.open(path)
-    except Exception as e:
-        if "lock" in str(e).lower():
-            fail(f"the warehouse {path} is held by another process (a running `pixql serve`?); "
-                 "stop it, or create the token over HTTP: POST /api/v1/tokens with an admin token")
-        fail(f"cannot open warehouse {path}: {e}")
+    return open_warehouse(root, busy_hint="stop it, or create the token over HTTP: "
+                          "POST /api/v1/tokens with an admin token")
 
 
 @token_app.command("create")

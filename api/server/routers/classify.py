@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
