@@ -71,12 +71,18 @@ def asset_id(dataset: str, path: str, sha256: str, frame: int | None = None) -> 
     return str(uuid.uuid5(ID_NAMESPACE, key))
 
 
-def file_digest(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[bytes, str]:
+def check_size(path: Path, max_bytes: int) -> int:
+    """The file's size, or a DecodeError for an empty or oversized file."""
     size = path.stat().st_size
     if size == 0:
         raise DecodeError("empty file (0 bytes)")
     if size > max_bytes:
         raise DecodeError(f"file too large: {size} bytes exceeds limit of {max_bytes}")
+    return size
+
+
+def file_digest(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[bytes, str]:
+    check_size(path, max_bytes)
     data = path.read_bytes()
     return data, hashlib.sha256(data).hexdigest()
 

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from .decode import DEFAULT_MAX_BYTES, ID_NAMESPACE, DecodedAsset, DecodeError, SourceResult, asset_id
+from .decode import DEFAULT_MAX_BYTES, ID_NAMESPACE, DecodedAsset, DecodeError, SourceResult, asset_id, check_size
 from .sources import Source
 
 HASH_CHUNK = 4 * 1024 * 1024
@@ -58,11 +58,7 @@ def video_id(dataset: str, path: str, sha256: str) -> str:
 
 
 def stream_digest(path: Path, max_bytes: int = DEFAULT_MAX_VIDEO_BYTES) -> tuple[str, int]:
-    size = path.stat().st_size
-    if size == 0:
-        raise DecodeError("empty file (0 bytes)")
-    if size > max_bytes:
-        raise DecodeError(f"file too large: {size} bytes exceeds limit of {max_bytes}")
+    size = check_size(path, max_bytes)
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(HASH_CHUNK), b""):
