@@ -59,7 +59,7 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from ingest.encoders import get_encoder
+    from encoders import get_encoder
     from warehouse import Warehouse
 
     tmp = Path(tempfile.mkdtemp(prefix="pixql-bench-"))

@@ -58,7 +58,7 @@ def main() -> None:
     from PIL import Image
 
     from concepts.moderation import Item, Moderator
-    from ingest.encoders import get_encoder
+    from encoders import get_encoder
     from warehouse import Warehouse, catalog
 
     base = Path(tempfile.mkdtemp(prefix="pixql-bench-mod-"))

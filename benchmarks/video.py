@@ -41,7 +41,7 @@ def main() -> None:
 
     import torch
 
-    from ingest.encoders import get_encoder
+    from encoders import get_encoder
     from ingest.sources import Source
     from ingest.video import decode_video
     from videogen import make_video

@@ -19,9 +19,11 @@ the CLI call these, and `Warehouse` has thin methods that delegate here):
 Errors: `ConceptError` (bad input), its subclasses `ConceptNotFound` and
 `NotEnoughLabels`.  Objects returned (`Concept`, `Version`) have `to_dict()`.
 
-Modules: heads (HeadSpec, vector column per encoder), text (ConSE/MiniLM and
-CLIP text heads, calibration), labeled (logistic regression, text prior),
-registry (catalog CRUD and versioning), active, classify, library, demo.  The
+Modules: heads (HeadSpec; which column a head reads, asked of the encoder),
+text (text heads, built by the encoder's text side in `encoders/`), labeled
+(logistic regression, text prior), registry (catalog CRUD and versioning),
+catalogue (the built-in concepts and moderation categories, one definition
+each), library and taxonomy (the two views of it), active, classify, demo.  The
 SQL side (macros, columns, materialised scores) is `warehouse/concept_sql.py`
 and `warehouse/concept_cache.py`, because the warehouse builds the views.
 """

@@ -32,7 +32,7 @@ def _latest_heads(wh, names):
 
 def classify(wh, paths, concepts=None, add: bool = False, dataset: str = "classified") -> list[dict]:
     from ingest.decode import decode_source
-    from ingest.encoders import get_encoder
+    from encoders import get_encoder
     from ingest.sources import expand
 
     if isinstance(concepts, str):

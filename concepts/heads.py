@@ -1,13 +1,10 @@
 """What a concept head is before it is stored: a linear model over one vector column.
 
 `HeadSpec` is the in-memory form of a `catalog.concept_versions` row.  Which
-vector column a head reads depends on the encoder and the head kind:
-
-| encoder          | text head        | labeled head  |
-| ---------------- | ---------------- | ------------- |
-| imagenet-lite0   | probs (ConSE)    | features      |
-| clip:*           | embedding        | embedding     |
-| anything else    | (no text side)   | its only vector column |
+vector column a head reads is the encoder's to say (`encoders/base.py`):
+`text_column` for text heads, `labeled_column` (or the encoder's only vector
+column) for labelled heads; `imagenet-lite0` reads `probs` / `features`,
+`clip:*` reads `embedding` for both.
 """
 from __future__ import annotations
 
@@ -15,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+import encoders
 from warehouse import catalog
 from warehouse.concept_cache import Head, probabilities
 
@@ -66,32 +64,36 @@ class HeadSpec:
         return probabilities(X, [self.as_head()])[:, 0]
 
 
+def encoder_of(encoder: str):
+    """The encoder's capabilities (`encoders.find`), or None for a name no encoder handles."""
+    try:
+        return encoders.find(encoder)
+    except ValueError as e:  # a malformed name, e.g. 'clip:' without a model
+        raise ConceptError(str(e)) from None
+
+
+def class_names(con, encoder: str) -> list[str] | None:
+    """The class names ingest stored for `encoder` (None: the encoder's own, if any)."""
+    rows = con.execute("SELECT name FROM catalog.class_names WHERE encoder = ? ORDER BY class_index",
+                       [encoder]).fetchall()
+    return [r[0] for r in rows] or None
+
+
 def encoder_columns(con, encoder: str) -> dict[str, int]:
     cols = catalog.encoder_columns(con, encoder)
     if cols:
         return cols
-    if encoder == "imagenet-lite0":
-        return {"features": 1280, "probs": 1000}
-    if encoder.startswith("clip:"):
-        return {}  # known once the encoder has been used (its dimension depends on the model)
-    raise ConceptError(f"unknown encoder {encoder!r}: no dataset in this warehouse uses it")
-
-
-def text_column(con, encoder: str) -> str:
-    if encoder == "imagenet-lite0":
-        return "probs"
-    if encoder.startswith("clip:"):
-        return "embedding"
-    raise ConceptError(
-        f"encoder {encoder!r} has no text side: define the concept from labelled examples instead"
-    )
+    enc = encoder_of(encoder)
+    if enc is None:
+        raise ConceptError(f"unknown encoder {encoder!r}: no dataset in this warehouse uses it")
+    return enc.known_columns()  # {} until the encoder has been used when its dimension depends on the model
 
 
 def labeled_column(con, encoder: str) -> str:
-    if encoder == "imagenet-lite0":
-        return "features"
-    if encoder.startswith("clip:"):
-        return "embedding"
+    """The vector column a labelled head on `encoder` reads: the encoder says, else its only column."""
+    enc = encoder_of(encoder)
+    if enc is not None and enc.labeled_column:
+        return enc.labeled_column
     cols = encoder_columns(con, encoder)
     if len(cols) != 1:
         raise ConceptError(f"encoder {encoder!r} has vector columns {sorted(cols)}; cannot choose one")

@@ -3,9 +3,9 @@
 Features are standardised for the fit and the scaler is folded back into the
 weights, so the stored head is still `sigmoid(x . w + b)` on the raw column.
 When the concept also has prompts, the text head gives a *prior direction* d in
-the same vector space (CLIP: t+ - t-; imagenet-lite0: the ImageNet classifier
-rows weighted by the ConSE memberships) and the projection x.d enters the fit
-as one extra, lightly penalised feature: with few labels the head leans on the
+the same vector space (the encoder's `prior_direction`; CLIP's t+ - t- as is,
+on ImageNet encoders the classifier rows weighted by the ConSE memberships)
+and the projection x.d enters the fit as one extra, lightly penalised feature: with few labels the head leans on the
 prompt, with many the labels win.  The result is again linear in x.
 Probabilities are the logistic model's own (calibrated to the labelled class
 balance); cross-validated AUROC is recorded when there are enough labels.
@@ -17,7 +17,7 @@ import numpy as np
 from warehouse import catalog
 from warehouse.concept_cache import read_vector_part
 
-from .heads import ConceptError, HeadSpec, NotEnoughLabels
+from .heads import ConceptError, HeadSpec, NotEnoughLabels, encoder_of
 
 MIN_POSITIVE = 2
 MIN_NEGATIVE = 2
@@ -53,13 +53,8 @@ def prior_direction(prior: HeadSpec, column: str) -> np.ndarray | None:
         return None
     if prior.column == column:
         return prior.weights * np.float32(prior.scale)
-    if prior.encoder == "imagenet-lite0" and prior.column == "probs" and column == "features":
-        from ingest.encoders import get_encoder
-
-        W = get_encoder("imagenet-lite0").model.get_classifier().weight.detach().float().numpy()
-        m = prior.weights - prior.weights.mean()
-        return (m @ W).astype(np.float32)
-    return None
+    enc = encoder_of(prior.encoder)  # e.g. ImageNet: ConSE memberships through the classifier rows
+    return enc.prior_direction(prior.column, prior.weights, column) if enc is not None else None
 
 
 def _auc(y: np.ndarray, s: np.ndarray) -> float | None:

@@ -26,9 +26,10 @@ from datetime import datetime
 
 import numpy as np
 
+import encoders
 from warehouse import catalog, concept_cache, views
 
-from .heads import ConceptError, ConceptNotFound, HeadSpec, NotEnoughLabels, labeled_column
+from .heads import ConceptError, ConceptNotFound, HeadSpec, NotEnoughLabels, class_names, labeled_column
 from .labeled import existing_encoder_dim, labeled_head
 from .text import text_head
 
@@ -224,7 +225,7 @@ def _threshold(t) -> float:
 
 def default_encoder(wh) -> str:
     row = _cur(wh).execute("SELECT encoder FROM catalog.datasets ORDER BY created_dt, name LIMIT 1").fetchone()
-    return row[0] if row else "imagenet-lite0"
+    return row[0] if row else encoders.DEFAULT_ENCODER
 
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -260,20 +261,15 @@ def _build_head(wh, encoder: str, prompts: list, negatives: list, pos: list[str]
     if pos or neg:
         column = labeled_column(con, encoder)
         dim = existing_encoder_dim(con, encoder, column)
-        prior = text_head(encoder, prompts, negatives, _class_names(con, encoder)) if prompts else None
+        prior = text_head(encoder, prompts, negatives, class_names(con, encoder)) if prompts else None
         return labeled_head(con, wh.root, encoder, column, dim, pos, neg, prior)
     if prompts:
-        head = text_head(encoder, prompts, negatives, _class_names(con, encoder))
+        head = text_head(encoder, prompts, negatives, class_names(con, encoder))
         cols = catalog.encoder_columns(con, encoder)
         if head.column in cols and cols[head.column] != head.dim:
             raise ConceptError(f"{encoder} stores {head.column} with {cols[head.column]} dims, the head has {head.dim}")
         return head
     raise ConceptError("a concept needs prompts or labelled examples (at least one of them)")
-
-
-def _class_names(con, encoder: str) -> list[str] | None:
-    rows = con.execute("SELECT name FROM catalog.class_names WHERE encoder = ? ORDER BY class_index", [encoder]).fetchall()
-    return [r[0] for r in rows] or None
 
 
 def _commit(wh, name: str, head: HeadSpec, threshold: float, prompts: list, negatives: list,
@@ -347,14 +343,16 @@ def create(wh, name: str, prompts=None, negative_prompts=None, positive=None, ne
 
 def create_from_head(wh, name: str, head: HeadSpec, description: str | None = None,
                      threshold: float = DEFAULT_THRESHOLD, parent: str | None = None,
-                     materialize: bool = True) -> Concept:
-    """A concept from a linear head trained elsewhere (kind 'model'): weights over one stored vector column."""
+                     materialize: bool = True, prompts=None, negative_prompts=None) -> Concept:
+    """A concept from a linear head built elsewhere (kind 'model': trained elsewhere; kind 'text':
+    a built-in's text head, stored with the `prompts` it was built from): weights over one stored
+    vector column."""
     validate_name(wh, name)
     cols = catalog.encoder_columns(_cur(wh), head.encoder)
     if cols.get(head.column) != head.dim:
         raise ConceptError(f"encoder {head.encoder!r} has no {head.dim}-dim column {head.column!r} (has {cols})")
     _check_parent(wh, name, parent)
-    return _commit(wh, name, head, _threshold(threshold), [], [],
+    return _commit(wh, name, head, _threshold(threshold), _prompt_list(prompts), _prompt_list(negative_prompts),
                    new_concept={"description": description, "parent": parent}, materialize=materialize)
 
 

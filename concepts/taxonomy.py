@@ -1,16 +1,18 @@
 """The moderation taxonomy: two levels, as Amazon Rekognition's, each category a concept.
 
-Top-level categories group children (`explicit_nudity` -> `nudity`, ...); a few
-stand alone (`alcohol`, `gambling`, ...).  Every category is a concept of the
-same name, so it is also a column of `coactive_table`.
+The categories and their tree are the `category` entries of the one built-in
+catalogue (`concepts/catalogue.py`).  Top-level categories group children
+(`explicit_nudity` -> `nudity`, ...); a few stand alone (`alcohol`,
+`gambling`, ...).  Every category is a concept of the same name, so it is also
+a column of `coactive_table`.
 
-Built-in definitions exist for the default encoder `imagenet-lite0` where
-ImageNet has classes that are the thing itself (rifles and revolvers for
-`weapons`, `syringe`, `pill bottle` for `pills`, ...): the category's probability
-is the sum of those class probabilities, a linear head over the stored `probs`
-vector.  Categories ImageNet cannot see (nudity, hate symbols, ...) start empty:
-they score nothing until someone labels examples, and `status()` says so
-rather than pretending a 0.0 means "clean".
+Built-in definitions exist where the default encoder's ImageNet classes are the
+thing itself (rifles and revolvers for `weapons`, `syringe`, `pill bottle` for
+`pills`, ...): the category's probability is the sum of those class
+probabilities, a linear head over the stored `probs` vector.  Categories
+ImageNet cannot see (nudity, hate symbols, ...) and proxies (`fight`: a
+punching bag) start empty: they score nothing until someone labels examples,
+and `status()` says so rather than pretending a 0.0 means "clean".
 
 A parent's probability is the max of its children's, unless the parent has a
 head of its own (labelled examples of the parent itself), in which case the
@@ -19,8 +21,13 @@ larger of the two counts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
-BUILTIN_ENCODER = "imagenet-lite0"
+import encoders
+
+from . import catalogue
+
+BUILTIN_ENCODER = encoders.DEFAULT_ENCODER
 
 
 @dataclass(frozen=True)
@@ -28,13 +35,23 @@ class Category:
     name: str
     title: str
     parent: str | None = None
-    # ImageNet class indices (imagenet-lite0 `probs`) whose probabilities sum to this category's.
-    imagenet_classes: tuple[int, ...] = ()
     note: str = ""
+    entry: catalogue.Entry | None = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def imagenet_classes(self) -> tuple[int, ...]:
+        """ImageNet class indices (the default encoder's `probs`) whose probabilities sum to this category's own."""
+        e = self.entry
+        if e is None or e.proxy or not e.imagenet:
+            return ()
+        from encoders.imagenet import class_indices
+
+        return tuple(class_indices(encoders.lookup(BUILTIN_ENCODER).class_names, e.imagenet))
 
     @property
     def has_builtin(self) -> bool:
-        return bool(self.imagenet_classes)
+        e = self.entry
+        return bool(e and not e.proxy and e.imagenet)
 
 
 @dataclass(frozen=True)
@@ -44,59 +61,9 @@ class Group:
     children: tuple[str, ...] = field(default_factory=tuple)
 
 
-# name, title, ImageNet classes (index: name), note on what the built-in sees.
-_TREE: list[tuple[str, str, list[tuple[str, str, tuple[int, ...], str]]]] = [
-    ("explicit_nudity", "Explicit Nudity", [
-        ("nudity", "Nudity", (), ""),
-        ("graphic_male_nudity", "Graphic Male Nudity", (), ""),
-        ("graphic_female_nudity", "Graphic Female Nudity", (), ""),
-        ("sexual_activity", "Sexual Activity", (), ""),
-        ("partial_nudity", "Partial Nudity", (), ""),
-    ]),
-    ("suggestive", "Suggestive", [
-        ("female_underwear", "Female Swimwear or Underwear", (459,), "ImageNet: brassiere"),
-        ("male_underwear", "Male Swimwear or Underwear", (), ""),
-        ("revealing_clothes", "Revealing Clothes", (655,), "ImageNet: miniskirt"),
-        ("swimwear", "Swimwear", (445, 638, 639, 842), "ImageNet: bikini, maillot (x2), swimming trunks"),
-    ]),
-    ("violence", "Violence", [
-        ("weapons", "Weapons", (413, 763, 764, 597, 471, 657, 744),
-         "ImageNet: assault rifle, revolver, rifle, holster, cannon, missile, projectile"),
-        ("graphic_violence", "Graphic Violence or Gore", (), ""),
-        ("fight", "Physical Violence", (), ""),
-    ]),
-    ("drugs", "Drugs", [
-        ("syringe", "Syringe", (845,), "ImageNet: syringe"),
-        ("pills", "Pills", (720,), "ImageNet: pill bottle"),
-        ("drug_paraphernalia", "Drug Paraphernalia", (), ""),
-    ]),
-    ("alcohol", "Alcohol", [
-        ("alcohol", "Alcohol", (440, 441, 907, 966, 901, 503),
-         "ImageNet: beer bottle, beer glass, wine bottle, red wine, whiskey jug, cocktail shaker"),
-    ]),
-    ("tobacco", "Tobacco", [
-        ("tobacco", "Tobacco", (860,), "ImageNet: tobacco shop (ImageNet has no cigarette class)"),
-    ]),
-    ("gambling", "Gambling", [("gambling", "Gambling", (800,), "ImageNet: slot machine")]),
-    ("hate_symbols", "Hate Symbols", [("hate_symbols", "Hate Symbols", (), "")]),
-    ("rude_gestures", "Rude Gestures", [("rude_gestures", "Rude Gestures", (), "")]),
-]
-
-
 def _build():
-    groups: dict[str, Group] = {}
-    cats: dict[str, Category] = {}
-    for gname, gtitle, children in _TREE:
-        standalone = len(children) == 1 and children[0][0] == gname
-        if standalone:
-            name, title, classes, note = children[0]
-            cats[name] = Category(name, title, None, classes, note)
-            groups[gname] = Group(gname, gtitle, ())
-            continue
-        cats[gname] = Category(gname, gtitle, None, (), "max of its children unless labelled itself")
-        for name, title, classes, note in children:
-            cats[name] = Category(name, title, gname, classes, note)
-        groups[gname] = Group(gname, gtitle, tuple(c[0] for c in children))
+    groups = {top: Group(top, title, () if kids == (top,) else kids) for top, title, kids in catalogue.TREE}
+    cats = {e.name: Category(e.name, e.title, e.parent, e.note, e) for e in catalogue.CATEGORIES}
     return groups, cats
 
 
@@ -139,30 +106,17 @@ def combine(own: dict[str, float | None]) -> dict[str, float | None]:
 
 
 # -- the categories as concepts ----------------------------------------------------------------
-def builtin_weights(classes) -> "np.ndarray":
-    import numpy as np
-
-    w = np.zeros(1000, dtype=np.float32)
-    w[list(classes)] = 1.0
-    return w
-
-
-def _parent_classes(name: str) -> tuple[int, ...]:
-    return tuple(sorted({i for c in children(name) for i in CATEGORIES[c].imagenet_classes}))
-
-
 def ensure_concepts(wh, materialize: bool = True) -> list[str]:
     """Create, through the concept registry, every category with a built-in definition that is
     not a concept yet; return the names created.
 
     A parent with built-in children gets the union of their ImageNet classes as
-    its own head: under a softmax those classes are exclusive, so the sum is the
-    probability of "any of them", never below any child's.  A concept the user
-    already made under a category's name is left alone: it *is* the category.
-    Needs the default encoder to be registered (after the first ingest).
+    its own head (`catalogue.moderation_definition`).  A concept the user already
+    made under a category's name is left alone: it *is* the category.  Needs
+    the default encoder to be registered (after the first ingest).
     """
     from . import registry
-    from .heads import ConceptError, HeadSpec
+    from .heads import ConceptError
 
     con = wh.cursor()
     if BUILTIN_ENCODER not in {r[0] for r in con.execute("SELECT name FROM catalog.encoders").fetchall()}:
@@ -171,16 +125,13 @@ def ensure_concepts(wh, materialize: bool = True) -> list[str]:
     order = [n for n in CATEGORIES if parent(n) is None] + [n for n in CATEGORIES if parent(n) is not None]
     for name in order:
         cat = CATEGORIES[name]
-        classes = cat.imagenet_classes or _parent_classes(name)
-        if not classes or registry.exists(wh, name):
+        definition = catalogue.moderation_definition(cat.entry)
+        if definition is None or registry.exists(wh, name):
             continue
-        head = HeadSpec("model", BUILTIN_ENCODER, "probs", builtin_weights(classes), 1.0, 0.0, "linear",
-                        {"source": "pixql moderation taxonomy", "imagenet_classes": list(classes)})
         par = cat.parent if cat.parent and registry.exists(wh, cat.parent) else None
         try:
-            registry.create_from_head(wh, name, head, description=f"{cat.title} ({cat.note})" if cat.note else cat.title,
-                                      threshold=0.5, parent=par, materialize=materialize)
-            made.append(name)
+            if catalogue.create(wh, definition, BUILTIN_ENCODER, parent=par, materialize=materialize):
+                made.append(name)
         except ConceptError as e:
             if not registry.exists(wh, name):  # not a race with another creator: a real problem
                 raise ConceptError(f"cannot create moderation category {name!r} as a concept: {e}") from e

@@ -26,7 +26,8 @@ import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
 
-from warehouse import catalog, views
+from encoders import get_encoder, normalize_name
+from warehouse import catalog, encoder_sql, views
 from warehouse.schema import ASSET_SCHEMA, vectors_table
 from warehouse.storage import atomic_write_parquet
 
@@ -35,7 +36,6 @@ from .analyzers import AnalyzerUnavailable, get_analyzer, parse_analyzers
 from .analyzers import store as analysis_store
 from .analyzers.base import ANALYSIS_MAX_SIDE
 from .decode import DEFAULT_MAX_PIXELS, DecodedAsset, SourceResult, decode_source
-from .encoders import get_encoder, normalize_name
 from .sources import Source, expand
 
 DATASET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
@@ -308,8 +308,9 @@ def run(
         con.execute("BEGIN TRANSACTION")
         catalog.register_encoder(con, enc_name, enc.kind, enc.vector_columns)
         catalog.ensure_dataset(con, dataset, enc_name)
-        if getattr(enc, "class_names", None):
+        if enc.class_names:
             catalog.register_class_names(con, enc_name, enc.class_names)
+        encoder_sql.register(con, enc_name, enc.sql_columns())
         analysis_store.register(con, dataset, [a for a in active if a.name in requested])
         con.execute(
             "INSERT INTO catalog.ingest_runs (run_id, dataset, encoder, sources, status, started_dt) "

@@ -30,7 +30,7 @@ def test_clip_text_head_is_the_two_way_softmax_in_sql(clip_wh):
     v = registry.version(wh, "kitten", with_weights=True)
     assert (v.kind, v.vector_column, v.link) == ("text", "embedding", "logistic")
     assert v.training["negatives_used"] == ["a rocket"]
-    from ingest.encoders import get_encoder
+    from encoders import get_encoder
 
     enc = get_encoder(ENCODER)
     scale = float(enc.model.logit_scale.detach().exp())

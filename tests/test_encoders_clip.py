@@ -22,7 +22,7 @@ def saved_clip(tmp_path_factory):
 def test_local_checkpoint_file_and_directory_give_identical_vectors(saved_clip, photo_dir):
     from PIL import Image
 
-    from ingest.encoders.clip import ClipEncoder
+    from encoders.clip import ClipEncoder
 
     model, d = saved_clip
     images = [Image.open(photo_dir / n) for n in ("chelsea.png", "coffee.png", "rocket.png")]
@@ -44,7 +44,7 @@ def test_local_checkpoint_file_and_directory_give_identical_vectors(saved_clip, 
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
-    from ingest.encoders.clip import ClipEncoder
+    from encoders.clip import ClipEncoder
 
     with pytest.raises(FileNotFoundError, match="not found"):
         ClipEncoder.from_name(f"clip:{MODEL}:{tmp_path / 'nope.pt'}")

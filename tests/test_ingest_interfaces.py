@@ -104,7 +104,7 @@ def test_shell_runs_statements_from_stdin(closed_copy):
 
 
 def test_imagenet_top_classes_of_chelsea_and_coffee(photo_warehouse):
-    from ingest.encoders.imagenet_lite0 import imagenet_class_names
+    from encoders.imagenet import imagenet_class_names
 
     names = imagenet_class_names()
     rows = photo_warehouse.sql(

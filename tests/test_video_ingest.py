@@ -195,7 +195,7 @@ def test_a_failure_mid_video_raises_and_leaves_no_thread_behind(tmp_path, monkey
     """The decode thread feeding a video's keyframes stops when the consumer fails."""
     import threading
 
-    from ingest.encoders import get_encoder
+    from encoders import get_encoder
     from warehouse import Warehouse
 
     (tmp_path / "in").mkdir()

@@ -109,6 +109,15 @@ DDL = [
         assets_added BIGINT DEFAULT 0,
         skipped BIGINT DEFAULT 0,
         errors BIGINT DEFAULT 0)""",
+    # SQL an encoder adds to the views (written by ingest from the encoder, read by
+    # warehouse/encoder_sql.py): kind 'macro' | 'column'; {vectors} and {class_names}
+    # stand for the vectors alias and the list literal of catalog.class_names.
+    """CREATE TABLE IF NOT EXISTS catalog.encoder_sql(
+        encoder VARCHAR NOT NULL,
+        position INTEGER NOT NULL,
+        kind VARCHAR NOT NULL,
+        sql VARCHAR NOT NULL,
+        PRIMARY KEY (encoder, position))""",
     """CREATE TABLE IF NOT EXISTS catalog.class_names(
         encoder VARCHAR NOT NULL,
         class_index INTEGER NOT NULL,
@@ -276,6 +285,9 @@ def create(con: duckdb.DuckDBPyConnection) -> None:
         "INSERT INTO catalog.meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
         [str(SCHEMA_VERSION)],
     )
+    from .encoder_sql import upgrade
+
+    upgrade(con)
 
 
 def register_encoder(con, name: str, kind: str, vector_columns: dict[str, int]) -> None:

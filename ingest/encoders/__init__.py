@@ -1,40 +1,8 @@
-"""Encoders: models that turn decoded images into the vector columns a dataset stores.
+"""The old import path of `encoders` (a top-level package since concepts use it too).
 
-`get_encoder(name)` returns a loaded, cached encoder:
-  * `imagenet-lite0` (the embedded default, offline): see `imagenet_lite0.py`;
-  * `clip:<model>:<pretrained>`: open_clip, see `clip.py`.
+Kept so callers not yet moved (`api/server/jobs.py`, `api/server/state.py`) keep
+working; new code imports `encoders`.
 """
-from __future__ import annotations
+from encoders import DEFAULT_ENCODER, get_encoder, normalize_name  # noqa: F401
 
-import functools
-import threading
-
-from .base import Encoder
-
-DEFAULT_ENCODER = "imagenet-lite0"
-_lock = threading.Lock()
-
-
-def normalize_name(name: str | None) -> str:
-    return (name or DEFAULT_ENCODER).strip()
-
-
-@functools.lru_cache(maxsize=4)
-def _load(name: str) -> Encoder:
-    if name == "imagenet-lite0":
-        from .imagenet_lite0 import ImagenetLite0
-
-        return ImagenetLite0()
-    if name.startswith("clip:"):
-        from .clip import ClipEncoder
-
-        return ClipEncoder.from_name(name)
-    raise ValueError(f"unknown encoder {name!r}: use 'imagenet-lite0' or 'clip:<model>:<pretrained>'")
-
-
-def get_encoder(name: str | None = None) -> Encoder:
-    with _lock:
-        return _load(normalize_name(name))
-
-
-__all__ = ["Encoder", "get_encoder", "DEFAULT_ENCODER", "normalize_name"]
+__all__ = ["get_encoder", "DEFAULT_ENCODER", "normalize_name"]

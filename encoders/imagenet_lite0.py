@@ -7,21 +7,16 @@ we map them by position and check every shape.  BatchNorm eps is set to 1e-3,
 the value the weights were trained with.
 
 Stored per asset: `features` (1280-d pooled features) and `probs` (the 1000
-ImageNet class probabilities), which text concepts on this encoder combine.
+ImageNet class probabilities); what concepts do with them is the ImageNet
+family's (`imagenet.py`).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from .base import Encoder
-
-
-def imagenet_class_names() -> list[str]:
-    from timm.data import ImageNetInfo
-
-    info = ImageNetInfo()
-    return [info.index_to_description(i) for i in range(1000)]
+from . import register
+from .imagenet import ImagenetEncoder, imagenet_class_names  # noqa: F401  (re-exported)
 
 
 def load_lite0() -> torch.nn.Module:
@@ -45,16 +40,17 @@ def load_lite0() -> torch.nn.Module:
     return model.eval()
 
 
-class ImagenetLite0(Encoder):
+@register
+class ImagenetLite0(ImagenetEncoder):
     name = "imagenet-lite0"
-    kind = "imagenet"
+    usage = "imagenet-lite0"
     vector_columns = {"features": 1280, "probs": 1000}
+    sql_prefix = "imagenet"  # the column names this encoder has always had
 
-    def __init__(self):
+    def _load(self) -> None:
         # channels_last lets oneDNN run the depthwise convolutions about twice as
         # fast on CPU, with the same numbers (differences ~1e-6).
         self.model = load_lite0().to(memory_format=torch.channels_last)
-        self.class_names = imagenet_class_names()
 
     def _forward(self, x: torch.Tensor) -> dict[str, np.ndarray]:
         x = x.contiguous(memory_format=torch.channels_last)

@@ -3,7 +3,15 @@
 `<pretrained>` is an open_clip tag (downloaded where the network allows), a local
 checkpoint file, or a local directory holding one (`open_clip_pytorch_model.bin`,
 `*.safetensors`, `*.pt`/`*.pth`/`*.bin`).  Stored per asset: `embedding`, the
-L2-normalised image embedding.
+L2-normalised image embedding (its dimension depends on the model, so it is
+known once loaded or once a dataset used it).
+
+Text heads: with positive text embedding t+ (mean of the normalised prompt
+embeddings, including the template "a photo of {prompt}") and negative t- (the
+negative prompts, or "a photo" when none are given),
+P = softmax over {t+, t-} of CLIP's own logits = sigmoid(logit_scale * x.(t+ - t-)),
+the two-way zero-shot classifier CLIP was trained to be; linear in `embedding`.
+Labelled heads read `embedding` too.
 """
 from __future__ import annotations
 
@@ -12,9 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import Encoder
+from . import register
+from .base import Encoder, linear_head
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+PREFIX = "clip:"
 
 
 def resolve_pretrained(pretrained: str) -> str | None:
@@ -33,16 +43,36 @@ def resolve_pretrained(pretrained: str) -> str | None:
     return pretrained  # an open_clip tag
 
 
+@register
 class ClipEncoder(Encoder):
     kind = "clip"
+    usage = "clip:<model>:<pretrained>"
+    text_column = "embedding"
+    labeled_column = "embedding"
 
-    def __init__(self, name: str, model_name: str, pretrained: str | None):
+    def __init__(self, name: str):
+        parts = name.split(":", 2)
+        if len(parts) != 3 or not parts[1]:
+            raise ValueError(f"CLIP encoder must be 'clip:<model>:<pretrained>', got {name!r}")
+        super().__init__(name)
+        self.model_name, self.pretrained = parts[1], parts[2]
+
+    @classmethod
+    def handles(cls, name: str) -> bool:
+        return name.startswith(PREFIX)
+
+    @classmethod
+    def from_name(cls, name: str) -> "ClipEncoder":
+        """A loaded CLIP encoder (a missing checkpoint is a FileNotFoundError here)."""
+        return cls(name).load()
+
+    def _load(self) -> None:
         import open_clip
 
-        self.name = name
-        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained)
+        pretrained = resolve_pretrained(self.pretrained)
+        model, _, _ = open_clip.create_model_and_transforms(self.model_name, pretrained=pretrained)
         self.model = model.eval()
-        self.tokenizer = open_clip.get_tokenizer(model_name)
+        self.tokenizer = open_clip.get_tokenizer(self.model_name)
         cfg = getattr(self.model.visual, "preprocess_cfg", {}) or {}
         size = getattr(self.model.visual, "image_size", 224)
         self.input_size = size[0] if isinstance(size, (tuple, list)) else int(size)
@@ -53,13 +83,6 @@ class ClipEncoder(Encoder):
             dim = self.model.encode_image(torch.zeros(1, 3, self.input_size, self.input_size)).shape[-1]
         self.vector_columns = {"embedding": int(dim)}
 
-    @classmethod
-    def from_name(cls, name: str) -> "ClipEncoder":
-        parts = name.split(":", 2)
-        if len(parts) != 3 or not parts[1]:
-            raise ValueError(f"CLIP encoder must be 'clip:<model>:<pretrained>', got {name!r}")
-        return cls(name, parts[1], resolve_pretrained(parts[2]))
-
     def _forward(self, x: torch.Tensor) -> dict[str, np.ndarray]:
         emb = self.model.encode_image(x)
         emb = emb / emb.norm(dim=-1, keepdim=True).clamp_min(1e-12)
@@ -67,6 +90,17 @@ class ClipEncoder(Encoder):
 
     @torch.inference_mode()
     def encode_text(self, texts: list[str]) -> np.ndarray:
+        self.load()
         emb = self.model.encode_text(self.tokenizer(texts))
         emb = emb / emb.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         return emb.float().numpy()
+
+    def text_head(self, prompts, negatives, class_names=None) -> dict:
+        pos = self.encode_text(prompts + [f"a photo of {p}" for p in prompts]).mean(axis=0)
+        neg = self.encode_text(negatives or ["a photo"]).mean(axis=0)
+        pos /= max(float(np.linalg.norm(pos)), 1e-12)
+        neg /= max(float(np.linalg.norm(neg)), 1e-12)
+        scale = float(self.model.logit_scale.exp().item())
+        return linear_head("embedding", pos - neg, scale, 0.0, "logistic",
+                          {"method": "clip-two-way-softmax", "logit_scale": scale,
+                           "negatives_used": negatives or ["a photo"]})
