@@ -253,6 +253,7 @@ def test_dashboard_draws_the_seeded_numbers_and_clicks_through(page, server, see
             and cat in {_top(x) for x in r["reasons"] if x.get("category")}}
     assert set(page.eval_on_selector_all("#queue figure.card", "els => els.map(e => e.dataset.id)")) == want
     assert "flagged by the model" in page.inner_text("#drill-banner")
+    page.wait_for_function("[...document.querySelectorAll('#queue img')].every(i => i.dataset.thumb !== 'loading')")
     page.screenshot(path=str(artifacts_dir() / "dashboard-drill-queue.png"), full_page=True)
 
     # An ingested point opens the SQL console with that day's rows.

@@ -96,6 +96,7 @@
       series: [
         { name: "count at threshold", type: "bar", barMaxWidth: 40, data: cs.map((e) => e.count) },
         { name: "95% interval", type: "custom", data: cs.map((e, i) => [i, e.ci95_low, e.ci95_high]),
+          encode: { x: 0, y: [1, 2] },  // so the y axis takes in the whiskers, not only the bars
           itemStyle: { color: "#1d2430" }, z: 3,
           renderItem: (params, api) => {
             const lo = api.coord([api.value(0), api.value(1)]);

@@ -81,20 +81,20 @@ const SqlChart = (() => {
       return;
     }
     const base = { tooltip: { trigger: s.type === "scatter" ? "item" : "axis" }, legend: { top: 0, type: "scroll" },
-      grid: { left: 50, right: 20, top: 34, bottom: 30, containLabel: true }, dataZoom: [{ type: "inside" }] };
+      grid: { left: 50, right: 20, top: 34, bottom: 40, containLabel: true }, dataZoom: [{ type: "inside" }] };
     let option;
     if (s.type === "histogram") {
       const col = s.y[0];
       const h = histogram(rows.map((r) => r[col]).filter((v) => typeof v === "number"), s.bins);
-      option = { ...base, xAxis: { type: "category", data: h.labels, name: col }, yAxis: { type: "value", minInterval: 1 },
+      option = { ...base, xAxis: { type: "category", data: h.labels, name: col, nameLocation: "middle", nameGap: 26 }, yAxis: { type: "value", minInterval: 1 },
         series: [{ name: `${col} (count)`, type: "bar", data: h.counts, barCategoryGap: "4%" }] };
     } else {
       let ordered = rows;
       if (kind[s.x] === "time") ordered = rows.slice().sort((a, b) => String(a[s.x]).localeCompare(String(b[s.x])));
       const numericX = s.type === "scatter" && kind[s.x] === "number";
       option = { ...base,
-        xAxis: numericX ? { type: "value", name: s.x, scale: true }
-          : { type: "category", name: s.x, data: ordered.map((r) => (r[s.x] === null ? "NULL" : String(r[s.x]))) },
+        xAxis: numericX ? { type: "value", name: s.x, scale: true, nameLocation: "middle", nameGap: 26 }
+          : { type: "category", name: s.x, nameLocation: "middle", nameGap: 26, data: ordered.map((r) => (r[s.x] === null ? "NULL" : String(r[s.x]))) },
         yAxis: { type: "value", scale: s.type === "scatter" },
         series: s.y.map((c) => ({ name: c, type: s.type, symbolSize: s.type === "scatter" ? 8 : 5,
           data: numericX ? ordered.map((r) => [r[s.x], r[c]]) : ordered.map((r) => r[c]) })) };
