@@ -213,6 +213,11 @@ def test_insights_endpoints_count_what_was_seeded(server, seeded):
     bad = server.http.get("/api/v1/insights/flagged", params={"since": until, "until": since})
     assert bad.status_code == 400 and "after" in bad.json()["detail"]
     assert server.http.get("/api/v1/insights/videos/nope/timeline").status_code == 404
+    assert server.http.get("/api/v1/insights/concepts/no_such_concept/threshold").status_code == 404
+    assert server.http.get("/api/v1/insights/concepts/weapons/threshold", params={"threshold": 2}).status_code == 422
+    assert server.http.get("/api/v1/insights/subjects", params={"drill": "nope"}).status_code == 422
+    drilled = server.get("/api/v1/insights/subjects", params={"drill": "overturned", **period})
+    assert drilled["total"] == sum(old != new for _, _, old, new in seeded["human"]) == 3
 
 
 # -- dashboard ----------------------------------------------------------------------------------------
@@ -265,6 +270,20 @@ def test_dashboard_draws_the_seeded_numbers_and_clicks_through(page, server, see
     page.wait_for_selector("#query-status[data-status=Complete]")
     assert page.inner_text("#row-count") == "8 rows"
     assert day_b in page.input_value("#sql-editor")
+
+    # A decisions bar opens the queue with the subjects decided that day with that status.
+    page.go_back()
+    page.wait_for_selector("body[data-dashboard=ready]")
+    dec = series_of(page, "#chart-decisions")
+    people = str(seeded["day"]["people"])
+    k = [x["name"] for x in dec].index("rejected")
+    n = dec[k]["data"][days.index(people)]
+    assert n == expected_decisions(seeded)[(people, "rejected")] == 2
+    click_point(page, "#chart-decisions", people, sum(x["data"][days.index(people)] for x in dec[:k]) + n / 2)
+    page.wait_for_url(re.compile(r"drill=decided"))
+    page.wait_for_function(f"document.getElementById('page-info').textContent.endsWith('of {n}')")
+    assert set(page.eval_on_selector_all("#queue figure.card", "els => els.map(e => e.dataset.id)")) == \
+        {s for d, s, _, new in seeded["human"] if new == "rejected"}
 
     # An overturn bar opens the queue with the subjects a person changed in that category.
     page.go_back()
@@ -359,6 +378,8 @@ def test_concept_threshold_drag_changes_the_flagged_count_and_saves_a_version(pa
     assert sorted(p[2] for p in bins[1]["data"]) == sorted(i for i, v in labels.items() if v == "positive")
     assert sorted(p[2] for p in bins[2]["data"]) == sorted(i for i, v in labels.items() if v == "negative")
     assert int(page.inner_text("#tune-flagged")) == tuned["flagged"]
+    page.wait_for_selector("#candidates figure.card")
+    page.wait_for_function("[...document.querySelectorAll('#top img, #candidates img')].every(i => i.dataset.thumb !== 'loading')")
     page.screenshot(path=str(artifacts_dir() / "concept-threshold-before.png"), full_page=True)
 
     # Drag the line to the lowest labelled positive's probability (rounded down): all positives flagged.
