@@ -536,11 +536,11 @@ class Moderator:
         con = self.wh.cursor()
         kind = self._kind_of(con, subject_id)
         rows = con.execute(
-            "SELECT seq, status, reasons, policy, policy_version, decided_by, user_name, comment, task_id, created_dt "
-            "FROM catalog.moderation_decisions WHERE subject_id = ? ORDER BY created_dt DESC, seq DESC",
+            "SELECT seq, status, reasons, policy, policy_version, decided_by, user_name, comment, task_id, created_dt, "
+            "model_status FROM catalog.moderation_decisions WHERE subject_id = ? ORDER BY created_dt DESC, seq DESC",
             [subject_id]).fetchall()
         keys = ["seq", "status", "reasons", "policy", "policy_version", "decided_by", "user", "comment", "task_id",
-                "decided_dt"]
+                "decided_dt", "model_status"]
         history = [dict(zip(keys, r)) for r in rows]
         for h in history:
             h["reasons"] = json.loads(h["reasons"]) if h["reasons"] else []
