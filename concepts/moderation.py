@@ -455,12 +455,21 @@ class Moderator:
     def _insert(self, subject_id, kind, status, reasons, pol: Policy | None, decided_by, user=None,
                 comment=None, task_id=None) -> None:
         with self.wh.write_lock:
-            self.wh.cursor().execute(
-                "INSERT INTO catalog.moderation_decisions VALUES (nextval('catalog.moderation_decision_seq'), "
-                "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            con = self.wh.cursor()
+            # A person's decision records the model verdict it replaces (for the overturn rate).
+            model = None
+            if decided_by == "user":
+                row = con.execute(
+                    "SELECT status FROM catalog.moderation_decisions WHERE subject_id = ? AND decided_by = 'model' "
+                    "AND status <> ? ORDER BY created_dt DESC, seq DESC LIMIT 1", [subject_id, PENDING]).fetchone()
+                model = row[0] if row else None
+            con.execute(
+                "INSERT INTO catalog.moderation_decisions (seq, subject_id, subject_kind, status, reasons, policy, "
+                "policy_version, policy_spec, decided_by, user_name, comment, task_id, created_dt, model_status) "
+                "VALUES (nextval('catalog.moderation_decision_seq'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [subject_id, kind, status, json.dumps(reasons, default=str), pol.name if pol else None,
                  pol.version if pol else None, pol.spec() if pol else None, decided_by, user, comment, task_id,
-                 catalog.now()])
+                 catalog.now(), model])
 
     def _store(self, res: dict, pol: Policy, task_id: str | None) -> None:
         self._insert(res["subject_id"], res["subject_kind"], res["model_status"], res["reasons"], pol, "model",
@@ -527,11 +536,11 @@ class Moderator:
         con = self.wh.cursor()
         kind = self._kind_of(con, subject_id)
         rows = con.execute(
-            "SELECT seq, status, reasons, policy, policy_version, decided_by, user_name, comment, task_id, created_dt "
-            "FROM catalog.moderation_decisions WHERE subject_id = ? ORDER BY created_dt DESC, seq DESC",
+            "SELECT seq, status, reasons, policy, policy_version, decided_by, user_name, comment, task_id, created_dt, "
+            "model_status FROM catalog.moderation_decisions WHERE subject_id = ? ORDER BY created_dt DESC, seq DESC",
             [subject_id]).fetchall()
         keys = ["seq", "status", "reasons", "policy", "policy_version", "decided_by", "user", "comment", "task_id",
-                "decided_dt"]
+                "decided_dt", "model_status"]
         history = [dict(zip(keys, r)) for r in rows]
         for h in history:
             h["reasons"] = json.loads(h["reasons"]) if h["reasons"] else []

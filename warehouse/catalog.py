@@ -222,6 +222,9 @@ DDL = [
         comment VARCHAR,
         task_id VARCHAR,
         created_dt TIMESTAMP NOT NULL)""",
+    # A user decision keeps the model verdict it replaced (NULL on older rows and model rows),
+    # so the overturn rate reads it directly; older warehouses gain the column on open.
+    "ALTER TABLE catalog.moderation_decisions ADD COLUMN IF NOT EXISTS model_status VARCHAR",
     # Similar-image lists: an asset marked block/pass; its vector is read from the store.
     """CREATE TABLE IF NOT EXISTS catalog.moderation_feedback(
         coactive_image_id VARCHAR PRIMARY KEY,

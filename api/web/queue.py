@@ -29,7 +29,8 @@ _FROM = f"""FROM pixql_internal.moderation_latest l
       AND (CAST(? AS VARCHAR) IS NULL OR coalesce(m.policy, l.policy) = ?)
       AND (CAST(? AS VARCHAR) IS NULL
            OR list_contains(json_extract_string(m.reasons, '$[*].category'), ?)
-           OR list_contains(json_extract_string(m.reasons, '$[*].parent'), ?))"""
+           OR list_contains(json_extract_string(m.reasons, '$[*].parent'), ?))
+      AND (CAST(? AS VARCHAR[]) IS NULL OR list_contains(?, l.subject_id))"""
 
 
 def _worst_time(categories: list[dict]) -> float | None:
@@ -50,10 +51,11 @@ def _keyframe(con, video_id: str, time_s: float | None) -> tuple[str | None, int
 
 
 def queue(con, status: str | None = "review", dataset: str | None = None, category: str | None = None,
-          policy: str | None = None, offset: int = 0, limit: int = 24) -> dict:
+          policy: str | None = None, offset: int = 0, limit: int = 24, subject_ids: list[str] | None = None) -> dict:
+    """`subject_ids` narrows to the subjects behind a dashboard chart point (`api/web/insights.subjects`)."""
     if status is not None and status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
-    args = [status, status, dataset, dataset, policy, policy, category, category, category]
+    args = [status, status, dataset, dataset, policy, policy, category, category, category, subject_ids, subject_ids]
     total = con.execute(f"SELECT count(*) {_FROM}", args).fetchone()[0]
     rows = con.execute(
         f"""SELECT l.subject_id, l.subject_kind, l.status, l.decided_by, l.user_name, l.comment, l.created_dt,

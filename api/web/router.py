@@ -7,6 +7,7 @@ behind the API's own auth dependencies.
 """
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -25,12 +26,15 @@ router = APIRouter(tags=["web page"])
 
 # The screens, in the order of the navigation bar: (path, template, title).
 SCREENS = [
+    ("/web/dashboard", "dashboard.html", "Dashboard"),
     ("/web/queue", "queue.html", "Review queue"),
     ("/web/sql", "sql.html", "SQL console"),
     ("/web/concepts", "concepts.html", "Concepts"),
 ]
 
 _MEDIA = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+# Third-party files shipped with the package (each with its licence), served from static/vendor/<lib>/.
+VENDOR = STATIC / "vendor"
 
 
 def _page(request: Request, template: str, title: str, **context) -> HTMLResponse:
@@ -56,6 +60,16 @@ def web_root():
 @router.get("/web/login", include_in_schema=False, response_class=HTMLResponse)
 def login_page(request: Request):
     return _page(request, "login.html", "Log in")
+
+
+@router.get("/web/dashboard", include_in_schema=False, response_class=HTMLResponse)
+def dashboard_page(request: Request):
+    return _page(request, "dashboard.html", "Dashboard")
+
+
+@router.get("/web/videos/{video_id}", include_in_schema=False, response_class=HTMLResponse)
+def video_page(request: Request, video_id: str):
+    return _page(request, "video.html", "Video timeline", video_id=video_id)
 
 
 @router.get("/web/queue", include_in_schema=False, response_class=HTMLResponse)
@@ -87,6 +101,16 @@ def static(name: str):
     return FileResponse(path, media_type=_MEDIA.get(path.suffix), headers={"Cache-Control": "no-cache"})
 
 
+@router.get("/web/static/vendor/{lib}/{name}", include_in_schema=False)
+def vendored(lib: str, name: str):
+    path = VENDOR / lib / name
+    if any(c in lib + name for c in "/\\") or lib.startswith(".") or name.startswith(".") or not path.is_file():
+        raise NotFound(f"no vendored file {lib}/{name}")
+    # Versioned by the package, large, and never edited in place: let the browser keep it a day.
+    media = _MEDIA.get(path.suffix, "text/plain; charset=utf-8")
+    return FileResponse(path, media_type=media, headers={"Cache-Control": "public, max-age=86400"})
+
+
 @router.get("/web/api/session")
 def session(state: State, who: Reader):
     """Who the bearer token belongs to; the login form calls it to check a token."""
@@ -116,10 +140,27 @@ def thumbnail_by_path(state: State, who: Reader, path: str = Query(..., min_leng
 
 @router.get("/web/api/queue")
 def review_queue(state: State, who: Reader,
-                 status: Literal["approved", "rejected", "review"] | None = Query("review"),
+                 status: Literal["approved", "rejected", "review", "any"] | None = Query("review"),
                  dataset: str | None = None, category: str | None = None, policy: str | None = None,
-                 offset: int = Query(0, ge=0), limit: int = Query(24, ge=1, le=500)):
-    """The moderation queue with the page's filters (category, policy) and each video's worst keyframe."""
+                 offset: int = Query(0, ge=0), limit: int = Query(24, ge=1, le=500),
+                 drill: Literal["flagged", "decided", "overturned"] | None = None,
+                 since: date | None = None, until: date | None = None, day: date | None = None,
+                 decision: str | None = None):
+    """The moderation queue with the page's filters (category, policy) and each video's worst keyframe.
+
+    With `drill` (and `since`, `until`, `day`, `category`, `decision`), only the
+    subjects behind that dashboard chart point, whatever their status now;
+    `category` then names the chart's top-level category, not a queue filter.
+    """
+    from . import insights
     from .queue import queue
 
-    return queue(state.cursor(), status, dataset or None, category or None, policy or None, offset, limit)
+    st = None if status == "any" else status
+    ids = None
+    if drill:
+        s, u = insights.period(since, until)
+        ids = insights.subjects(state.cursor(), drill, s, u, dataset or None, day, category or None, decision or None)
+        st, category = None, None
+    out = queue(state.cursor(), st, dataset or None, category or None, policy or None, offset, limit, ids)
+    out["drill"] = drill
+    return out

@@ -7,6 +7,7 @@ Adding a resource is one line: write `routers/<name>.py` exposing
 from __future__ import annotations
 
 from . import assets, classify, concepts, datasets, health, ingestion, moderation, queries, tokens
+from . import insights
 from api.web import router as web_page  # the browser UI: HTML shells + static files (api/web)
 
 ROUTERS = [
@@ -19,5 +20,6 @@ ROUTERS = [
     assets.router,
     tokens.router,
     moderation.router,
+    insights.router,
     web_page,
 ]

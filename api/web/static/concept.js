@@ -92,6 +92,7 @@
     $("concept-labels").textContent = `${concept.positive_labels} / ${concept.negative_labels}`;
     $("pending-count").textContent = labels.size;
 
+    ConceptTune.load(name, concept).catch((e) => showError(e.message));
     const [est, cands, top, versions, stored] = await Promise.all([
       api("GET", `${base()}/estimate`),
       api("GET", `${base()}/candidates?n=${N}`),
@@ -135,6 +136,7 @@
     name = $("concept-root").dataset.concept;
     $("retrain").disabled = true;
     $("retrain").addEventListener("click", retrain);
+    ConceptTune.bind(() => load());
     window.addEventListener("beforeunload", (ev) => { if (labels.size) ev.preventDefault(); });
     try {
       await load();

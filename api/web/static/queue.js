@@ -10,12 +10,23 @@
   let focus = 0;
   let generation = 0;   // a newer load supersedes an older one still in flight
 
+  // A click on a dashboard chart opens the queue narrowed to the subjects behind that point.
+  const DRILL_KEYS = ["drill", "since", "until", "day", "decision"];
+  let drill = null;
+
   function filters() {
     const f = {
       status: $("f-status").value, dataset: $("f-dataset").value, category: $("f-category").value,
       policy: $("f-policy").value, limit: $("f-limit").value,
     };
+    if (drill) Object.assign(f, drill);
     return Object.fromEntries(Object.entries(f).filter(([, v]) => v));
+  }
+
+  function describeDrill(d) {
+    const what = { flagged: "flagged by the model", decided: `decided ${d.decision || ""}`, overturned: "overturned by a person" }[d.drill];
+    const when = d.day ? ` on ${d.day}` : ` from ${d.since} to ${d.until}`;
+    return `From the dashboard: assets and videos ${what}${d.category ? ` in ${d.category}` : ""}${when}`;
   }
 
   // Filters live in the URL, so a reload or a shared link shows the same page of the queue.
@@ -44,7 +55,8 @@
       ? el("div", { class: "small", dataset: { frameTime: item.frame_time_s ?? "" } },
           item.frame_time_s !== null && item.frame_time_s !== undefined
             ? `▶ video · worst frame at ${PixQL.fmtTime(item.frame_time_s * 1000)}`
-            : "▶ video · first frame")
+            : "▶ video · first frame", " · ",
+          el("a", { href: `/web/videos/${encodeURIComponent(item.subject_id)}`, class: "timeline-link" }, "timeline"))
       : item.media_type === "keyframe" ? el("div", { class: "small muted" }, `keyframe at ${PixQL.fmtTime(item.frame_time_s * 1000)}`) : null;
     const statusTag = el("span", { class: `tag ${item.status === "approved" ? "ok" : item.status === "review" ? "review" : ""}`,
       dataset: { status: item.status } }, item.status);
@@ -149,6 +161,14 @@
       if (v !== null && [...$(`f-${key}`).options].some((o) => o.value === v)) $(`f-${key}`).value = v;
     }
     offset = Math.max(0, Number(params.get("offset")) || 0);
+    if (params.get("drill")) {
+      drill = Object.fromEntries(DRILL_KEYS.filter((k) => params.get(k)).map((k) => [k, params.get(k)]));
+      if (params.get("category")) drill.category = params.get("category");
+      $("drill-text").textContent = describeDrill(drill);
+      $("drill-banner").hidden = false;
+      $("f-status").value = "any";
+      $("f-status").disabled = $("f-category").disabled = true;
+    }
   }
 
   document.addEventListener("keydown", (ev) => {

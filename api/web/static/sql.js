@@ -169,8 +169,10 @@
       for (const r of rows) {
         const v = r.data[key];
         const img = el("img", { alt: String(v ?? ""), loading: "lazy" });
+        const vid = r.data.coactive_video_id;
         const card = el("figure", { class: "card", dataset: { row: r.row } }, img,
           el("figcaption", {},
+            vid ? el("a", { class: "small timeline-link", href: `/web/videos/${encodeURIComponent(vid)}` }, "▶ video timeline") : null,
             el("div", { class: "small ellipsis", title: r.data.path || v }, (r.data.path || String(v)).split("/").pop()),
             extra.map((c) => el("div", { class: "small muted ellipsis" }, `${c}: `, cell(r.data[c])))));
         grid.append(card);
@@ -178,17 +180,20 @@
         if (key === "coactive_image_id") PixQL.assetThumb(img, v); else PixQL.pathThumb(img, v);
       }
     }
-    setView(key ? view : "table");
+    current.columns = cols;
+    setView(key || view !== "grid" ? view : "table");
   }
 
   function setView(v) {
-    view = v;
     const hasGrid = !$("tab-grid").hidden;
-    const showGrid = v === "grid" && hasGrid;
-    $("result-grid").hidden = !showGrid;
-    $("result-table").parentElement.hidden = showGrid;
-    $("tab-grid").classList.toggle("active", showGrid);
-    $("tab-table").classList.toggle("active", !showGrid);
+    const shown = v === "grid" && !hasGrid ? "table" : v;
+    $("result-grid").hidden = shown !== "grid";
+    $("result-table").parentElement.hidden = shown !== "table";
+    $("result-chart-view").hidden = shown !== "chart";
+    for (const t of ["grid", "table", "chart"]) $(`tab-${t}`).classList.toggle("active", shown === t);
+    if (shown === "chart" && current && current.columns) {
+      SqlChart.show(current.query_id, current.columns, current.total).catch((e) => showError(e.message));
+    }
   }
 
   document.addEventListener("DOMContentLoaded", () => {
@@ -197,12 +202,19 @@
     $("stop").addEventListener("click", stop);
     $("prev-page").addEventListener("click", () => page(-1));
     $("next-page").addEventListener("click", () => page(1));
-    $("tab-grid").addEventListener("click", () => setView("grid"));
-    $("tab-table").addEventListener("click", () => { view = "table"; setView("table"); });
+    for (const t of ["grid", "table", "chart"]) $(`tab-${t}`).addEventListener("click", () => { view = t; setView(t); });
+    SqlChart.bind();
     $("sql-editor").addEventListener("keydown", (ev) => {
       if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); run(); }
       if (ev.key === "Tab") { ev.preventDefault(); insert("  "); }
     });
     loadSide();
+    // A dashboard click opens the console with the query behind the point: ?q=<sql>&run=1.
+    const url = new URLSearchParams(location.search);
+    if (url.get("q")) {
+      $("sql-editor").value = url.get("q");
+      if (url.get("view")) view = url.get("view");
+      if (url.get("run") === "1") run();
+    }
   });
 })();
