@@ -3,7 +3,7 @@
 A query is a row in `catalog.queries` moving `Queued` -> `Running` ->
 `Complete` | `Error` | `Stopped` (via `Stopping`).  Queued queries wait in one
 queue per owner (token), served round-robin with a per-token cap
-(`_FairQueue`).  Each of the `workers` slots is a thread here driving one
+(`query_queue.FairQueue`).  Each of the `workers` slots is a thread here driving one
 persistent worker process (`query_worker`), which opens the sandbox file built
 here and runs one query at a time under an OS memory cap; the slot thread
 interrupts it at its time limit or on stop, and kills and replaces it when it
@@ -19,24 +19,23 @@ import csv
 import io
 import json
 import math
-import queue
 import shutil
 import tempfile
 import threading
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime, time as dtime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import catalog, sandbox
-from .query_worker import WorkerDied, WorkerProcess, parse_size
+from .query_queue import FairQueue, GroupCommit
+from .query_worker import WorkerDied, WorkerProcess, parse_size, unique_names  # noqa: F401
 from .storage import TMP_PREFIX
 
 FINAL = ("Complete", "Error", "Stopped")
@@ -71,81 +70,6 @@ class QuerySettings:
     max_running_per_token: int = 0
     # Seconds a worker has to unwind after an interrupt before it is killed.
     kill_grace_s: float = 1.5
-
-
-class _GroupCommit:
-    """Writes to `catalog.queries` from any thread, committed in batches: one WAL sync per batch.
-
-    Each DuckDB commit syncs the WAL (tens of ms on a busy disk); a query
-    makes three writes (queued, running, done), so with many clients the
-    syncs, not the queries, would bound throughput.  `run` returns once its
-    statement is committed, so what a caller wrote is durable and visible.
-    A batch that fails is rolled back and its statements retried one by one.
-    """
-
-    def __init__(self, cursor_factory, max_batch: int = 256):
-        self._cursor_factory = cursor_factory
-        self._max_batch = max_batch
-        self._queue: "queue.Queue[list | None]" = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name="pixql-query-commits", daemon=True)
-        self._thread.start()
-
-    def run(self, sql: str, args: list, fetch: bool = False):
-        item = [sql, args, fetch, threading.Event(), None, None, None]  # ..., done, result, error, then
-        self._queue.put(item)
-        item[3].wait()
-        if item[5] is not None:
-            raise item[5]
-        return item[4]
-
-    def submit(self, sql: str, args: list, then) -> None:
-        """Queue a write without waiting; `then(result_row, error)` runs after it commits."""
-        self._queue.put([sql, args, True, threading.Event(), None, None, then])
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(5)
-
-    def _loop(self) -> None:
-        cur = self._cursor_factory()
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < self._max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                batch.append(nxt)
-            try:
-                cur.execute("BEGIN TRANSACTION")
-                for item in batch:
-                    r = cur.execute(item[0], item[1])
-                    item[4] = r.fetchone() if item[2] else None
-                cur.execute("COMMIT")
-            except Exception:
-                try:
-                    cur.execute("ROLLBACK")
-                except Exception:
-                    pass
-                for item in batch:
-                    try:
-                        r = cur.execute(item[0], item[1])
-                        item[4] = r.fetchone() if item[2] else None
-                    except Exception as e:
-                        item[5] = e
-            for item in batch:
-                item[3].set()
-                if item[6] is not None:
-                    try:
-                        item[6](item[4], item[5])
-                    except Exception:  # a callback must not stop the committer
-                        pass
 
 
 class _Definitions:
@@ -188,60 +112,6 @@ class _Active:
         self.reason: str | None = None  # 'time' | 'stop' | 'shutdown' | 'memory'
 
 
-class _FairQueue:
-    """Queued query ids, one queue per owner (token), served round-robin under a per-owner cap.
-
-    One FIFO let one token's slow queries hold every worker while others
-    waited; here a free slot takes the next query of the next owner in turn
-    that runs fewer than `per_owner` queries, so no token holds every slot.
-    """
-
-    def __init__(self, per_owner: int):
-        self.per_owner = max(1, per_owner)
-        self._cv = threading.Condition()
-        self._queues: "OrderedDict[str | None, deque[str]]" = OrderedDict()
-        self._running: dict[str | None, int] = {}
-        self._closed = False
-
-    def put(self, qid: str, owner: str | None) -> None:
-        with self._cv:
-            self._queues.setdefault(owner, deque()).append(qid)
-            self._cv.notify()
-
-    def take(self, timeout: float | None = None) -> tuple[str, str | None] | None | bool:
-        """The next (query_id, owner) to run, blocking; None once closed, False after `timeout` s."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cv:
-            while not self._closed:
-                for owner, q in self._queues.items():
-                    if self._running.get(owner, 0) < self.per_owner:
-                        qid = q.popleft()
-                        del self._queues[owner]
-                        if q:
-                            self._queues[owner] = q  # to the back of the ring
-                        self._running[owner] = self._running.get(owner, 0) + 1
-                        return qid, owner
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._cv.wait(left)
-            return None
-
-    def done(self, owner: str | None) -> None:
-        with self._cv:
-            n = self._running.get(owner, 0) - 1
-            if n > 0:
-                self._running[owner] = n
-            else:
-                self._running.pop(owner, None)
-            self._cv.notify_all()
-
-    def close(self) -> None:
-        with self._cv:
-            self._closed = True
-            self._cv.notify_all()
-
-
 def jsonable(v):
     """A result value as JSON can carry it (NaN/inf become null, bytes hex)."""
     if v is None or isinstance(v, (bool, int, str)):
@@ -263,21 +133,6 @@ def jsonable(v):
     return str(v)
 
 
-def unique_names(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for n in names:
-        base, k = n, seen.get(n, 0)
-        name = base if k == 0 else f"{base}_{k}"
-        while name in seen:
-            k += 1
-            name = f"{base}_{k}"
-        seen[base] = k + 1
-        seen.setdefault(name, 1)
-        out.append(name)
-    return out
-
-
 class QueryEngine:
     """Runs users' SQL for the HTTP API: `submit`, `record`/`page`/`iter_csv`, `stop`, `list`."""
 
@@ -286,7 +141,7 @@ class QueryEngine:
         self.settings = settings or QuerySettings()
         parse_size(self.settings.memory_limit)  # a nonsense limit fails here, not in every query
         self.results_dir: Path = wh.layout.results_dir()
-        self._sched = _FairQueue(self.settings.max_running_per_token or max(1, self.settings.workers - 1))
+        self._sched = FairQueue(self.settings.max_running_per_token or max(1, self.settings.workers - 1))
         self._active: dict[str, _Active] = {}
         self._stop_requested: set[str] = set()
         self._lock = threading.Lock()
@@ -309,7 +164,7 @@ class QueryEngine:
         # Writes to catalog.queries, which only this engine touches, go through
         # one committer thread, not the warehouse's write_lock: a submit must
         # not wait behind an ingest's commit, and these rows conflict with none.
-        self._writer = _GroupCommit(wh.cursor)
+        self._writer = GroupCommit(wh.cursor)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "QueryEngine":

@@ -33,7 +33,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 _HEADER = struct.Struct("!I")
@@ -52,6 +51,21 @@ def parse_size(text: str) -> int:
     if n <= 0:
         raise ValueError(f"not a size: {text!r} (must be more than 0 bytes)")
     return n
+
+
+def unique_names(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        base, k = n, seen.get(n, 0)
+        name = base if k == 0 else f"{base}_{k}"
+        while name in seen:
+            k += 1
+            name = f"{base}_{k}"
+        seen[base] = k + 1
+        seen.setdefault(name, 1)
+        out.append(name)
+    return out
 
 
 def overhead(memory_limit: int) -> int:
@@ -168,8 +182,6 @@ class _Child:
     def _execute(self, msg: dict, tmp: Path) -> dict:
         import pyarrow as pa
         import pyarrow.parquet as pq
-
-        from .queries import unique_names
 
         cap, rows = msg["row_cap"], msg["batch_rows"]
         reader = self.db.execute(msg["sql"], batch_rows=rows, dataset=msg["dataset"])
