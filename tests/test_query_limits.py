@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from apiserver import LONG_QUERY, Server, make_token
+from warehouse.query_queue import FairQueue
 from warehouse.query_worker import parse_size
 
 BIG = "SELECT count(*) AS n FROM (SELECT unnest(generate_series(1, {n})))"
@@ -94,6 +95,21 @@ def wait_status(http, qid: str, status: str, timeout: float) -> dict:
         if body["status"] == status or time.monotonic() > deadline:
             return body
         time.sleep(0.02)
+
+
+def test_fair_queue_round_robin_under_a_per_token_cap():
+    q = FairQueue(per_owner=2)
+    for qid, owner in [("a1", "A"), ("a2", "A"), ("a3", "A"), ("b1", "B"), ("c1", "C"), ("b2", "B")]:
+        q.put(qid, owner)
+    order = [q.take(timeout=0)[0] for _ in range(5)]
+    assert order == ["a1", "b1", "c1", "a2", "b2"]  # one per token in turn, not first come first served
+    assert q.take(timeout=0) is False  # a3 waits: A already runs two
+    q.done("B")
+    assert q.take(timeout=0) is False  # B's slot frees nothing for A
+    q.done("A")
+    assert q.take(timeout=0) == ("a3", "A")
+    q.close()
+    assert q.take() is None
 
 
 @pytest.fixture(scope="module")

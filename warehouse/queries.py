@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import shutil
 import tempfile
@@ -40,6 +41,7 @@ from .storage import TMP_PREFIX
 
 FINAL = ("Complete", "Error", "Stopped")
 STATUSES = ("Queued", "Running", "Stopping") + FINAL
+log = logging.getLogger("pixql.queries")
 RESTART_REASON = "the server stopped while this query was running; submit it again"
 
 
@@ -377,8 +379,11 @@ class QueryEngine:
 
     # -- slots: one thread and one worker process each -------------------------------------
     def _slot(self, i: int) -> None:
-        self._worker(i)  # started before the first query needs it
         try:
+            try:
+                self._worker(i)  # started before the first query needs it
+            except Exception:  # retried when idle or at the first query
+                pass
             while True:
                 item = self._sched.take(timeout=1.0)
                 if item is None:
@@ -477,6 +482,7 @@ class QueryEngine:
         status, error = self._classify_failure(reply, active, died)
         self._finish(qid, status, error=error)
         if not worker.alive():
+            log.warning("query %s: worker %d ended (%s); starting a new one", qid, worker.pid, error or status)
             self._worker(slot)  # the replacement, warm before the next query
 
     def _watch(self, worker: WorkerProcess, active: _Active) -> dict | None:
