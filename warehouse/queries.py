@@ -111,7 +111,7 @@ class _Active:
 
     def __init__(self, deadline: float):
         self.deadline = deadline
-        self.reason: str | None = None  # 'time' | 'stop' | 'shutdown' | 'memory'
+        self.reason: str | None = None  # 'time' | 'stop' | 'shutdown' | 'memory' | 'unclaimed'
 
 
 def jsonable(v):
@@ -451,41 +451,57 @@ class QueryEngine:
             if qid in self._stop_requested:
                 return
             self._active[qid] = active
-        claimed = self._writer.run(
-            "UPDATE catalog.queries SET status = 'Running', start_dt = ? "
-            "WHERE query_id = ? AND status = 'Queued' RETURNING query_id",
-            [catalog.now(), qid], fetch=True,
-        )
-        if not claimed:
-            with self._lock:
-                self._active.pop(qid, None)
-            return
-        self._note(qid, "Running")
         tmp = self.results_dir / f"{TMP_PREFIX}{qid}.parquet"
         # The parser check ran at submit; the locked database stands on its own here.
-        worker.run(qid, rec["query"], rec["dataset_id"], tmp, self.result_path(qid),
-                   (fp := box[0], box[1], box[2] if worker.fp != fp else None),
-                   self.settings.row_cap, self.settings.row_group_rows)
+        # The worker starts before the claim below commits: the commit's WAL
+        # sync then overlaps the query instead of preceding it.
+        for attempt in (1, 2):
+            try:
+                worker.run(qid, rec["query"], rec["dataset_id"], tmp, self.result_path(qid),
+                           (box[0], box[1], box[2] if worker.fp != box[0] else None),
+                           self.settings.row_cap, self.settings.row_group_rows)
+                break
+            except OSError:  # it died while idle: once more with a new one
+                worker.kill()
+                if attempt == 2 or (worker := self._worker(slot)) is None:
+                    raise
         try:
-            reply, died = self._watch(worker, active), None
+            claimed = self._writer.run(
+                "UPDATE catalog.queries SET status = 'Running', start_dt = ? "
+                "WHERE query_id = ? AND status = 'Queued' RETURNING query_id",
+                [catalog.now(), qid], fetch=True,
+            )
+        except Exception:
+            worker.kill()  # nobody will read its answer
+            raise
+        if claimed:
+            self._note(qid, "Running")
+        else:
+            active.reason = "unclaimed"  # stopped meanwhile: its record is final already
+        try:
+            reply, died = self._watch(worker, active, qid), None
         except WorkerDied as e:
             reply, died = None, str(e)
         finally:
             with self._lock:
                 self._active.pop(qid, None)
                 self._stop_requested.discard(qid)
-        if reply is not None and reply.get("ok"):
+        if claimed and reply is not None and reply.get("ok"):
             self._finish(qid, "Complete", total=reply["total"], columns=reply["columns"])
             return
         tmp.unlink(missing_ok=True)
         self.result_path(qid).unlink(missing_ok=True)
+        if not claimed:
+            if not worker.alive():
+                self._worker(slot)
+            return
         status, error = self._classify_failure(reply, active, died)
         self._finish(qid, status, error=error)
         if not worker.alive():
             log.warning("query %s: worker %d ended (%s); starting a new one", qid, worker.pid, error or status)
             self._worker(slot)  # the replacement, warm before the next query
 
-    def _watch(self, worker: WorkerProcess, active: _Active) -> dict | None:
+    def _watch(self, worker: WorkerProcess, active: _Active, qid: str) -> dict | None:
         """Wait for the worker's answer, enforcing the time and memory limits and stops.
 
         Returns the reply, or None when the worker had to be killed (the reason is in `active`).
@@ -494,7 +510,7 @@ class QueryEngine:
         grace = self.settings.kill_grace_s
         while True:
             reply = worker.reply(0.02 if interrupted_at is None else 0.05)
-            if reply is not None:
+            if reply is not None and reply.get("done") == qid:
                 return reply
             now = time.monotonic()
             if active.reason is None and now > active.deadline:
