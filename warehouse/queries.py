@@ -20,6 +20,7 @@ import io
 import json
 import logging
 import math
+import os
 import shutil
 import tempfile
 import threading
@@ -36,7 +37,7 @@ import pyarrow.parquet as pq
 
 from . import catalog, sandbox
 from .query_queue import FairQueue, GroupCommit
-from .query_worker import WorkerDied, WorkerProcess, parse_size, unique_names  # noqa: F401
+from .query_worker import WorkerDied, WorkerProcess, parse_size, sweep_stale_dirs, unique_names  # noqa: F401
 from .storage import TMP_PREFIX
 
 FINAL = ("Complete", "Error", "Stopped")
@@ -158,7 +159,8 @@ class QueryEngine:
         # The sandbox files the worker processes open read-only (they cannot
         # open the warehouse while this process holds its write lock): one per
         # definitions fingerprint, built here, removed once no slot uses it.
-        self._sbx_dir = Path(tempfile.mkdtemp(prefix="pixql-sandboxes-"))
+        sweep_stale_dirs()
+        self._sbx_dir = Path(tempfile.mkdtemp(prefix=f"pixql-sandboxes-{os.getpid()}-"))
         self._sbx_lock = threading.Lock()
         self._sbx_files: dict[str, Path] = {}
         self._sbx_slot: dict[int, str] = {}

@@ -116,7 +116,6 @@ class _Child:
         self._send_lock = threading.Lock()
         self.db = None
         self.fp: str | None = None
-        self.busy = threading.Lock()
 
     def reply(self, obj) -> None:
         with self._send_lock:
@@ -232,6 +231,14 @@ def main() -> None:
     _Child(fd_in, fd_out).loop()
 
 
+def sweep_stale_dirs() -> None:
+    """Remove the temp directories of servers that died without cleaning up (e.g. SIGKILL)."""
+    for d in Path(tempfile.gettempdir()).glob("pixql-[ws]*-*-*"):
+        m = re.fullmatch(r"pixql-(?:worker|sandboxes)-(\d+)-.*", d.name)
+        if m and not Path(f"/proc/{m.group(1)}").exists():
+            shutil.rmtree(d, ignore_errors=True)
+
+
 # -- the parent's handle -------------------------------------------------------------------------
 
 class WorkerDied(RuntimeError):
@@ -249,7 +256,7 @@ class WorkerProcess:
         env["PYTHONPATH"] = os.pathsep.join([pkg_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
         env["MALLOC_ARENA_MAX"] = "2"  # fewer 64 MB arena reservations inside the RLIMIT_AS cap
         # Its own temp directory (DuckDB spills there), removed even if the worker is killed.
-        self.tmpdir = Path(tempfile.mkdtemp(prefix="pixql-worker-"))
+        self.tmpdir = Path(tempfile.mkdtemp(prefix=f"pixql-worker-{os.getpid()}-"))
         env["TMPDIR"] = str(self.tmpdir)
         self.proc = subprocess.Popen([sys.executable, "-m", "warehouse.query_worker"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, bufsize=0, env=env, close_fds=True)
