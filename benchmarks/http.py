@@ -1,6 +1,6 @@
 """HTTP query throughput and latency: 20 concurrent clients x 10 queries against `pixql serve` on loopback.
 
-    python benchmarks/http.py [--clients 20] [--queries 10] [--workers 2]
+    python benchmarks/http.py [--clients 20] [--queries 10] [--workers 2] [--per-token 0]
 
 Builds a warehouse from the bundled photos in a temporary directory, then
 measures in this process:
@@ -38,6 +38,24 @@ import httpx  # noqa: E402
 def queries_for(client: int, n: int) -> list[str]:
     return [f"SELECT {client} AS client, {i} AS i, count(*) AS n, avg(width) AS w FROM coactive_table "
             f"WHERE width > {(client * n + i) * 7 % 600}" for i in range(n)]
+
+
+def tree_rss(pid: int) -> list[int]:
+    """RSS of `pid` and then of each of its child processes, from /proc."""
+    page, kids = os.sysconf("SC_PAGE_SIZE"), []
+    for d in os.listdir("/proc"):
+        try:
+            if d.isdigit() and int(open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(d))
+        except (OSError, ValueError, IndexError):
+            pass
+    out = []
+    for p in [pid] + sorted(kids):
+        try:
+            out.append(int(open(f"/proc/{p}/statm").read().split()[1]) * page)
+        except OSError:
+            pass
+    return out
 
 
 def pct(values: list[float], p: float) -> float:
@@ -78,6 +96,8 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--queries", type=int, default=10, help="per client")
     ap.add_argument("--workers", type=int, default=2, help="server query workers")
+    ap.add_argument("--per-token", type=int, default=0,
+                    help="--max-running-per-token (all clients share one token; 0: the server's default)")
     args = ap.parse_args()
 
     from api.cli.demo import write_demo_images
@@ -104,12 +124,14 @@ def main() -> None:
     wh.close()
     token = make_token(root, "bench", "read")
 
-    srv = Server(root, "--query-workers", str(args.workers), "--max-queued", str(total + 10), "--lazy-model").start()
+    srv = Server(root, "--query-workers", str(args.workers), "--max-queued", str(total + 10), "--lazy-model",
+                 "--max-running-per-token", str(args.per_token)).start()
     try:
         run_http(srv.url, token, 2, 2, True)  # warm up: sandbox copies, connections
         one_s, one_lat = run_http(srv.url, token, 1, 20, True)  # a lone client: latency without queueing
         http_s, http_lat = run_http(srv.url, token, args.clients, args.queries, True)
         poll_s, poll_lat = run_http(srv.url, token, args.clients, args.queries, False)
+        procs = tree_rss(srv.proc.pid)
     finally:
         srv.stop()
 
@@ -121,9 +143,12 @@ def main() -> None:
         print(f"{name:<10}{len(lat) / secs:>10.1f}{pct(lat, 50) * 1000:>10.1f}{pct(lat, 99) * 1000:>10.1f}")
     print(f"ratio http/sdk: throughput {total / http_s / (total / sdk_s):.3f}x; "
           f"p50 latency of a lone client {pct(one_lat, 50) / pct(sdk_lat, 50):.1f}x "
-          f"(HTTP adds the parser check, three catalog commits, a Parquet result and the round trips; "
-          f"under load {args.clients} clients share {args.workers} workers, so latency is mostly queueing)")
+          f"(HTTP adds the parser check, three catalog commits, the round trip to a worker process, "
+          f"a Parquet result and the HTTP round trips; under load {args.clients} clients of one token share "
+          f"{args.workers} workers under the per-token cap, so latency is mostly queueing)")
     print(f"mean http latency {statistics.mean(http_lat) * 1000:.1f} ms")
+    print(f"server memory after the run: {' + '.join(f'{r / 2**20:.0f}' for r in procs)} MB RSS "
+          f"(the server, then its query worker processes)")
 
 
 if __name__ == "__main__":

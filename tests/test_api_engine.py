@@ -12,7 +12,7 @@ def test_memory_cap(fresh_root):
         big = engine.submit("SELECT length(string_agg(repeat('x', 1000000), '')) AS n FROM (SELECT unnest(range(200)) x)")
         small = engine.submit("SELECT length(string_agg(repeat('x', 1000), '')) AS n FROM (SELECT unnest(range(200)) x)")
         done = engine.wait(big["query_id"], 60)
-        assert done["status"] == "Error" and "memory cap of 32MB" in done["error"]
+        assert done["status"] == "Error" and "memory limit of 32MB exceeded" in done["error"]
         ok = engine.wait(small["query_id"], 60)
         assert ok["status"] == "Complete" and engine.page(small["query_id"])[1][0]["data"] == {"n": 200_000}
     finally:
@@ -56,3 +56,48 @@ def test_upload_limit_is_413(fresh_root, photo_dir):
         assert not any((fresh_root / "uploads").rglob("*.png"))  # the partial upload was removed
         r = http.post("/api/v1/ingestion", data={"dataset": "d"})  # a form without files is not JSON either
         assert r.status_code == 422
+
+
+LONG = ("SELECT sum(a.x * b.y) AS s FROM (SELECT unnest(range(100000)) AS x) a, "
+        "(SELECT unnest(range(100000)) AS y) b")
+
+
+def test_worker_over_its_memory_is_killed_and_replaced(fresh_root):
+    wh = Warehouse.open(fresh_root)
+    engine = QueryEngine(wh, QuerySettings(workers=1, memory_limit="256MB")).start()
+    try:
+        assert engine.wait(engine.submit("SELECT 1 AS one")["query_id"], 60)["status"] == "Complete"
+        worker = engine.workers[0]
+        worker.rss_cap = 1  # as if the query had grown past its memory
+        done = engine.wait(engine.submit(LONG)["query_id"], 60)
+        assert done["status"] == "Error" and "memory limit of 256MB exceeded" in done["error"], done
+        assert "killed" in done["error"] and not worker.alive()
+        ok = engine.wait(engine.submit("SELECT 2 AS two")["query_id"], 60)
+        assert ok["status"] == "Complete" and engine.page(ok["query_id"])[1][0]["data"] == {"two": 2}
+        assert engine.workers[0].pid != worker.pid
+    finally:
+        engine.shutdown()
+        wh.close()
+
+
+def test_worker_that_does_not_unwind_is_killed_at_the_time_limit(fresh_root):
+    import os
+    import signal
+    import time
+
+    wh = Warehouse.open(fresh_root)
+    engine = QueryEngine(wh, QuerySettings(workers=1, time_limit_s=1, kill_grace_s=1)).start()
+    try:
+        assert engine.wait(engine.submit("SELECT 1 AS one")["query_id"], 60)["status"] == "Complete"
+        worker = engine.workers[0]
+        os.kill(worker.pid, signal.SIGSTOP)  # deaf to interrupts, as a stuck operator is
+        t0 = time.monotonic()
+        done = engine.wait(engine.submit(LONG)["query_id"], 30)
+        assert done["status"] == "Error" and "time limit of 1 s exceeded" in done["error"], done
+        assert time.monotonic() - t0 < 1 + 1 + 2  # limit + grace + slack, not forever
+        assert worker.proc.returncode == -signal.SIGKILL
+        ok = engine.wait(engine.submit("SELECT 2 AS two")["query_id"], 60)
+        assert ok["status"] == "Complete"
+    finally:
+        engine.shutdown()
+        wh.close()

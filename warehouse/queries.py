@@ -1,21 +1,28 @@
-"""The query engine behind the HTTP API: records, a bounded worker pool, caps, results, paging.
+"""The query engine behind the HTTP API: records, fair scheduling, worker processes, results, paging.
 
 A query is a row in `catalog.queries` moving `Queued` -> `Running` ->
-`Complete` | `Error` | `Stopped` (via `Stopping`).  Workers (threads) each own a
-`sandbox.SandboxDB`, so every running query has its own memory and thread cap;
-a watchdog thread interrupts queries past their time limit or asked to stop.
-Results stream into `results/<query_id>.parquet` (written to a temporary name,
-renamed when complete) and are paged from there.  On start the engine
-recovers: queued queries run again, a query that was running when the server
-died is marked `Error` with the reason, finished results stay served.
+`Complete` | `Error` | `Stopped` (via `Stopping`).  Queued queries wait in one
+queue per owner (token), served round-robin with a per-token cap
+(`query_queue.FairQueue`).  Each of the `workers` slots is a thread here driving one
+persistent worker process (`query_worker`), which opens the sandbox file built
+here and runs one query at a time under an OS memory cap; the slot thread
+interrupts it at its time limit or on stop, and kills and replaces it when it
+is over its memory or does not unwind.  The worker writes the result to
+`results/<query_id>.parquet` (a temporary name, renamed when complete); pages
+are read from there.  On start the engine recovers: queued queries run again,
+a query that was running when the server died is marked `Error` with the
+reason, finished results stay served.
 """
 from __future__ import annotations
 
 import csv
 import io
 import json
+import logging
 import math
-import queue
+import os
+import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -26,14 +33,16 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import catalog, sandbox
+from .query_queue import FairQueue, GroupCommit
+from .query_worker import WorkerDied, WorkerProcess, parse_size, sweep_stale_dirs, unique_names  # noqa: F401
 from .storage import TMP_PREFIX
 
 FINAL = ("Complete", "Error", "Stopped")
 STATUSES = ("Queued", "Running", "Stopping") + FINAL
+log = logging.getLogger("pixql.queries")
 RESTART_REASON = "the server stopped while this query was running; submit it again"
 
 
@@ -59,81 +68,11 @@ class QuerySettings:
     max_queued: int = 100
     max_page: int = 10_000
     row_group_rows: int = 5_000
-
-
-class _GroupCommit:
-    """Writes to `catalog.queries` from any thread, committed in batches: one WAL sync per batch.
-
-    Each DuckDB commit syncs the WAL (tens of ms on a busy disk); a query
-    makes three writes (queued, running, done), so with many clients the
-    syncs, not the queries, would bound throughput.  `run` returns once its
-    statement is committed, so what a caller wrote is durable and visible.
-    A batch that fails is rolled back and its statements retried one by one.
-    """
-
-    def __init__(self, cursor_factory, max_batch: int = 256):
-        self._cursor_factory = cursor_factory
-        self._max_batch = max_batch
-        self._queue: "queue.Queue[list | None]" = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name="pixql-query-commits", daemon=True)
-        self._thread.start()
-
-    def run(self, sql: str, args: list, fetch: bool = False):
-        item = [sql, args, fetch, threading.Event(), None, None, None]  # ..., done, result, error, then
-        self._queue.put(item)
-        item[3].wait()
-        if item[5] is not None:
-            raise item[5]
-        return item[4]
-
-    def submit(self, sql: str, args: list, then) -> None:
-        """Queue a write without waiting; `then(result_row, error)` runs after it commits."""
-        self._queue.put([sql, args, True, threading.Event(), None, None, then])
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(5)
-
-    def _loop(self) -> None:
-        cur = self._cursor_factory()
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < self._max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                batch.append(nxt)
-            try:
-                cur.execute("BEGIN TRANSACTION")
-                for item in batch:
-                    r = cur.execute(item[0], item[1])
-                    item[4] = r.fetchone() if item[2] else None
-                cur.execute("COMMIT")
-            except Exception:
-                try:
-                    cur.execute("ROLLBACK")
-                except Exception:
-                    pass
-                for item in batch:
-                    try:
-                        r = cur.execute(item[0], item[1])
-                        item[4] = r.fetchone() if item[2] else None
-                    except Exception as e:
-                        item[5] = e
-            for item in batch:
-                item[3].set()
-                if item[6] is not None:
-                    try:
-                        item[6](item[4], item[5])
-                    except Exception:  # a callback must not stop the committer
-                        pass
+    # Queries one owner (token) may run at once; 0: every slot but one, so
+    # one token never holds them all.
+    max_running_per_token: int = 0
+    # Seconds a worker has to unwind after an interrupt before it is killed.
+    kill_grace_s: float = 1.5
 
 
 class _Definitions:
@@ -169,11 +108,11 @@ class _Definitions:
 
 
 class _Active:
-    """What the watchdog needs to know about one running query."""
+    """What a slot's monitor needs to know about one running query."""
 
-    def __init__(self, db: sandbox.SandboxDB, deadline: float):
-        self.db, self.deadline = db, deadline
-        self.reason: str | None = None  # 'time' | 'stop' | 'shutdown'
+    def __init__(self, deadline: float):
+        self.deadline = deadline
+        self.reason: str | None = None  # 'time' | 'stop' | 'shutdown' | 'memory' | 'unclaimed'
 
 
 def jsonable(v):
@@ -197,29 +136,15 @@ def jsonable(v):
     return str(v)
 
 
-def _unique_names(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for n in names:
-        base, k = n, seen.get(n, 0)
-        name = base if k == 0 else f"{base}_{k}"
-        while name in seen:
-            k += 1
-            name = f"{base}_{k}"
-        seen[base] = k + 1
-        seen.setdefault(name, 1)
-        out.append(name)
-    return out
-
-
 class QueryEngine:
     """Runs users' SQL for the HTTP API: `submit`, `record`/`page`/`iter_csv`, `stop`, `list`."""
 
     def __init__(self, wh, settings: QuerySettings | None = None):
         self.wh = wh
         self.settings = settings or QuerySettings()
+        parse_size(self.settings.memory_limit)  # a nonsense limit fails here, not in every query
         self.results_dir: Path = wh.layout.results_dir()
-        self._queue: "queue.Queue[str | None]" = queue.Queue()
+        self._sched = FairQueue(self.settings.max_running_per_token or max(1, self.settings.workers - 1))
         self._active: dict[str, _Active] = {}
         self._stop_requested: set[str] = set()
         self._lock = threading.Lock()
@@ -231,10 +156,19 @@ class QueryEngine:
         # Status changes since start, kept in memory so long polls need not hit the catalog.
         self._recent: "OrderedDict[str, str]" = OrderedDict()
         self._definitions = _Definitions()
+        # The sandbox files the worker processes open read-only (they cannot
+        # open the warehouse while this process holds its write lock): one per
+        # definitions fingerprint, built here, removed once no slot uses it.
+        sweep_stale_dirs()
+        self._sbx_dir = Path(tempfile.mkdtemp(prefix=f"pixql-sandboxes-{os.getpid()}-"))
+        self._sbx_lock = threading.Lock()
+        self._sbx_files: dict[str, Path] = {}
+        self._sbx_slot: dict[int, str] = {}
+        self.workers: dict[int, WorkerProcess | None] = {}
         # Writes to catalog.queries, which only this engine touches, go through
         # one committer thread, not the warehouse's write_lock: a submit must
         # not wait behind an ingest's commit, and these rows conflict with none.
-        self._writer = _GroupCommit(wh.cursor)
+        self._writer = GroupCommit(wh.cursor)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "QueryEngine":
@@ -243,26 +177,22 @@ class QueryEngine:
             p.unlink(missing_ok=True)
         self._recover()
         for i in range(self.settings.workers):
-            t = threading.Thread(target=self._worker, name=f"pixql-query-{i}", daemon=True)
+            t = threading.Thread(target=self._slot, args=(i,), name=f"pixql-query-{i}", daemon=True)
             t.start()
             self._threads.append(t)
-        t = threading.Thread(target=self._watchdog, name="pixql-query-watchdog", daemon=True)
-        t.start()
-        self._threads.append(t)
         return self
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop the workers; queries still queued stay queued and run after the next start."""
         self._closing.set()
-        for _ in range(self.settings.workers):
-            self._queue.put(None)
+        self._sched.close()
         with self._lock:
             for a in self._active.values():
                 a.reason = a.reason or "shutdown"
-                a.db.interrupt()
         for t in self._threads:
             t.join(timeout)
         self._writer.close()
+        shutil.rmtree(self._sbx_dir, ignore_errors=True)
 
     def _cur(self) -> duckdb.DuckDBPyConnection:
         cur = getattr(self._local, "cur", None)
@@ -284,15 +214,15 @@ class QueryEngine:
         )
         self._writer.run("UPDATE catalog.queries SET status = 'Stopped', end_dt = ? WHERE status = 'Stopping'", [now])
         queued = cur.execute(
-            "SELECT query_id FROM catalog.queries WHERE status = 'Queued' ORDER BY created_dt, query_id"
+            "SELECT query_id, owner FROM catalog.queries WHERE status = 'Queued' ORDER BY created_dt, query_id"
         ).fetchall()
-        for (qid,) in queued:
-            self._enqueue(qid)
+        for qid, owner in queued:
+            self._enqueue(qid, owner)
 
-    def _enqueue(self, qid: str) -> None:
+    def _enqueue(self, qid: str, owner: str | None) -> None:
         with self._lock:
             self._queued += 1
-        self._queue.put(qid)
+        self._sched.put(qid, owner)
 
     # -- the API -----------------------------------------------------------------------------
     def user_views(self) -> list[str]:
@@ -323,7 +253,7 @@ class QueryEngine:
             "VALUES (?, ?, ?, ?, 'Queued', ?, ?)",
             [qid, sql, dataset_id, embedding_id, rec["created_dt"], owner],
         )
-        self._enqueue(qid)
+        self._enqueue(qid, owner)
         return rec
 
     def record(self, qid: str) -> dict:
@@ -404,8 +334,7 @@ class QueryEngine:
             self._stop_requested.add(qid)
             active = self._active.get(qid)
             if active is not None:
-                active.reason = "stop"
-                active.db.interrupt()
+                active.reason = "stop"  # the slot's monitor interrupts the worker
         with self._changed:
             self._changed.notify_all()
         return self.record(qid)
@@ -450,109 +379,177 @@ class QueryEngine:
         elif pf.num_row_groups == 0:
             yield buf.getvalue()
 
-    # -- workers -----------------------------------------------------------------------------
-    def _worker(self) -> None:
-        db: sandbox.SandboxDB | None = None
+    # -- slots: one thread and one worker process each -------------------------------------
+    def _slot(self, i: int) -> None:
         try:
+            try:
+                self._worker(i)  # started before the first query needs it
+            except Exception:  # retried when idle or at the first query
+                pass
             while True:
-                qid = self._queue.get()
-                if qid is None:
+                item = self._sched.take(timeout=1.0)
+                if item is None:
                     return
+                if item is False:  # idle: replace a worker that died meanwhile
+                    try:
+                        self._worker(i)
+                    except Exception:  # retried on the next idle second or query
+                        pass
+                    continue
+                qid, owner = item
                 with self._lock:
                     self._queued -= 1
-                if self._closing.is_set():
-                    return
                 try:
-                    db = self._run(qid, db)
+                    self._run(i, qid)
                 except Exception as e:  # the pool must survive anything one query does
                     self._finish(qid, "Error", error=f"internal error: {type(e).__name__}: {e}")
+                finally:
+                    self._sched.done(owner)
         finally:
-            if db is not None:
-                db.close()
+            w = self.workers.pop(i, None)
+            if w is not None:
+                w.close()
 
-    def _sandbox_for(self, db: sandbox.SandboxDB | None) -> sandbox.SandboxDB:
+    def _worker(self, i: int) -> WorkerProcess | None:
+        w = self.workers.get(i)
+        if w is not None and w.alive():
+            return w
+        if w is not None:
+            w.kill()
+        self.workers[i] = None
+        if self._closing.is_set():
+            return None
+        self.workers[i] = WorkerProcess(self.wh.root, self.settings.memory_limit, self.settings.threads_per_query)
+        return self.workers[i]
+
+    def _sandbox_file(self, slot: int) -> tuple[str, Path, dict]:
         defs = self._definitions.get(self._cur())
-        if db is not None and db.fingerprint == sandbox.fingerprint(defs):
-            return db
-        if db is not None:
-            db.close()
-        limits = sandbox.SandboxLimits(self.settings.memory_limit, self.settings.threads_per_query)
-        return sandbox.SandboxDB(self.wh.root, defs, limits, source=self._cur())
+        fp = sandbox.fingerprint(defs)
+        with self._sbx_lock:
+            self._sbx_slot[slot] = fp
+            if fp not in self._sbx_files:
+                path = self._sbx_dir / f"{fp[:24]}.duckdb"
+                path.unlink(missing_ok=True)
+                sandbox.build(path, defs, source=self._cur())
+                self._sbx_files[fp] = path
+            in_use = set(self._sbx_slot.values())
+            for old in [f for f in self._sbx_files if f not in in_use]:
+                self._sbx_files.pop(old).unlink(missing_ok=True)  # open readers keep their inode
+            return fp, self._sbx_files[fp], defs
 
-    def _run(self, qid: str, db):
+    def _run(self, slot: int, qid: str) -> None:
         try:
             rec = self.record(qid)
         except QueryNotFound:
-            return db
+            return
         if rec["status"] != "Queued":
-            return db
-        db = self._sandbox_for(db)
-        active = _Active(db, time.monotonic() + self.settings.time_limit_s)
+            return
+        box = self._sandbox_file(slot)
+        worker = self._worker(slot)
+        if worker is None:
+            return  # shutting down: the query stays queued
+        active = _Active(time.monotonic() + self.settings.time_limit_s)
         with self._lock:
             if qid in self._stop_requested:
-                return db
+                return
             self._active[qid] = active
-        claimed = self._writer.run(
-            "UPDATE catalog.queries SET status = 'Running', start_dt = ? "
-            "WHERE query_id = ? AND status = 'Queued' RETURNING query_id",
-            [catalog.now(), qid], fetch=True,
-        )
+        tmp = self.results_dir / f"{TMP_PREFIX}{qid}.parquet"
+        # The parser check ran at submit; the locked database stands on its own here.
+        # The worker starts before the claim below commits: the commit's WAL
+        # sync then overlaps the query instead of preceding it.
+        for attempt in (1, 2):
+            try:
+                worker.run(qid, rec["query"], rec["dataset_id"], tmp, self.result_path(qid),
+                           (box[0], box[1], box[2] if worker.fp != box[0] else None),
+                           self.settings.row_cap, self.settings.row_group_rows)
+                break
+            except OSError:  # it died while idle: once more with a new one
+                worker.kill()
+                if attempt == 2 or (worker := self._worker(slot)) is None:
+                    raise
+        try:
+            claimed = self._writer.run(
+                "UPDATE catalog.queries SET status = 'Running', start_dt = ? "
+                "WHERE query_id = ? AND status = 'Queued' RETURNING query_id",
+                [catalog.now(), qid], fetch=True,
+            )
+        except Exception:
+            worker.kill()  # nobody will read its answer
+            raise
         if claimed:
             self._note(qid, "Running")
-        if not claimed:
-            with self._lock:
-                self._active.pop(qid, None)
-            return db
-        tmp = self.results_dir / f"{TMP_PREFIX}{qid}.parquet"
-        status, error, total, columns = "Complete", None, None, None
+        else:
+            active.reason = "unclaimed"  # stopped meanwhile: its record is final already
         try:
-            # The parser check ran at submit; the locked database stands on its own here.
-            total, columns = self._execute(db, rec, tmp, active)
-            tmp.replace(self.result_path(qid))
-        except Exception as e:
-            tmp.unlink(missing_ok=True)
-            status, error = self._classify_failure(e, active)
+            reply, died = self._watch(worker, active, qid), None
+        except WorkerDied as e:
+            reply, died = None, str(e)
         finally:
-            db.done()
             with self._lock:
                 self._active.pop(qid, None)
                 self._stop_requested.discard(qid)
-        self._finish(qid, status, error=error, total=total, columns=columns)
-        return db
+        if claimed and reply is not None and reply.get("ok"):
+            self._finish(qid, "Complete", total=reply["total"], columns=reply["columns"])
+            return
+        tmp.unlink(missing_ok=True)
+        self.result_path(qid).unlink(missing_ok=True)
+        if not claimed:
+            if not worker.alive():
+                self._worker(slot)
+            return
+        status, error = self._classify_failure(reply, active, died)
+        self._finish(qid, status, error=error)
+        if not worker.alive():
+            log.warning("query %s: worker %d ended (%s); starting a new one", qid, worker.pid, error or status)
+            self._worker(slot)  # the replacement, warm before the next query
 
-    def _execute(self, db, rec, tmp: Path, active: _Active):
-        cap = self.settings.row_cap
-        sql = rec["query"]
-        reader = db.execute(sql, batch_rows=self.settings.row_group_rows, dataset=rec["dataset_id"])
-        names = _unique_names(reader.schema.names)
-        schema = pa.schema([f.with_name(n) for f, n in zip(reader.schema, names)])
-        total = 0
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for batch in reader:
-                if active.reason:
-                    raise duckdb.InterruptException("interrupted")
-                total += batch.num_rows
-                if total > cap:
-                    raise RowCapExceeded(
-                        f"the result has more than {cap} rows (the row cap); add LIMIT or aggregate"
-                    )
-                writer.write_table(pa.Table.from_batches([batch]).rename_columns(names),
-                                   row_group_size=self.settings.row_group_rows)
-        columns = [{"name": f.name, "type": str(f.type)} for f in schema]
-        return total, columns
+    def _watch(self, worker: WorkerProcess, active: _Active, qid: str) -> dict | None:
+        """Wait for the worker's answer, enforcing the time and memory limits and stops.
 
-    def _classify_failure(self, e: Exception, active: _Active) -> tuple[str, str | None]:
+        Returns the reply, or None when the worker had to be killed (the reason is in `active`).
+        """
+        interrupted_at = last_interrupt = None
+        grace = self.settings.kill_grace_s
+        while True:
+            reply = worker.reply(0.02 if interrupted_at is None else 0.05)
+            if reply is not None and reply.get("done") == qid:
+                return reply
+            now = time.monotonic()
+            if active.reason is None and now > active.deadline:
+                active.reason = "time"
+            if active.reason is None and worker.anon_rss() > worker.rss_cap:
+                active.reason = "memory"
+                worker.kill()
+                return None
+            if active.reason is not None:
+                if interrupted_at is None:
+                    interrupted_at = now
+                if now - interrupted_at > grace:
+                    worker.kill()  # DuckDB did not unwind: the OS ends it
+                    return None
+                if last_interrupt is None or now - last_interrupt > 0.2:
+                    # Repeated: an interrupt that lands before DuckDB started executing is lost.
+                    worker.interrupt()
+                    last_interrupt = now
+
+    def _classify_failure(self, reply: dict | None, active: _Active, died: str | None) -> tuple[str, str | None]:
+        limit = self.settings.memory_limit
         if active.reason == "stop":
             return "Stopped", None
         if active.reason == "time":
             return "Error", f"time limit of {self.settings.time_limit_s:g} s exceeded; the query was interrupted"
         if active.reason == "shutdown":
             return "Error", RESTART_REASON
-        if isinstance(e, duckdb.OutOfMemoryException):
-            return "Error", f"memory cap of {self.settings.memory_limit} exceeded: {e}"
-        if isinstance(e, (duckdb.Error, sandbox.SandboxError, RowCapExceeded)):
-            return "Error", str(e)
-        return "Error", f"{type(e).__name__}: {e}"
+        if active.reason == "memory":
+            return "Error", (f"memory limit of {limit} exceeded: the query's worker process grew past it "
+                             "and was killed")
+        if died is not None:
+            return "Error", f"the query's worker process died ({died}); it was replaced: submit the query again"
+        if reply["kind"] == "memory":
+            return "Error", f"memory limit of {limit} exceeded: {reply['error']}"
+        if reply["kind"] == "internal":
+            return "Error", f"internal error: {reply['error']}"
+        return "Error", reply["error"]
 
     def _finish(self, qid, status, error=None, total=None, columns=None) -> None:
         # A stop that arrived while the query ran wins: Stopping becomes Stopped.
@@ -568,21 +565,3 @@ class QueryEngine:
             "columns = ? WHERE query_id = ? RETURNING status",
             [status, error, catalog.now(), total, json.dumps(columns) if columns else None, qid], committed,
         )
-
-    def _watchdog(self) -> None:
-        while not self._closing.wait(0.05):
-            now = time.monotonic()
-            with self._lock:
-                for qid, a in self._active.items():
-                    if a.reason is None and qid in self._stop_requested:
-                        a.reason = "stop"
-                    if a.reason is None and now > a.deadline:
-                        a.reason = "time"
-                    if a.reason:
-                        # Repeated on purpose: an interrupt that lands before
-                        # DuckDB started executing would otherwise be lost.
-                        a.db.interrupt()
-
-
-class RowCapExceeded(RuntimeError):
-    pass

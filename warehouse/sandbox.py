@@ -254,14 +254,19 @@ class SandboxDB:
     called from any thread.
     """
 
-    def __init__(self, root: Path, defs: dict, limits: SandboxLimits | None = None, source=None):
+    def __init__(self, root: Path, defs: dict, limits: SandboxLimits | None = None, source=None,
+                 path: Path | None = None):
+        """With `path`, open that file (made by `build` for these `defs`) instead of writing one."""
         self.root = Path(root).resolve()
         self.limits = limits or SandboxLimits()
         self.fingerprint = fingerprint(defs)
         self.user_views = list(defs["user_views"])
         self._dir = Path(tempfile.mkdtemp(prefix="pixql-sandbox-"))
-        path = self._dir / "views.duckdb"
-        self.skipped = _write_definitions(path, defs, source)
+        if path is None:
+            path = self._dir / "views.duckdb"
+            self.skipped = _write_definitions(path, defs, source)
+        else:
+            self.skipped = []
         self.allowed_dirs = allowed_directories(self.root, defs)
         self.con = duckdb.connect(
             str(path),
@@ -340,6 +345,11 @@ class SandboxDB:
             self.con.close()
         finally:
             shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def build(path: Path, defs: dict, source=None) -> list[str]:
+    """Write the sandbox file for `defs` once, for processes that open it with `SandboxDB(..., path=)`."""
+    return _write_definitions(path, defs, source)
 
 
 def _write_definitions(path: Path, defs: dict, source=None) -> list[str]:

@@ -20,8 +20,13 @@ def serve(
     query_workers: int = typer.Option(2, "--query-workers", help="Queries run at once."),
     time_limit: float = typer.Option(300.0, "--time-limit", help="Seconds a query may run."),
     row_cap: int = typer.Option(1_000_000, "--row-cap", help="Most rows a query may return."),
-    memory_limit: str = typer.Option("1GB", "--memory-limit", help="DuckDB memory cap per running query."),
+    memory_limit: str = typer.Option("1GB", "--memory-limit",
+                                     help="Memory cap per running query (DuckDB's limit and its worker process's)."),
     max_queued: int = typer.Option(100, "--max-queued", help="Queued queries beyond this get 429."),
+    max_running_per_token: int = typer.Option(
+        0, "--max-running-per-token", min=0,
+        help="Queries one token may run at once; tokens' queues are served round-robin "
+             "(0: all query workers but one)."),
     max_upload_mb: float = typer.Option(200.0, "--max-upload-mb"),
     path_root: Optional[List[Path]] = typer.Option(
         None, "--path-root", help="Only read server-side paths under this directory (repeatable)."),
@@ -40,6 +45,7 @@ def serve(
         root=resolve_root(root), host=host, port=port, auth=not no_auth, query_workers=query_workers,
         query_time_limit_s=time_limit, query_row_cap=row_cap, query_memory_limit=memory_limit,
         max_queued_queries=max_queued, max_upload_mb=max_upload_mb, load_model=not lazy_model,
+        max_running_per_token=max_running_per_token,
         path_roots=path_root or None, url_fetch=not no_url_fetch,
     )
     try:

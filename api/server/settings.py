@@ -29,6 +29,8 @@ class ServerSettings(BaseModel):
     query_memory_limit: str = "1GB"
     query_threads: int = 1
     max_queued_queries: int = 100
+    # Queries one token may run at once (0: every worker but one, so one token never holds them all).
+    max_running_per_token: int = 0
     # ingestion and uploads
     max_upload_mb: float = 200.0
     ingest_part_rows: int = 64

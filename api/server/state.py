@@ -32,6 +32,7 @@ class ServerState:
                 memory_limit=settings.query_memory_limit,
                 threads_per_query=settings.query_threads,
                 max_queued=settings.max_queued_queries,
+                max_running_per_token=settings.max_running_per_token,
             ),
         ).start()
         self.verifier = Verifier(self.cursor)
