@@ -77,16 +77,6 @@ def encoder_columns(con, encoder: str) -> dict[str, int]:
     raise ConceptError(f"unknown encoder {encoder!r}: no dataset in this warehouse uses it")
 
 
-def text_column(con, encoder: str) -> str:
-    if encoder == "imagenet-lite0":
-        return "probs"
-    if encoder.startswith("clip:"):
-        return "embedding"
-    raise ConceptError(
-        f"encoder {encoder!r} has no text side: define the concept from labelled examples instead"
-    )
-
-
 def labeled_column(con, encoder: str) -> str:
     if encoder == "imagenet-lite0":
         return "features"
