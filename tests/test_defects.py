@@ -246,15 +246,18 @@ def test_serve_refuses_bad_flags_in_one_line(tmp_path, args, flag, reason):
     assert line.startswith(f"error: {flag}: ") and reason in line
 
 
-def test_serve_while_another_process_holds_the_warehouse_says_so(tmp_path):
+@pytest.mark.parametrize("read_only", [False, True], ids=["writer", "reader"])
+def test_serve_while_another_process_holds_the_warehouse_says_so(tmp_path, read_only):
+    """An ingest (a writer) or a `pixql shell` (a reader) holding the file: one line, no traceback."""
     from apiserver import free_port
     from warehouse import Warehouse
 
     root = tmp_path / "wh"
     Warehouse.open(root).close()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from warehouse import Warehouse; wh = Warehouse.open(sys.argv[1]);"
-         " print('held', flush=True); time.sleep(600)", str(root)],
+        [sys.executable, "-c", "import sys, time; from warehouse import Warehouse;"
+         f" wh = Warehouse.open(sys.argv[1], read_only={read_only}); print('held', flush=True); time.sleep(600)",
+         str(root)],
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

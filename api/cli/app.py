@@ -155,6 +155,26 @@ def open_warehouse(root: Path | None, read_only: bool = False, must_exist: bool 
         fail(f"cannot open warehouse {path}: {_first_line(str(e))}")
 
 
+def check_not_held(root: Path, busy_hint: str) -> None:
+    """Exit with open_warehouse's message if another process holds the warehouse file.
+
+    A bare read-write connect, opened and closed: it conflicts with readers and
+    writers alike, and does none of the work of opening a Warehouse.
+    """
+    import duckdb
+
+    db = Path(root) / "pixql.duckdb"
+    if not db.exists():
+        return
+    try:
+        duckdb.connect(str(db)).close()
+    except duckdb.Error as e:
+        if is_lock_error(e):
+            fail(f"the warehouse {root} is held by another process (a running `pixql serve` or "
+                 f"`pixql ingest`?); {busy_hint}")
+        fail(f"cannot open warehouse {root}: {_first_line(str(e))}")
+
+
 def is_lock_error(e: BaseException) -> bool:
     """DuckDB's 'Could not set lock on file' (another process holds the warehouse)."""
     return "lock" in str(e).lower()

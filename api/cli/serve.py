@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from .app import RootOption, app, fail, open_warehouse, resolve_root
+from .app import RootOption, app, check_not_held, fail, open_warehouse, resolve_root
 
 token_app = typer.Typer(help="API tokens: create (prints the secret once), list, revoke.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
@@ -50,11 +50,9 @@ def serve(
         fail(_settings_message(e))
     except ValueError as e:
         fail(str(e))
-    if (settings.root / "pixql.duckdb").exists():
-        # The server opens the warehouse inside uvicorn's startup, where a held lock
-        # would print a traceback: find out here and say it as other commands do.
-        open_warehouse(settings.root, read_only=True,
-                       busy_hint="stop it first; one process serves a warehouse at a time").close()
+    # The server opens the warehouse inside uvicorn's startup, where a held lock
+    # would print a traceback: find out here and say it as other commands do.
+    check_not_held(settings.root, busy_hint="stop it first; one process serves a warehouse at a time")
     if no_auth:
         typer.secho(f"WARNING: authentication is OFF (--no-auth); anyone who can reach {host}:{port} "
                     "has admin rights", fg=typer.colors.YELLOW, err=True)
