@@ -47,6 +47,11 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+# Compared against when the client id is unknown, so an unknown id costs the same
+# work as a known one and the answer's timing does not say which ids exist.
+_DUMMY_DIGEST = _hash(secrets.token_urlsafe(32))
+
+
 def create_token(con, name: str, scope: str = "read") -> tuple[str, str]:
     """Insert a token; return (client_id, secret).  The secret is not recoverable later."""
     if scope not in SCOPES:
@@ -120,7 +125,8 @@ class Verifier:
             "SELECT name, scope, secret_sha256 FROM catalog.api_tokens WHERE client_id = ? AND revoked_dt IS NULL",
             [client_id],
         ).fetchone()
-        if row is None or not hmac.compare_digest(row[2], digest):
+        matches = hmac.compare_digest(row[2] if row is not None else _DUMMY_DIGEST, digest)
+        if row is None or not matches:
             raise AuthError("invalid client id or secret")
         principal = Principal(client_id, row[0], row[1])
         with self._lock:

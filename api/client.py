@@ -216,8 +216,10 @@ class Client:
         body = {"positive": positive or [], "negative": negative or [], "remove": remove or []}
         return self._request("PATCH", f"/api/v1/concepts/{name}/labels", json=body)
 
-    def candidates(self, name: str, limit: int = 20) -> list[dict]:
-        return self._request("GET", f"/api/v1/concepts/{name}/candidates", params={"limit": limit})
+    def candidates(self, name: str, limit: int = 20, dataset: str | None = None) -> list[dict]:
+        """The `limit` most uncertain unlabeled assets (the route calls it `n`)."""
+        params = {"n": limit, **({"dataset": dataset} if dataset else {})}
+        return self._request("GET", f"/api/v1/concepts/{name}/candidates", params=params)
 
     def estimate(self, name: str) -> dict:
         return self._request("GET", f"/api/v1/concepts/{name}/estimate")

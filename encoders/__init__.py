@@ -94,6 +94,16 @@ def lookup(name: str | None):
     return enc
 
 
+def check_encoder_spec(name: str | None, allowed_roots=None) -> str:
+    """The normalised encoder name, or a ValueError saying why it would not load.
+
+    Cheap (reads no weights), so a request can be refused before it is accepted.
+    """
+    enc = lookup(name)
+    enc.check_spec(allowed_roots)
+    return enc.name
+
+
 def get_encoder(name: str | None = None):
     return lookup(name).load()
 
@@ -106,4 +116,4 @@ def __getattr__(attr: str):
     raise AttributeError(attr)
 
 
-__all__ = ["Encoder", "DEFAULT_ENCODER", "register", "unregister", "find", "lookup", "get_encoder", "normalize_name"]
+__all__ = ["Encoder", "DEFAULT_ENCODER", "register", "unregister", "find", "lookup", "get_encoder", "check_encoder_spec", "normalize_name"]

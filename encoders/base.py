@@ -72,6 +72,9 @@ class Encoder:
     usage: str = ""  # how to spell the name, for the unknown-encoder message
 
     # -- the model -------------------------------------------------------------
+    def check_spec(self, allowed_roots=None) -> None:
+        """Raise ValueError (or PermissionError) if this name could not load; reads no weights."""
+
     def load(self) -> "Encoder":
         with self._load_lock:
             if not self._loaded:

@@ -61,6 +61,37 @@ class ClipEncoder(Encoder):
     def handles(cls, name: str) -> bool:
         return name.startswith(PREFIX)
 
+    def check_spec(self, allowed_roots=None) -> None:
+        """The model must be an open_clip architecture and the pretrained part `none`, a tag
+        open_clip knows for it, or a checkpoint file or directory.  With `allowed_roots` (a
+        server's `--path-root`s) a checkpoint must resolve inside one of them, checked before
+        existence so the answer tells nothing about files outside."""
+        import difflib
+
+        import open_clip
+
+        models = open_clip.list_models()
+        if self.model_name not in models:
+            near = difflib.get_close_matches(self.model_name, models, n=3)
+            hint = f"; did you mean {', '.join(near)}?" if near else " (see open_clip.list_models())"
+            raise ValueError(f"unknown CLIP model {self.model_name!r}{hint}")
+        pretrained = self.pretrained
+        if not pretrained:
+            raise ValueError(f"CLIP encoder must be 'clip:<model>:<pretrained>', got {self.name!r}")
+        tags = open_clip.list_pretrained_tags_by_model(self.model_name)
+        if pretrained in ("none", "None") or pretrained in tags:
+            return
+        p = Path(pretrained).expanduser()
+        if allowed_roots:
+            resolved = p.resolve()
+            if not any(resolved.is_relative_to(Path(r).resolve()) for r in allowed_roots):
+                raise PermissionError(f"CLIP checkpoint {pretrained} is outside the directories this server reads")
+        if p.is_file() or (p.is_dir() and any(f.suffix in WEIGHT_SUFFIXES for f in p.iterdir())):
+            return
+        known = ", ".join(tags[:6]) + (", ..." if len(tags) > 6 else "") if tags else "none for this model"
+        raise ValueError(f"{pretrained!r} is neither a pretrained tag of {self.model_name} ({known}) nor a "
+                         f"checkpoint file or a directory holding one ({', '.join(WEIGHT_SUFFIXES)})")
+
     @classmethod
     def from_name(cls, name: str) -> "ClipEncoder":
         """A loaded CLIP encoder (a missing checkpoint is a FileNotFoundError here)."""

@@ -85,6 +85,11 @@ def _open(path: Path):
     return container
 
 
+def frame_rotation(frame) -> int:
+    """Degrees counterclockwise the frame's display matrix turns it, to the nearest quarter."""
+    return int(round(frame.rotation / 90.0)) * 90 % 360
+
+
 def probe(path: Path) -> dict:
     """Container facts without decoding: codec, size, duration, frame rate."""
     container = _open(path)
@@ -109,7 +114,7 @@ def probe(path: Path) -> dict:
         rotation = 0
         try:
             first = next(container.decode(st), None)
-            rotation = int(round(first.rotation / 90.0)) * 90 % 360 if first is not None else 0
+            rotation = frame_rotation(first) if first is not None else 0
         except av_errors() as e:
             raise DecodeError(f"not a readable video: {getattr(e, 'strerror', None) or e}") from None
         if rotation in (90, 270):
@@ -287,3 +292,37 @@ def read_keyframes(source: Source, dataset: str, **options) -> tuple[list[Decode
     if res.frames is not None and res.frames.error:
         res.error = res.frames.error
     return frames, res
+
+
+def frame_at(path: Path, time_ms: int):
+    """The upright image of the keyframe `KeyframeStream` stored at `time_ms` (for thumbnails).
+
+    Same times (from the stream's start) and the same rotation as ingest, at full
+    size; it seeks, so a late keyframe does not decode the video from the start.
+    Raises `DecodeError` for a file that is no longer a readable video.
+    """
+    import av
+
+    container = _open(Path(path))
+    try:
+        st = container.streams.video[0]
+        start = float(st.start_time * st.time_base) if st.start_time is not None and st.time_base else 0.0
+        t = start + (time_ms or 0) / 1000.0
+        frame = None
+        try:
+            if st.time_base:
+                container.seek(int(t / st.time_base), stream=st, backward=True)
+            for f in container.decode(st):
+                frame = f
+                if f.time is None or f.time >= t - 1e-3:
+                    break
+        except av.error.FFmpegError as e:
+            if frame is None:
+                raise DecodeError(f"not a readable video: {getattr(e, 'strerror', None) or e}") from None
+        if frame is None:
+            raise DecodeError(f"no decodable frame at {time_ms} ms")
+        image = frame.to_image()
+        rotation = frame_rotation(frame)
+        return image.rotate(rotation, expand=True) if rotation else image
+    finally:
+        container.close()

@@ -343,10 +343,6 @@ def combined_segments(con, root: Path, members: list[Head], asset_parts: list[st
     return out
 
 
-def cached_files(con, concept: str, version: int) -> list[str]:
-    return [r[1] for r in cache_rows(con, concept, version)]
-
-
 def sweep(con, root: Path, min_age_s: float = 900.0) -> int:
     """Delete score files nothing references (dropped or compacted caches, replaced combined segments).
 

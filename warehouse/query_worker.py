@@ -37,19 +37,19 @@ from pathlib import Path
 
 _HEADER = struct.Struct("!I")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
-_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
-          "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)\s*$", re.IGNORECASE)
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
 
 def parse_size(text: str) -> int:
-    """'256MB' -> 256000000 bytes, as DuckDB reads `memory_limit` (KB/MB/GB decimal, KiB/MiB/GiB binary)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
-    unit = m.group(2).lower() if m else None
-    if m is None or unit not in _UNITS:
-        raise ValueError(f"not a size: {text!r} (use e.g. 256MB, 1GB, 512MiB)")
-    n = int(float(m.group(1)) * _UNITS[unit])
+    """Bytes in a size as DuckDB reads `memory_limit` ('256MB', '1GB' decimal; '512MiB' binary); ValueError otherwise."""
+    m = _SIZE.match(str(text))
+    if not m:
+        raise ValueError(f"{text!r} is not a size: use a number and a unit, e.g. 256MB, 1GB or 2GiB")
+    n = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
     if n <= 0:
-        raise ValueError(f"not a size: {text!r} (must be more than 0 bytes)")
+        raise ValueError(f"{text!r} is not a size: it must be more than 0 bytes")
     return n
 
 

@@ -97,7 +97,7 @@ class Warehouse:
             sql += " AND run_id = ?"
             args.append(run_id)
         sql += " ORDER BY created_dt, path"
-        return self.con.execute(sql, args) if args else self.con.sql(sql)
+        return self.con.sql(sql, params=args or None)  # a relation either way, as callers print it
 
     def runs(self) -> duckdb.DuckDBPyRelation:
         return self.con.sql("SELECT * FROM catalog.ingest_runs ORDER BY started_dt")

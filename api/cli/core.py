@@ -36,6 +36,7 @@ def ingest(
     """Ingest images (and videos) into a dataset; bad files become ingest_errors rows."""
     if manifest is not None and not manifest.is_file():
         fail(f"manifest not found: {manifest}")
+    _check_encoder(encoder)
     wh = open_warehouse(root)
     try:
         report = wh.ingest(
@@ -61,6 +62,17 @@ def ingest(
         typer.echo(f"  ... {report.errors - 10} more: pixql errors --dataset {dataset}", err=True)
 
 
+def _check_encoder(encoder: str | None) -> None:
+    """Refuse an encoder that cannot load before anything is opened or read."""
+    if encoder:
+        from ingest.encoders import check_encoder_spec
+
+        try:
+            check_encoder_spec(encoder)
+        except ValueError as e:
+            fail(f"--encoder: {e}")
+
+
 @app.command()
 def embed(
     dataset: str = typer.Option(..., "--dataset", "-d"),
@@ -69,6 +81,7 @@ def embed(
     root: Optional[Path] = RootOption,
 ):
     """Add vectors from a second encoder to every asset of a dataset."""
+    _check_encoder(encoder)
     wh = open_warehouse(root, must_exist=True)
     try:
         report = wh.embed(dataset, encoder, progress=not quiet)

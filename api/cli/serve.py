@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from .app import RootOption, app, fail, open_warehouse, resolve_root
+from .app import RootOption, app, check_not_held, fail, open_warehouse, resolve_root
 
 token_app = typer.Typer(help="API tokens: create (prints the secret once), list, revoke.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
@@ -41,22 +41,44 @@ def serve(
 
     from api.server import ServerSettings, create_app
 
-    settings = ServerSettings(
-        root=resolve_root(root), host=host, port=port, auth=not no_auth, query_workers=query_workers,
-        query_time_limit_s=time_limit, query_row_cap=row_cap, query_memory_limit=memory_limit,
-        max_queued_queries=max_queued, max_upload_mb=max_upload_mb, load_model=not lazy_model,
-        max_running_per_token=max_running_per_token,
-        path_roots=path_root or None, url_fetch=not no_url_fetch,
-    )
+    from pydantic import ValidationError
+
     try:
+        settings = ServerSettings(
+            root=resolve_root(root), host=host, port=port, auth=not no_auth, query_workers=query_workers,
+            query_time_limit_s=time_limit, query_row_cap=row_cap, query_memory_limit=memory_limit,
+            max_queued_queries=max_queued, max_upload_mb=max_upload_mb, load_model=not lazy_model,
+            max_running_per_token=max_running_per_token,
+            path_roots=path_root or None, url_fetch=not no_url_fetch,
+        )
         settings.check()
+    except ValidationError as e:
+        fail(_settings_message(e))
     except ValueError as e:
         fail(str(e))
+    # The server opens the warehouse inside uvicorn's startup, where a held lock
+    # would print a traceback: find out here and say it as other commands do.
+    check_not_held(settings.root, busy_hint="stop it first; one process serves a warehouse at a time")
     if no_auth:
         typer.secho(f"WARNING: authentication is OFF (--no-auth); anyone who can reach {host}:{port} "
                     "has admin rights", fg=typer.colors.YELLOW, err=True)
     typer.echo(f"pixql: serving {settings.root.resolve()} on http://{host}:{port} (docs at /docs)", err=True)
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
+
+
+# ServerSettings field -> the flag that sets it, so a refused value names what the user typed.
+_FLAGS = {"port": "--port", "host": "--host", "query_workers": "--query-workers", "query_time_limit_s": "--time-limit",
+          "query_row_cap": "--row-cap", "query_memory_limit": "--memory-limit", "max_queued_queries": "--max-queued",
+          "max_upload_mb": "--max-upload-mb", "path_roots": "--path-root"}
+
+
+def _settings_message(e) -> str:
+    parts = []
+    for err in e.errors(include_url=False):
+        field = str(err["loc"][0]) if err.get("loc") else ""
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        parts.append(f"{_FLAGS.get(field, field.replace('_', '-'))}: {msg}" if field else msg)
+    return "; ".join(parts)
 
 
 def _local_warehouse(root):

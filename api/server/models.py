@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_serializer, field_validator
 
 QueryStatus = Literal["Queued", "Running", "Stopping", "Complete", "Error", "Stopped"]
 Scope = Literal["read", "write", "admin"]
@@ -89,6 +89,17 @@ class IngestRequest(BaseModel):
     dataset: str = Field("default", description="Dataset to add the assets to (created if new).")
     paths: list[str] = Field(min_length=1, description="Server-side files, directories, globs or @list files.")
     encoder: str | None = Field(None, description="imagenet-lite0 (default) or clip:<model>:<pretrained>.")
+
+    @field_validator("encoder")
+    @classmethod
+    def _loadable_encoder(cls, v: str | None, info: ValidationInfo) -> str | None:
+        # Refused here (422), not as a failed job after the 202.  The context's
+        # `path_roots` confine checkpoint paths as they confine `paths`.
+        if v is None or not v.strip():
+            return None
+        from ingest.encoders import check_encoder_spec
+
+        return check_encoder_spec(v, (info.context or {}).get("path_roots"))
 
 
 class IngestJob(_Out):

@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
+import re
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from warehouse.query_worker import parse_size
+
+MIN_QUERY_MEMORY = 16 * 10**6  # below this DuckDB cannot run even a tiny query
 
 
 def is_loopback(host: str) -> bool:
@@ -40,6 +46,52 @@ class ServerSettings(BaseModel):
     max_classify_assets: int = 50
     url_fetch: bool = True
     load_model: bool = True
+
+    # Every value is checked when the settings are made, so a bad flag stops
+    # `pixql serve` at start with one line instead of failing each request later.
+    @field_validator("port")
+    @classmethod
+    def _port(cls, v: int) -> int:
+        if not 1 <= v <= 65535:
+            raise ValueError(f"port must be between 1 and 65535, not {v}")
+        return v
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        if not v.strip() or any(c.isspace() for c in v.strip()):
+            raise ValueError(f"{v!r} is not a host name or address")
+        return v.strip()
+
+    @field_validator("query_workers", "query_row_cap", "query_threads", "max_queued_queries",
+                     "ingest_part_rows", "max_classify_assets")
+    @classmethod
+    def _at_least_one(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"must be at least 1, not {v}")
+        return v
+
+    @field_validator("query_time_limit_s", "max_upload_mb")
+    @classmethod
+    def _positive(cls, v: float) -> float:
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"must be a positive number, not {v}")
+        return v
+
+    @field_validator("query_memory_limit")
+    @classmethod
+    def _memory(cls, v: str) -> str:
+        if parse_size(v) < MIN_QUERY_MEMORY:
+            raise ValueError(f"{v} is too small: a query needs at least 16MB")
+        return re.sub(r"\s+", "", v)  # DuckDB misreads '1 GB'
+
+    @field_validator("path_roots")
+    @classmethod
+    def _roots(cls, v: list[Path] | None) -> list[Path] | None:
+        for r in v or ():
+            if not Path(r).is_dir():
+                raise ValueError(f"{r} is not a directory")
+        return v
 
     def check(self) -> None:
         if not self.auth and not is_loopback(self.host):

@@ -1,14 +1,15 @@
 """`/api/v1/assets/{id}`: an asset's row, its original file, and a JPEG thumbnail.
 
 Thumbnails are a cache under `<root>/thumbnails/` (written atomically, rebuilt
-if deleted); keyframes are cut from their video at the keyframe's time.
+if deleted), decoded by ingest's own code: keyframes are cut from their video at
+the keyframe's time and turned as ingest turned them.
 """
 from __future__ import annotations
 
 import io
 from pathlib import Path
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse, Response
 
 from warehouse.storage import atomic_write_bytes
@@ -32,41 +33,34 @@ def _row(state, asset_id: str) -> dict:
     return dict(zip(keys, row))
 
 
-def _open_image(row: dict):
-    from PIL import Image
+def _open_image(row: dict, size: int):
+    """The asset's picture decoded as ingest decodes it (EXIF orientation, a video's display
+    rotation, transparency on white); a file no longer decodable is a 422 with the reason."""
+    from ingest.decode import DecodeError, file_digest, open_image
 
     path = Path(row["path"])
     if not path.is_file():
         raise NotFound(f"the file of asset {row['coactive_image_id']} is gone: {path}")
-    if row["media_type"] == "keyframe":
-        import av
+    try:
+        if row["media_type"] == "keyframe":
+            from ingest.video import frame_at
 
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            t = (row["keyframe_time_ms"] or 0) / 1000.0
-            if stream.time_base:
-                container.seek(int(t / stream.time_base), stream=stream, backward=True)
-            frame = None
-            for f in container.decode(stream):
-                frame = f
-                if f.time is None or f.time >= t - 1e-3:
-                    break
-            if frame is None:
-                raise NotFound(f"cannot decode the keyframe of asset {row['coactive_image_id']}")
-            return frame.to_image()
-    im = Image.open(path)
-    im.draft("RGB", (1024, 1024))  # JPEG: decode at reduced size, much faster
-    return im
+            return frame_at(path, row["keyframe_time_ms"] or 0)
+        data, _ = file_digest(path)
+        return open_image(data, target=size)[0]
+    except (DecodeError, OSError) as e:
+        # PIL raises OSError for a file cut short before its header ends.  The web
+        # page shows its placeholder with this reason as the tooltip.
+        reason = str(e) if isinstance(e, DecodeError) else f"corrupt or unreadable file: {e.strerror or e}"
+        raise HTTPException(422, f"cannot make a thumbnail of asset {row['coactive_image_id']}: {reason}") from None
 
 
 def thumbnail_bytes(state, asset_id: str, size: int) -> bytes:
-    from PIL import ImageOps
-
     cache = state.wh.root / "thumbnails" / f"{asset_id}-{size}.jpg"
     if cache.is_file():
         return cache.read_bytes()
     row = _row(state, asset_id)
-    im = ImageOps.exif_transpose(_open_image(row)).convert("RGB")
+    im = _open_image(row, size).convert("RGB")
     im.thumbnail((size, size))
     buf = io.BytesIO()
     im.save(buf, "JPEG", quality=85)
@@ -83,7 +77,8 @@ def get_asset(asset_id: str, state: State, who: Reader):
 
 
 @router.get("/{asset_id}/thumbnail", response_class=Response,
-            responses={200: {"content": {"image/jpeg": {}}}})
+            responses={200: {"content": {"image/jpeg": {}}},
+                       422: {"description": "the file no longer decodes (corrupted since ingest)"}})
 def get_thumbnail(asset_id: str, state: State, who: Reader, size: int = Query(256, ge=16, le=1024)):
     data = thumbnail_bytes(state, asset_id, size)
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})

@@ -87,6 +87,17 @@ def check_length(state, request: Request) -> None:
         raise TooLarge(f"request body exceeds {state.settings.max_upload_mb:g} MB")
 
 
+async def _validated(state, data: bytes | dict) -> IngestRequest:
+    """The request, validated off the event loop (checking a CLIP encoder imports open_clip)."""
+    context = {"path_roots": state.settings.path_roots}
+    try:
+        if isinstance(data, dict):
+            return await run_in_threadpool(IngestRequest.model_validate, data, context=context)
+        return await run_in_threadpool(IngestRequest.model_validate_json, data, context=context)
+    except ValidationError as e:
+        raise RequestValidationError(e.errors(include_url=False, include_context=False)) from None
+
+
 @router.post("", status_code=202, response_model=IngestJob, openapi_extra=_OPENAPI_BODY)
 async def start_ingestion(request: Request, state: State, who: Writer):
     """Start an ingest job; poll `GET /api/v1/ingestion/{job_id}` for its counts."""
@@ -97,13 +108,12 @@ async def start_ingestion(request: Request, state: State, who: Writer):
         form = await request.form()
         dataset = str(form.get("dataset") or "default")
         encoder = form.get("encoder") or None
+        # the encoder is checked before any upload is written
+        body = await _validated(state, {"dataset": dataset, "paths": ["(uploads)"], "encoder": encoder})
         paths = await save_uploads(state, request, form)
-        body = IngestRequest(dataset=dataset, paths=paths, encoder=encoder)
+        body = body.model_copy(update={"paths": paths})
     else:
-        try:
-            body = IngestRequest.model_validate_json(await request.body())
-        except ValidationError as e:
-            raise RequestValidationError(e.errors()) from None
+        body = await _validated(state, await request.body())
         await run_in_threadpool(check_server_paths, state.settings, body.paths)
     return await run_in_threadpool(state.jobs.submit, body.paths, body.dataset, body.encoder)
 
