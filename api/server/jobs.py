@@ -83,6 +83,9 @@ class IngestJobs:
             report = self.wh.ingest(p["paths"], dataset=p["dataset"], encoder=p.get("encoder"), progress=False,
                                     part_rows=self.part_rows, on_progress=on_progress, run_id=ctx.job_id,
                                     should_stop=lambda: ctx.stopping)
+        except Exception:  # the job says Error; its counts still say what was committed
+            ctx.counters.update(catalog_counts(con, ctx.job_id, total))
+            raise
         finally:
             self._live.pop(ctx.job_id, None)
         counts = catalog_counts(con, ctx.job_id, report.total_files)
