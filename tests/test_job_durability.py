@@ -101,13 +101,21 @@ def test_sigkill_right_after_202_and_during_ingest(setup, tmp_path):
             # every asset counted once, whichever attempt committed it, and equal to the rows
             assert job["added_assets"] == N == rows(w, "late"), job
             assert job["skipped_assets"] == 0 and job["processed_assets"] == N, job
+            # Stopping a running job: Stopped, with what it committed, which the warehouse holds.
+            halted = w.post("/api/v1/ingestion", json={"dataset": "halted", "paths": [str(src)]}).json()["job_id"]
+            wait_job(w, halted, cond=lambda j: j["added_assets"] >= 1 or j["status"] not in ("Queued", "Running"))
+            assert w.post(f"/api/v1/ingestion/{halted}/stop").status_code == 200
+            job = wait_job(w, halted, until=("Stopped",))
+            assert 1 <= job["added_assets"] == rows(w, "halted") < N, job
+            assert w.post("/api/v1/ingestion/nosuchjob/stop").status_code == 404
     finally:
         srv.stop()
     runs = dict(((r, (s, a)) for r, s, a in catalog_rows(
         root, "SELECT run_id, status, assets_added FROM catalog.ingest_runs")))
     assert runs[early] == ("Complete", N) and runs[late] == ("Complete", N) and runs[uploaded] == ("Complete", 12)
-    assert not [r for r, (s, _) in runs.items() if s == "Running"]
-    assert catalog_rows(root, "SELECT count(*) FROM catalog.jobs WHERE status <> 'Complete'") == [(0,)]
+    assert runs[halted][0] == "Stopped" and not [r for r, (s, _) in runs.items() if s == "Running"]
+    assert catalog_rows(root, "SELECT job_id, status FROM catalog.jobs WHERE status <> 'Complete'") == [
+        (halted, "Stopped")]
 
 
 def test_graceful_stop_waits_for_the_ingest_then_restart_resumes(setup):
@@ -282,6 +290,31 @@ def test_runner_shutdown_interrupts_waits_and_the_next_runner_resumes(wh):
     assert started.wait(30)
     assert stubborn.shutdown(0.2) is False
     release.set()
+
+
+def test_runner_stop_ends_queued_and_running_jobs_as_stopped(wh):
+    started = threading.Event()
+
+    def until_stopped(ctx):
+        started.set()
+        while not ctx.stopping:
+            time.sleep(0.01)
+        raise Interrupted({"stopped_at": "safe point"})
+
+    runner = _runner(wh)
+    runner.register("loop", until_stopped)
+    runner.start()
+    try:
+        running = runner.submit("loop", {})["job_id"]
+        queued = runner.submit("loop", {})["job_id"]  # one lane thread: waits behind the first
+        assert started.wait(30)
+        assert runner.stop(queued)["status"] == "Stopped"
+        runner.stop(running)
+        done = runner.wait(running, 30)
+        assert done["status"] == "Stopped" and done["counters"] == {"stopped_at": "safe point"} and done["end_dt"]
+        assert runner.get(queued)["attempts"] == 0  # never ran
+    finally:
+        assert runner.shutdown(5)
 
 
 def test_runner_retry_backoff_and_errors(wh):

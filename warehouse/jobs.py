@@ -14,6 +14,9 @@ go back to Queued until `not_before` (webhook backoff without holding a
 thread), or `Interrupted` when `ctx.stopping` asked it to stop at a safe
 point: the job goes back to Queued and resumes at the next start.
 
+`stop(job_id)` ends a Queued job as Stopped, and asks a Running one to stop
+(`ctx.stopping`); its `Interrupted` then ends it as Stopped instead of Queued.
+
 `start()` recovers: jobs found Queued or Running (the process that ran them is
 gone, DuckDB's file lock guarantees it) are queued again if their kind is
 resumable, otherwise ended as Error with the reason.  `shutdown(timeout)`
@@ -84,7 +87,8 @@ class JobContext:
 
     @property
     def stopping(self) -> bool:
-        return self.runner._stop.is_set()
+        """True when the runner shuts down or someone stopped this job: stop at the next safe point."""
+        return self.runner._stop.is_set() or self.job_id in self.runner._cancelled
 
     def progress(self, **counters) -> None:
         """Merge counters into the row (committed, so a crash keeps the last value)."""
@@ -116,6 +120,7 @@ class JobRunner:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._running: set[str] = set()
+        self._cancelled: set[str] = set()
         self._local = threading.local()
 
     # -- setup ---------------------------------------------------------------------------------
@@ -177,6 +182,15 @@ class JobRunner:
         sql = f"SELECT {', '.join(_COLS)} FROM catalog.jobs WHERE (? IS NULL OR kind = ?) {where}"
         rows = self._con().execute(sql + " ORDER BY created_dt DESC LIMIT ?", [kind, kind, *(args or []), limit])
         return [_row(r) for r in rows.fetchall()]
+
+    def stop(self, job_id: str) -> dict | None:
+        """Stop a job: a Queued one is Stopped at once, a Running one when its handler next looks."""
+        with self._lock:
+            self._con().execute("UPDATE catalog.jobs SET status = 'Stopped', end_dt = ? "
+                                "WHERE job_id = ? AND status = 'Queued'", [catalog.now(), job_id])
+        if job_id in self._running:
+            self._cancelled.add(job_id)
+        return self.get(job_id)
 
     def wait(self, job_id: str, timeout: float | None = None) -> dict | None:
         """Block until the job is final (or the timeout passes); return its row."""
@@ -264,12 +278,16 @@ class JobRunner:
                 self.enqueue(job_id, ctx.kind, when)
         except Interrupted as i:
             ctx.counters.update(i.counters or {})
-            self._update(job_id, status="Queued", counters=json.dumps(ctx.counters, default=str))
+            if job_id in self._cancelled:
+                self._finish(ctx, "Stopped", None)
+            else:  # the runner is shutting down: resume at the next start
+                self._update(job_id, status="Queued", counters=json.dumps(ctx.counters, default=str))
         except Exception as e:  # reported on the job; the lane carries on
             log.exception("%s job %s failed", ctx.kind, job_id)
             self._finish(ctx, "Error", f"{type(e).__name__}: {e}")
         finally:
             self._running.discard(job_id)
+            self._cancelled.discard(job_id)
 
     def _finish(self, ctx: JobContext, status: str, error: str | None) -> None:
         self._update(ctx.job_id, status=status, error=error, end_dt=catalog.now(),

@@ -60,6 +60,13 @@ class IngestJobs:
             return self._view(job)
         return self._legacy(job_id)
 
+    def stop(self, job_id: str) -> dict:
+        """Stop an ingestion job: committed assets stay, and ingesting the same paths again resumes."""
+        job = self.runner.get(job_id)
+        if job is None or job["kind"] != KIND:
+            raise KeyError(job_id)
+        return self._view(self.runner.stop(job_id))
+
     def list(self) -> list[dict]:
         jobs = [self._view(j) for j in self.runner.list(KIND)]
         seen = {j["job_id"] for j in jobs}

@@ -136,3 +136,12 @@ def get_job(job_id: str, state: State, who: Reader):
         return state.jobs.get(job_id)
     except KeyError:
         raise NotFound(f"unknown ingestion job {job_id!r}") from None
+
+
+@router.post("/{job_id}/stop", response_model=IngestJob)
+def stop_job(job_id: str, state: State, who: Writer):
+    """Stop a job: a queued one at once, a running one after its current file (committed assets stay)."""
+    try:
+        return state.jobs.stop(job_id)
+    except KeyError:
+        raise NotFound(f"unknown ingestion job {job_id!r}") from None
