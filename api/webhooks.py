@@ -17,8 +17,14 @@ A 2xx ends a delivery; anything else (or no answer) is retried after
 is a row of `catalog.webhook_deliveries`; the task's `delivery_status` goes
 pending -> retrying -> delivered | failed.  After a success nothing sends the
 result again unless someone asks (`redeliver`); a task is never being
-delivered by two threads at once.  Deliveries cut short by a restart resume
-from `resume_pending()`.
+delivered by two deliveries at once.
+
+A delivery is a `webhook` job of the job runner (warehouse/jobs.py): one attempt
+per run, and a failed attempt puts the job back in the queue until its backoff
+has passed, so waiting holds no thread.  The attempt number is counted from
+`catalog.webhook_deliveries`, so a delivery cut short by a crash resumes at the
+right attempt with the same delivery id.  Tasks whose delivery never became a
+job (older servers) are picked up by `resume_pending()`.
 """
 from __future__ import annotations
 
@@ -91,16 +97,22 @@ class AlreadyDelivering(RuntimeError):
 
 
 class WebhookSender:
-    """Delivers task results to callbacks on daemon threads; state lives in the catalog."""
+    """Delivers task results to callbacks as `webhook` jobs; state lives in the catalog."""
 
-    def __init__(self, cursor_factory, write_lock, retry: RetryPolicy | None = None, secret: str | None = None):
+    KIND = "webhook"
+
+    def __init__(self, cursor_factory, write_lock, retry: RetryPolicy | None = None, secret: str | None = None,
+                 runner=None):
+        from warehouse.jobs import JobRunner
+
         self._cursor = cursor_factory
         self._lock = write_lock
         self.retry = retry or RetryPolicy()
         self.secret = secret or webhook_secret(cursor_factory(), write_lock)
-        self._active: dict[str, threading.Event] = {}
-        self._active_lock = threading.Lock()
-        self._stop = threading.Event()
+        self._submit_lock = threading.Lock()
+        self._own_runner = runner is None
+        self.runner = runner or JobRunner(cursor_factory, write_lock, {"webhook": 4}).start()
+        self.runner.register(self.KIND, self._attempt, lane="webhook")
 
     # -- public ----------------------------------------------------------------------------
     def submit(self, task_id: str, redeliver: bool = False) -> str | None:
@@ -118,16 +130,25 @@ class WebhookSender:
             raise ValueError(f"task {task_id} has no result yet")
         if status == "delivered" and not redeliver:
             return None
-        done = threading.Event()
-        with self._active_lock:
-            if task_id in self._active:
+        from warehouse import jobs
+
+        with self._submit_lock:
+            if self._current(task_id, active=True):
                 raise AlreadyDelivering(f"task {task_id} is being delivered right now")
-            self._active[task_id] = done
-        delivery_id = uuid.uuid4().hex
-        body = result.encode() if isinstance(result, str) else body_of(result)
-        self._set_status(task_id, "pending")
-        threading.Thread(target=self._run, args=(task_id, url, body, delivery_id, done),
-                         name=f"pixql-webhook-{task_id}", daemon=True).start()
+            delivery_id = uuid.uuid4().hex
+            con = self._cursor()
+            with self._lock:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    jobs.insert(con, self.KIND, {"task_id": task_id, "url": url, "delivery_id": delivery_id},
+                                job_id=delivery_id)
+                    con.execute("UPDATE catalog.moderation_tasks SET delivery_status = 'pending' WHERE task_id = ?",
+                                [task_id])
+                    con.execute("COMMIT")
+                except Exception:
+                    con.execute("ROLLBACK")
+                    raise
+            self.runner.enqueue(delivery_id, self.KIND)
         return delivery_id
 
     def redeliver(self, task_id: str) -> str:
@@ -136,10 +157,9 @@ class WebhookSender:
 
     def wait(self, task_id: str, timeout: float | None = None) -> str | None:
         """Block until the task's current delivery ends; return its delivery_status."""
-        with self._active_lock:
-            ev = self._active.get(task_id)
-        if ev is not None:
-            ev.wait(timeout)
+        job_id = self._current(task_id)
+        if job_id is not None:
+            self.runner.wait(job_id, timeout)
         row = self._cursor().execute(
             "SELECT delivery_status FROM catalog.moderation_tasks WHERE task_id = ?", [task_id]).fetchone()
         return row[0] if row else None
@@ -152,7 +172,7 @@ class WebhookSender:
         return [dict(zip(keys, r)) for r in rows]
 
     def resume_pending(self) -> list[str]:
-        """Restart deliveries a previous process left unfinished."""
+        """Start deliveries a previous process left unfinished without a job (the runner resumes the rest)."""
         rows = self._cursor().execute(
             "SELECT task_id FROM catalog.moderation_tasks WHERE callback_url IS NOT NULL AND result IS NOT NULL "
             "AND delivery_status IN ('pending', 'retrying')").fetchall()
@@ -166,9 +186,18 @@ class WebhookSender:
         return started
 
     def shutdown(self) -> None:
-        self._stop.set()
+        if self._own_runner:
+            self.runner.shutdown(self.retry.timeout + 1)
 
     # -- internals -------------------------------------------------------------------------
+    def _current(self, task_id: str, active: bool = False) -> str | None:
+        """The newest delivery job of the task (only a Queued or Running one if `active`)."""
+        row = self._cursor().execute(
+            "SELECT job_id FROM catalog.jobs WHERE kind = ? AND json_extract_string(params, '$.task_id') = ?"
+            + (" AND status IN ('Queued', 'Running')" if active else "") + " ORDER BY created_dt DESC LIMIT 1",
+            [self.KIND, task_id]).fetchone()
+        return row[0] if row else None
+
     def _set_status(self, task_id: str, status: str, delivered: bool = False) -> None:
         with self._lock:
             self._cursor().execute(
@@ -182,7 +211,21 @@ class WebhookSender:
                 "INSERT INTO catalog.webhook_deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [delivery_id, task_id, attempt, url, code, error, ok, catalog.now()])
 
-    def _run(self, task_id: str, url: str, body: bytes, delivery_id: str, done: threading.Event) -> None:
+    def _attempt(self, ctx) -> dict:
+        """One attempt of a delivery (the `webhook` job); a failure before the last raises Retry."""
+        from warehouse.jobs import Retry
+
+        task_id, url, delivery_id = ctx.params["task_id"], ctx.params["url"], ctx.params["delivery_id"]
+        cur = self._cursor()
+        done = cur.execute("SELECT count(*), bool_or(ok) FROM catalog.webhook_deliveries WHERE delivery_id = ?",
+                           [delivery_id]).fetchone()
+        if done[1]:  # delivered before a crash cut the bookkeeping short: never send twice
+            self._set_status(task_id, "delivered", delivered=True)
+            return {"attempts": done[0]}
+        attempt = done[0] + 1
+        row = cur.execute("SELECT result FROM catalog.moderation_tasks WHERE task_id = ?", [task_id]).fetchone()
+        result = row[0] if row else None
+        body = result.encode() if isinstance(result, str) else body_of(result)
         headers = {
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign(self.secret, body),
@@ -191,32 +234,23 @@ class WebhookSender:
             EVENT_HEADER: EVENT,
             "User-Agent": "pixql-webhooks/1",
         }
+        code, error = None, None
         try:
             with httpx.Client(timeout=self.retry.timeout, follow_redirects=False) as client:
-                for attempt in range(1, self.retry.max_attempts + 1):
-                    code, error = None, None
-                    try:
-                        resp = client.post(url, content=body, headers=headers)
-                        code = resp.status_code
-                        ok = 200 <= code < 300
-                        if not ok:
-                            error = f"HTTP {code}: {resp.text[:200]}"
-                    except httpx.HTTPError as e:
-                        ok, error = False, f"{type(e).__name__}: {e}"
-                    self._record(delivery_id, task_id, attempt, url, code, error, ok)
-                    if ok:
-                        self._set_status(task_id, "delivered", delivered=True)
-                        return
-                    if attempt == self.retry.max_attempts:
-                        break
-                    self._set_status(task_id, "retrying")
-                    if self._stop.wait(self.retry.delay(attempt)):
-                        return  # shutting down: resume_pending picks it up next start
-                self._set_status(task_id, "failed")
-                log.warning("callback for task %s failed after %d attempts", task_id, self.retry.max_attempts)
-        except Exception:  # the warehouse closed under us, or similar: leave the state for resume
-            log.exception("delivery of task %s stopped", task_id)
-        finally:
-            with self._active_lock:
-                self._active.pop(task_id, None)
-            done.set()
+                resp = client.post(url, content=body, headers=headers)
+            code = resp.status_code
+            ok = 200 <= code < 300
+            if not ok:
+                error = f"HTTP {code}: {resp.text[:200]}"
+        except httpx.HTTPError as e:
+            ok, error = False, f"{type(e).__name__}: {e}"
+        self._record(delivery_id, task_id, attempt, url, code, error, ok)
+        if ok:
+            self._set_status(task_id, "delivered", delivered=True)
+            return {"attempts": attempt}
+        if attempt >= self.retry.max_attempts:
+            self._set_status(task_id, "failed")
+            log.warning("callback for task %s failed after %d attempts", task_id, attempt)
+            raise RuntimeError(f"callback failed after {attempt} attempts: {error}")
+        self._set_status(task_id, "retrying")
+        raise Retry(self.retry.delay(attempt), {"attempts": attempt})

@@ -282,6 +282,7 @@ def run(
     on_progress: Callable[[IngestReport], None] | None = None,
     run_id: str | None = None,
     analyzers=None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> IngestReport:
     if wh.read_only:
         raise PermissionError("warehouse opened read-only")
@@ -312,12 +313,15 @@ def run(
             catalog.register_class_names(con, enc_name, enc.class_names)
         encoder_sql.register(con, enc_name, enc.sql_columns())
         analysis_store.register(con, dataset, [a for a in active if a.name in requested])
+        # A resumed job passes its run id again: the run's row is reopened, not duplicated.
         con.execute(
             "INSERT INTO catalog.ingest_runs (run_id, dataset, encoder, sources, status, started_dt) "
-            "VALUES (?, ?, ?, ?, 'Running', ?)",
+            "VALUES (?, ?, ?, ?, 'Running', ?) ON CONFLICT (run_id) DO UPDATE SET status = 'Running', "
+            "finished_dt = NULL, error = NULL",
             [run_id, dataset, enc_name, json.dumps([str(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]), catalog.now()],
         )
         con.execute("COMMIT")
+    catalog.LIVE_RUNS.add(run_id)
 
     existing = {r[0] for r in con.execute("SELECT coactive_image_id FROM catalog.assets WHERE dataset = ?", [dataset]).fetchall()}
     embedded = {
@@ -353,16 +357,19 @@ def run(
         report.status = status
         report.seconds = time.perf_counter() - started
         with wh.write_lock:
+            # assets_added counts committed rows of every attempt of this run, from the catalog.
             con.execute(
-                "UPDATE catalog.ingest_runs SET status = ?, files_seen = ?, assets_added = ?, skipped = ?, errors = ?,"
+                "UPDATE catalog.ingest_runs SET status = ?, files_seen = ?, skipped = ?, errors = ?,"
+                " assets_added = (SELECT coalesce(sum(row_count), 0) FROM catalog.parts"
+                "                 WHERE run_id = ? AND kind = 'assets'),"
                 " finished_dt = CASE WHEN ? = 'Running' THEN NULL ELSE ? END WHERE run_id = ?",
-                [status, report.processed_files, report.assets_added, report.skipped, report.errors,
+                [status, report.processed_files, report.skipped, report.errors, run_id,
                  status, catalog.now(), run_id],
             )
         if on_progress:
             on_progress(report)
 
-    status = "Error"
+    status, stopped = "Error", False
     try:
         with ThreadPoolExecutor(workers, thread_name_prefix="pixql-decode") as pool:
             inflight: deque = deque()
@@ -394,6 +401,9 @@ def run(
 
             fill()
             while inflight:
+                if should_stop is not None and should_stop():
+                    stopped = True  # what is buffered is committed below; a re-run resumes from there
+                    break
                 res: SourceResult = inflight.popleft().result()
                 fill()
                 report.processed_files += 1
@@ -431,13 +441,13 @@ def run(
                 bar.set_postfix(added=report.assets_added + len(writer.rows), errors=report.errors, refresh=False)
         encode_batch()
         report.assets_added += writer.flush()
-        if requested:
+        if requested and not stopped:
             # Assets ingested before these analyzers were asked for get them now.
             from .analyzers.run import analyze
 
             analyze(wh, dataset, requested, batch_size=batch_size, part_rows=part_rows, progress=progress,
                     run_id=run_id, register=False)
-        status = "Complete"
+        status = "Stopped" if stopped else "Complete"
     except KeyboardInterrupt:
         status = "Stopped"
         raise
@@ -447,6 +457,7 @@ def run(
             publish(status)
         except Exception:
             pass
+        catalog.LIVE_RUNS.discard(run_id)
     return report
 
 

@@ -265,6 +265,21 @@ DDL = [
         error VARCHAR,
         ok BOOLEAN NOT NULL,
         sent_dt TIMESTAMP NOT NULL)""",
+    # Background jobs (warehouse/jobs.py): ingestion, async moderation, webhook deliveries.
+    # status: Queued | Running | Complete | Error | Stopped (the query vocabulary).
+    """CREATE TABLE IF NOT EXISTS catalog.jobs(
+        job_id VARCHAR PRIMARY KEY,
+        kind VARCHAR NOT NULL,
+        params JSON,
+        status VARCHAR NOT NULL,
+        counters JSON,
+        error VARCHAR,
+        owner VARCHAR,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        not_before TIMESTAMP,
+        created_dt TIMESTAMP NOT NULL,
+        start_dt TIMESTAMP,
+        end_dt TIMESTAMP)""",
     # HTTP API tokens (api/auth.py): only the SHA-256 of the secret is stored.
     """CREATE TABLE IF NOT EXISTS catalog.api_tokens(
         client_id VARCHAR PRIMARY KEY,
@@ -276,14 +291,27 @@ DDL = [
 ]
 
 
+# Columns added after a table first shipped: applied on every open, idempotent, so a
+# warehouse made by older code upgrades in place (ordered migrations come later).
+ADDED_COLUMNS = [
+    "ALTER TABLE catalog.ingest_runs ADD COLUMN IF NOT EXISTS error VARCHAR",
+]
+
+# Ingest runs alive in this process.  DuckDB lets one process write the file, so a run
+# found 'Running' on open that is not in here belongs to a process that is gone.
+LIVE_RUNS: set[str] = set()
+INTERRUPTED_RUN = "interrupted: the process stopped during this run; ingest the same paths again to resume"
+
+
 def now() -> datetime:
     """Naive UTC, the form DuckDB's TIMESTAMP stores."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def create(con: duckdb.DuckDBPyConnection) -> None:
-    for stmt in DDL:
+    for stmt in DDL + ADDED_COLUMNS:
         con.execute(stmt)
+    close_interrupted_runs(con)
     con.execute(
         "INSERT INTO catalog.meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
         [str(SCHEMA_VERSION)],
@@ -291,6 +319,27 @@ def create(con: duckdb.DuckDBPyConnection) -> None:
     from .encoder_sql import upgrade
 
     upgrade(con)
+
+
+def run_counts(con, run_id: str) -> tuple[int, int]:
+    """(assets committed, paths with a current error) by a run, read from the catalog, which a kill cannot undo."""
+    added = con.execute("SELECT coalesce(sum(row_count), 0) FROM catalog.parts WHERE run_id = ? AND kind = 'assets'",
+                        [run_id]).fetchone()[0]
+    errors = con.execute("SELECT count(*) FROM catalog.ingest_errors WHERE run_id = ?", [run_id]).fetchone()[0]
+    return int(added), int(errors)
+
+
+def close_interrupted_runs(con) -> list[str]:
+    """End runs left 'Running' by a dead process as 'Error' with the reason and their committed counts."""
+    stale = [r[0] for r in con.execute("SELECT run_id FROM catalog.ingest_runs WHERE status = 'Running'").fetchall()
+             if r[0] not in LIVE_RUNS]
+    for run_id in stale:
+        added, errors = run_counts(con, run_id)
+        con.execute(
+            "UPDATE catalog.ingest_runs SET status = 'Error', error = ?, assets_added = ?, errors = ?,"
+            " finished_dt = coalesce(finished_dt, ?) WHERE run_id = ?",
+            [INTERRUPTED_RUN, added, errors, now(), run_id])
+    return stale
 
 
 def register_encoder(con, name: str, kind: str, vector_columns: dict[str, int]) -> None:

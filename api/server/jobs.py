@@ -1,82 +1,45 @@
-"""Ingestion jobs: ingests of server-side paths or uploaded files, run in a background thread.
+"""Ingestion jobs: ingests of server-side paths or uploaded files, run as `ingest` jobs of the job runner.
 
-One job runs at a time (the pipeline already uses every core); others wait in
-order.  A job's id is the pipeline's run id, so a finished job is also a row of
-`catalog.ingest_runs` and is still reported after a restart.  Counts advance
-while the job runs: the pipeline mutates its report in place and calls
-`on_progress` each time it commits a part.
+A job is a row of `catalog.jobs` committed before the 202 (warehouse/jobs.py),
+and its id is the pipeline's run id, so the assets it commits carry it.  After
+a crash the runner starts it again under the same id: asset ids are
+content-derived, so committed assets are skipped and the run's row in
+`catalog.ingest_runs` is reopened.  Counts of added and errored assets are read
+from the catalog (what is committed), never from memory a kill would lose;
+while a job runs, the pipeline's live report adds the files seen so far.
 """
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-import uuid
-from dataclasses import dataclass, field
-from datetime import datetime
 
 from warehouse import catalog
+from warehouse.jobs import Interrupted, JobRunner
 
 log = logging.getLogger("pixql.server.jobs")
-RESTART_REASON = "the server stopped during this ingest; submit it again to resume (committed assets are kept)"
+KIND = "ingest"
 
 
-@dataclass
-class IngestJob:
-    job_id: str
-    dataset: str
-    encoder: str | None
-    paths: list[str]
-    status: str = "Queued"
-    total_assets: int = 0
-    processed_assets: int = 0
-    errored_assets: int = 0
-    added_assets: int = 0
-    skipped_assets: int = 0
-    created_dt: datetime = field(default_factory=catalog.now)
-    start_dt: datetime | None = None
-    end_dt: datetime | None = None
-    error: str | None = None
-    error_samples: list = field(default_factory=list)
-    report: object = None
-
-    def view(self) -> dict:
-        r = self.report
-        if r is not None:  # live counts from the pipeline's report object
-            self.processed_assets = r.processed_files
-            self.errored_assets = r.errors
-            self.added_assets = r.assets_added
-            self.skipped_assets = r.skipped
-            self.error_samples = list(r.error_samples)
-        return {
-            "job_id": self.job_id,
-            "dataset": self.dataset,
-            "encoder": self.encoder,
-            "status": self.status,
-            "total_assets": self.total_assets,
-            "processed_assets": self.processed_assets,
-            "errored_assets": self.errored_assets,
-            "added_assets": self.added_assets,
-            "skipped_assets": self.skipped_assets,
-            "created_dt": self.created_dt,
-            "start_dt": self.start_dt,
-            "end_dt": self.end_dt,
-            "error": self.error,
-            "errors": self.error_samples[:20],
-        }
+def catalog_counts(con, job_id: str, total: int) -> dict:
+    """The job's counts as the warehouse holds them: committed assets and current errors of its run."""
+    added, errored = catalog.run_counts(con, job_id)
+    added_files = con.execute(
+        "SELECT count(DISTINCT a.path) FROM catalog.assets a JOIN catalog.parts p ON a.part = p.path "
+        "WHERE p.run_id = ?", [job_id]).fetchone()[0]
+    return {"added_assets": added, "errored_assets": errored, "added_files": int(added_files),
+            "total_assets": total}
 
 
 class IngestJobs:
-    def __init__(self, wh, part_rows: int = 64):
+    def __init__(self, wh, runner: JobRunner, part_rows: int = 64):
         self.wh = wh
+        self.runner = runner
         self.part_rows = part_rows
-        self._jobs: dict[str, IngestJob] = {}
-        self._queue: "queue.Queue[str | None]" = queue.Queue()
+        self._live: dict[str, object] = {}  # job id -> the running pipeline's report
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._worker, name="pixql-ingest-jobs", daemon=True)
-        self._thread.start()
+        runner.register(KIND, self._run, lane="ingest")
 
-    def submit(self, paths: list[str], dataset: str, encoder: str | None = None) -> dict:
+    def submit(self, paths: list[str], dataset: str, encoder: str | None = None, owner: str | None = None) -> dict:
         from ingest.encoders import normalize_name
         from ingest.pipeline import validate_dataset_name
         from ingest.sources import expand
@@ -87,70 +50,89 @@ class IngestJobs:
         sources = expand(paths)  # raises on paths that do not exist
         if encoder is not None:
             encoder = normalize_name(encoder)
-        job = IngestJob(uuid.uuid4().hex[:12], dataset, encoder, [str(p) for p in paths], total_assets=len(sources))
-        with self._lock:
-            self._jobs[job.job_id] = job
-        self._queue.put(job.job_id)
-        return job.view()
+        job = self.runner.submit(KIND, {"paths": [str(p) for p in paths], "dataset": dataset, "encoder": encoder},
+                                 owner=owner, counters={"total_assets": len(sources)})
+        return self._view(job)
 
     def get(self, job_id: str) -> dict:
-        with self._lock:
-            job = self._jobs.get(job_id)
-        if job is not None:
-            return job.view()
-        row = self.wh.cursor().execute(
-            "SELECT run_id, dataset, encoder, status, started_dt, finished_dt, files_seen, assets_added, skipped, errors"
-            " FROM catalog.ingest_runs WHERE run_id = ?",
-            [job_id],
-        ).fetchone()
-        if row is None:
+        job = self.runner.get(job_id)
+        if job is not None and job["kind"] == KIND:
+            return self._view(job)
+        return self._legacy(job_id)
+
+    def stop(self, job_id: str) -> dict:
+        """Stop an ingestion job: committed assets stay, and ingesting the same paths again resumes."""
+        job = self.runner.get(job_id)
+        if job is None or job["kind"] != KIND:
             raise KeyError(job_id)
-        run_id, dataset, encoder, status, started, finished, seen, added, skipped, errors = row
-        error = None
-        if status == "Running":  # no live job holds it: the server died under it
-            status, error = "Error", RESTART_REASON
+        return self._view(self.runner.stop(job_id))
+
+    def list(self) -> list[dict]:
+        jobs = [self._view(j) for j in self.runner.list(KIND)]
+        seen = {j["job_id"] for j in jobs}
+        old = [r[0] for r in self.wh.cursor().execute(
+            "SELECT run_id FROM catalog.ingest_runs ORDER BY started_dt DESC LIMIT 100").fetchall()]
+        return jobs + [self._legacy(r) for r in old if r not in seen]
+
+    # -- the job -------------------------------------------------------------------------------
+    def _run(self, ctx) -> dict:
+        p = ctx.params
+        total = int(ctx.counters.get("total_assets", 0))
+        con = self.wh.cursor()
+
+        def on_progress(report):
+            self._live[ctx.job_id] = report
+            if report.status == "Running":
+                ctx.progress(encoder=report.encoder, processed_assets=report.processed_files,
+                             **catalog_counts(con, ctx.job_id, total))
+
+        try:
+            report = self.wh.ingest(p["paths"], dataset=p["dataset"], encoder=p.get("encoder"), progress=False,
+                                    part_rows=self.part_rows, on_progress=on_progress, run_id=ctx.job_id,
+                                    should_stop=lambda: ctx.stopping)
+        except Exception:  # the job says Error; its counts still say what was committed
+            ctx.counters.update(catalog_counts(con, ctx.job_id, total))
+            raise
+        finally:
+            self._live.pop(ctx.job_id, None)
+        counts = catalog_counts(con, ctx.job_id, report.total_files)
+        counts.update(encoder=report.encoder, errors=report.error_samples[:20])
+        if report.status == "Stopped":
+            raise Interrupted({**counts, "processed_assets": report.processed_files})
+        counts["processed_assets"] = report.total_files
+        return counts
+
+    def _view(self, job: dict) -> dict:
+        c, p = job["counters"], job["params"]
+        live = self._live.get(job["job_id"]) if job["status"] == "Running" else None
+        total = int(c.get("total_assets", 0))
+        processed = int(c.get("processed_assets", 0))
+        if live is not None:
+            processed = live.processed_files
+            c = {**c, **catalog_counts(self.wh.cursor(), job["job_id"], total)}
+        if job["status"] == "Complete":
+            processed = total
+        added, errored = int(c.get("added_assets", 0)), int(c.get("errored_assets", 0))
+        skipped = max(0, processed - int(c.get("added_files", 0)) - errored)
+        return {
+            "job_id": job["job_id"], "dataset": p.get("dataset"), "encoder": c.get("encoder") or p.get("encoder"),
+            "status": job["status"], "total_assets": total, "processed_assets": processed,
+            "errored_assets": errored, "added_assets": added, "skipped_assets": skipped,
+            "created_dt": job["created_dt"], "start_dt": job["start_dt"], "end_dt": job["end_dt"],
+            "error": job["error"], "errors": list(c.get("errors") or [])[:20],
+        }
+
+    def _legacy(self, run_id: str) -> dict:
+        """A run with no job row: an ingest from the CLI or SDK, or from a server older than the runner."""
+        row = self.wh.cursor().execute(
+            "SELECT run_id, dataset, encoder, status, started_dt, finished_dt, files_seen, assets_added, skipped,"
+            " errors, error FROM catalog.ingest_runs WHERE run_id = ?", [run_id]).fetchone()
+        if row is None:
+            raise KeyError(run_id)
+        run_id, dataset, encoder, status, started, finished, seen, added, skipped, errors, error = row
         return {
             "job_id": run_id, "dataset": dataset, "encoder": encoder, "status": status,
             "total_assets": seen, "processed_assets": seen, "errored_assets": errors,
             "added_assets": added, "skipped_assets": skipped, "created_dt": started, "start_dt": started,
             "end_dt": finished, "error": error, "errors": [],
         }
-
-    def list(self) -> list[dict]:
-        with self._lock:
-            live = list(self._jobs.values())
-        seen = {j.job_id for j in live}
-        old = [r[0] for r in self.wh.cursor().execute(
-            "SELECT run_id FROM catalog.ingest_runs ORDER BY started_dt DESC LIMIT 100").fetchall()]
-        out = [j.view() for j in sorted(live, key=lambda j: j.created_dt, reverse=True)]
-        return out + [self.get(r) for r in old if r not in seen]
-
-    def shutdown(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=1.0)
-
-    def _worker(self) -> None:
-        while True:
-            job_id = self._queue.get()
-            if job_id is None:
-                return
-            with self._lock:
-                job = self._jobs[job_id]
-            job.status, job.start_dt = "Running", catalog.now()
-
-            def on_progress(report, job=job):
-                job.report = report
-
-            try:
-                report = self.wh.ingest(
-                    job.paths, dataset=job.dataset, encoder=job.encoder, progress=False,
-                    part_rows=self.part_rows, on_progress=on_progress, run_id=job.job_id,
-                )
-                job.report = report
-                job.encoder = report.encoder
-                job.status = "Complete"
-            except Exception as e:  # reported on the job; the worker carries on
-                log.exception("ingest job %s failed", job_id)
-                job.status, job.error = "Error", f"{type(e).__name__}: {e}"
-            finally:
-                job.end_dt = catalog.now()

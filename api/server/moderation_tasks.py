@@ -1,10 +1,14 @@
 """What the server holds for moderation: the `Moderator`, asynchronous tasks and their callbacks.
 
-An asynchronous request becomes a row of `catalog.moderation_tasks` (status
-queued -> running -> done | error) and is acknowledged at once; one worker
-thread moderates tasks in order (the model already uses every core), stores
-the result on the row and hands it to the `WebhookSender`.  The result is also
-readable with `GET /api/v1/moderate/tasks/{id}` for callers who poll.
+An asynchronous request becomes a row of `catalog.moderation_tasks` and a
+`moderation` job of the job runner (warehouse/jobs.py, same id), both
+committed in one transaction before the 202: a task acknowledged to a client
+survives a crash and is run at the next start.  The task row keeps its public
+status words (queued -> running -> done | error, the webhook payload's
+contract); the job row carries the runner's (Queued, Running, Complete,
+Error, Stopped).  The result is stored on the task and handed to the
+`WebhookSender` (webhook jobs on the same runner); it is also readable with
+`GET /api/v1/moderate/tasks/{id}` for callers who poll.
 
 Tuning from the environment: `PIXQL_MODERATION_CACHE_TTL_S` (default 86400),
 `PIXQL_MODERATION_DATASET` (default `moderation`), `PIXQL_WEBHOOK_MAX_ATTEMPTS`
@@ -16,16 +20,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import threading
 import uuid
 
-from api.webhooks import RetryPolicy, WebhookSender, body_of
+from api.webhooks import AlreadyDelivering, RetryPolicy, WebhookSender, body_of
 from concepts.moderation import Item, ModerationNotFound, Moderator
-from warehouse import catalog
+from warehouse import catalog, jobs
+from warehouse.jobs import JobRunner
 
 log = logging.getLogger("pixql.server.moderation")
 _lock = threading.Lock()
+KIND = "moderation"
 
 
 def _env(name: str, default: float) -> float:
@@ -37,34 +42,43 @@ def _env(name: str, default: float) -> float:
 
 
 class ModerationService:
-    def __init__(self, state):
+    def __init__(self, state, runner=None):
         self.state = state
         wh = state.wh
         self.moderator = Moderator(
             wh, dataset=os.environ.get("PIXQL_MODERATION_DATASET", "moderation"),
             cache_ttl_s=_env("PIXQL_MODERATION_CACHE_TTL_S", 86400.0),
             max_download_bytes=int(state.settings.max_upload_mb * 1024 * 1024))
+        if runner is None:  # a state made without one (tests, embedding): a runner of our own
+            runner = JobRunner(wh.cursor, wh.write_lock, {"moderation": 1, "webhook": 4}).start()
+        self.runner = runner
         self.sender = WebhookSender(wh.cursor, wh.write_lock, RetryPolicy(
             max_attempts=int(_env("PIXQL_WEBHOOK_MAX_ATTEMPTS", 6)),
             base_delay=_env("PIXQL_WEBHOOK_BASE_DELAY_S", 1.0),
-            max_delay=_env("PIXQL_WEBHOOK_MAX_DELAY_S", 300.0)))
-        self._queue: "queue.Queue[str]" = queue.Queue()
-        self._requeue_unfinished()
-        threading.Thread(target=self._worker, name="pixql-moderation", daemon=True).start()
+            max_delay=_env("PIXQL_WEBHOOK_MAX_DELAY_S", 300.0)), runner=runner)
+        runner.register(KIND, self._run, lane="moderation")
         self.sender.resume_pending()
 
     # -- tasks ---------------------------------------------------------------------------------
     def submit(self, items: list[dict], policy, callback_url: str, dataset: str | None, user: str | None) -> dict:
         task_id = uuid.uuid4().hex
         request = {"items": items, "policy": policy, "dataset": dataset, "user": user}
+        con = self.state.cursor()
         with self.state.wh.write_lock:
-            self.state.cursor().execute(
-                "INSERT INTO catalog.moderation_tasks (task_id, status, policy, callback_url, request, "
-                "delivery_status, created_by, created_dt) VALUES (?, 'queued', ?, ?, ?, 'pending', ?, ?)",
-                [task_id, json.dumps(policy) if isinstance(policy, dict) else policy, callback_url,
-                 json.dumps(request), user, catalog.now()])
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(
+                    "INSERT INTO catalog.moderation_tasks (task_id, status, policy, callback_url, request, "
+                    "delivery_status, created_by, created_dt) VALUES (?, 'queued', ?, ?, ?, 'pending', ?, ?)",
+                    [task_id, json.dumps(policy) if isinstance(policy, dict) else policy, callback_url,
+                     json.dumps(request), user, catalog.now()])
+                jobs.insert(con, KIND, {"task_id": task_id}, owner=user, job_id=task_id)
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
         self.moderator.mark_pending([Item(**it) for it in items], task_id)
-        self._queue.put(task_id)
+        self.runner.enqueue(task_id, KIND)
         return self.task(task_id, with_result=False)
 
     def task(self, task_id: str, with_result: bool = True) -> dict:
@@ -80,32 +94,22 @@ class ModerationService:
         out["result"] = json.loads(out["result"]) if (with_result and out["result"]) else None
         return out
 
-    def _requeue_unfinished(self) -> None:
-        rows = self.state.cursor().execute(
-            "SELECT task_id FROM catalog.moderation_tasks WHERE status IN ('queued', 'running') ORDER BY created_dt"
-        ).fetchall()
-        for (task_id,) in rows:
-            self._queue.put(task_id)
-
     def _set(self, task_id: str, **cols) -> None:
         sets = ", ".join(f"{k} = ?" for k in cols)
         with self.state.wh.write_lock:
             self.state.cursor().execute(f"UPDATE catalog.moderation_tasks SET {sets} WHERE task_id = ?",
                                         [*cols.values(), task_id])
 
-    def _worker(self) -> None:
-        while True:
-            task_id = self._queue.get()
-            try:
-                self._run(task_id)
-            except Exception:  # the warehouse closed under us at shutdown, or a bug: keep the worker alive
-                log.exception("moderation task %s failed", task_id)
-
-    def _run(self, task_id: str) -> None:
+    def _run(self, ctx) -> dict:
+        """The `moderation` job: re-running a task a crash cut short is safe (cache, content ids)."""
+        task_id = ctx.params["task_id"]
         row = self.state.cursor().execute(
             "SELECT request, status, created_dt FROM catalog.moderation_tasks WHERE task_id = ?", [task_id]).fetchone()
-        if row is None or row[1] not in ("queued", "running"):
-            return
+        if row is None:
+            raise ModerationNotFound(f"unknown moderation task {task_id!r}")
+        if row[1] not in ("queued", "running"):  # done before a crash: only the callback may be missing
+            self._deliver(task_id)
+            return {"items": len(json.loads(row[0]).get("items", []))}
         req = json.loads(row[0])
         self._set(task_id, status="running")
         try:
@@ -120,8 +124,17 @@ class ModerationService:
                    "finished_dt": finished, **(out or {})}
         self._set(task_id, status=status, error=error, finished_dt=finished,
                   result=body_of(payload).decode())
+        self._deliver(task_id)
+        if error:  # the task's own words say 'error'; the job's say Error, with the same reason
+            raise RuntimeError(error)
+        return {"items": len(req["items"])}
+
+    def _deliver(self, task_id: str) -> None:
         if self.task(task_id, with_result=False)["callback_url"]:
-            self.sender.submit(task_id)
+            try:
+                self.sender.submit(task_id)
+            except AlreadyDelivering:  # resumed by the runner on its own
+                pass
 
 
 def service(state) -> ModerationService:

@@ -1,7 +1,11 @@
-"""What one server process holds: the open warehouse, the query engine, ingest jobs, the verifier.
+"""What one server process holds: the open warehouse, the query engine, the job runner, the verifier.
 
 The server process is the warehouse's only writer (DuckDB allows one writing
-process per file); every request thread uses its own cursor.
+process per file); every request thread uses its own cursor.  Background work
+(ingestion, async moderation, webhook deliveries) runs on one `JobRunner`,
+started here after every kind is registered so that jobs a killed server left
+are resumed at once; `close()` stops it before the warehouse closes, and leaves
+the warehouse open (for the process exit to release) if a job would not stop.
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import threading
 
 from api.auth import Verifier
 from warehouse import Warehouse
+from warehouse.jobs import JobRunner
 from warehouse.queries import QueryEngine, QuerySettings
 
 from .jobs import IngestJobs
@@ -36,7 +41,13 @@ class ServerState:
             ),
         ).start()
         self.verifier = Verifier(self.cursor)
-        self.jobs = IngestJobs(self.wh, part_rows=settings.ingest_part_rows)
+        # ingest: one at a time (the pipeline uses every core); webhooks: slow receivers wait in parallel.
+        self.runner = JobRunner(self.wh.cursor, self.wh.write_lock, {"ingest": 1, "moderation": 1, "webhook": 4})
+        self.jobs = IngestJobs(self.wh, self.runner, part_rows=settings.ingest_part_rows)
+        from .moderation_tasks import ModerationService
+
+        self.moderation = ModerationService(self, self.runner)
+        self.runner.start()
         self.model_ready = threading.Event()
         self.model_error: str | None = None
         if settings.load_model:
@@ -61,7 +72,10 @@ class ServerState:
             cur = self._local.cur = self.wh.cursor()
         return cur
 
-    def close(self) -> None:
-        self.jobs.shutdown()
+    def close(self, job_timeout: float = 20.0) -> None:
+        stopped = self.runner.shutdown(job_timeout)
         self.engine.shutdown()
-        self.wh.close()
+        if stopped:
+            self.wh.close()
+        else:  # closing the connection under a running ingest would fail it; committed work is safe
+            log.warning("not closing the warehouse: a job is still running; it resumes at the next start")

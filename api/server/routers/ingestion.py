@@ -2,10 +2,12 @@
 
 `POST` takes either JSON `{dataset, paths, encoder?}` or a multipart form with
 `dataset`, optional `encoder` and one or more `files`; uploads are kept under
-`<root>/uploads/<job>/` because the warehouse reads images from their paths.
+`<root>/uploads/<job>/` (fsynced before the 202) because the warehouse reads
+images from their paths, also when a job resumes after a crash.
 """
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from pathlib import Path
@@ -77,8 +79,22 @@ async def save_uploads(state, request: Request, form, field: str = "files", scra
                     shutil.rmtree(batch, ignore_errors=True)
                     raise TooLarge(f"uploads exceed {state.settings.max_upload_mb:g} MB")
                 out.write(chunk)
+            if not scratch:  # an ingestion job reads these after a crash: on disk before the 202
+                out.flush()
+                os.fsync(out.fileno())
         paths.append(str(dest))
+    if not scratch:
+        _fsync_dir(batch)
+        _fsync_dir(batch.parent)
     return paths
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def check_length(state, request: Request) -> None:
@@ -115,7 +131,8 @@ async def start_ingestion(request: Request, state: State, who: Writer):
     else:
         body = await _validated(state, await request.body())
         await run_in_threadpool(check_server_paths, state.settings, body.paths)
-    return await run_in_threadpool(state.jobs.submit, body.paths, body.dataset, body.encoder)
+    # The job row is committed before this returns: the 202 names a job that survives a crash.
+    return await run_in_threadpool(state.jobs.submit, body.paths, body.dataset, body.encoder, who.name)
 
 
 @router.get("", response_model=list[IngestJob])
@@ -127,5 +144,14 @@ def list_jobs(state: State, who: Reader):
 def get_job(job_id: str, state: State, who: Reader):
     try:
         return state.jobs.get(job_id)
+    except KeyError:
+        raise NotFound(f"unknown ingestion job {job_id!r}") from None
+
+
+@router.post("/{job_id}/stop", response_model=IngestJob)
+def stop_job(job_id: str, state: State, who: Writer):
+    """Stop a job: a queued one at once, a running one after its current file (committed assets stay)."""
+    try:
+        return state.jobs.stop(job_id)
     except KeyError:
         raise NotFound(f"unknown ingestion job {job_id!r}") from None
