@@ -2,6 +2,7 @@
 
     apt-get install -y fonts-noto-color-emoji ruby-gemojione libjs-emojify cataclysm-dda-data
     python benchmarks/quality.py [--cache DIR] [--seeds 3] [--shots 4,16,64] [--out artifacts/quality.json]
+    python benchmarks/quality.py --render artifacts/quality.json      # reprint the tables
 
 Builds (or reuses) the dev set of `benchmarks/devset.py`, ingests it into a temporary warehouse
 with the default encoder (`Warehouse.open(root).ingest(...)`), installs the starter library
@@ -98,7 +99,8 @@ class Bench:
     def draw(self, label: str, k: int, seed: int) -> tuple[list[str], list[str]] | None:
         pos = [self.ids[it.path] for it in self.items if it.split == "train" and devset.is_positive(it, label) is True]
         neg = [self.ids[it.path] for it in self.items if it.split == "train" and devset.is_positive(it, label) is False]
-        if len(pos) < k:
+        test_pos = any(it.split == "test" and devset.is_positive(it, label) is True for it in self.items)
+        if len(pos) < k or not test_pos:  # too few labels to draw, or nothing to measure on
             return None
         rng = random.Random(f"{label}:{k}:{seed}")
         return rng.sample(sorted(pos), k), rng.sample(sorted(neg), min(len(neg), NEG_PER_POS * k))
@@ -110,8 +112,10 @@ class Bench:
             if drawn is None:
                 return None
             name = f"qbench_{label}_{k}_{s}"
+            # No bulk scoring: the column is then the SQL macro, which gives the same numbers as the
+            # score cache (the concept is read once and deleted), at a fraction of the cost.
             self.wh.create_concept(name, prompts=prompts or None, negative_prompts=negatives or None,
-                                   positive=drawn[0], negative=drawn[1])
+                                   positive=drawn[0], negative=drawn[1], materialize=False)
             try:
                 runs.append(self.evaluate(name, label))
             finally:
@@ -171,18 +175,30 @@ def tables(res: dict) -> str:
              f"labelled rows: mean of {res['seeds']} seeds, k positives + {NEG_PER_POS}k negatives.", "",
              "| concept | origin | label (test pos / n) | threshold | AUROC | TPR@thr | FPR@thr | TPR@FPR≤2% |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    unmeasured = []
     for r in res["zero_shot"]:
         m = r["metrics"]
+        if m["auroc"] is None:
+            unmeasured.append(f"{r['concept']} ({r['label'] or 'no label'}, {m['n_pos']} held-out positives)")
+            continue
         lab = f"{r['label']} ({m['n_pos']} / {m['n']})" if r["label"] else "no labels"
         lines.append(f"| {r['concept']} | {r['origin']} | {lab} | {r['threshold']:.2f} | {fmt(m['auroc'])} | "
                      f"{fmt(m['tpr'], 2)} | {fmt(m['fpr'])} | {fmt(m['tpr_at_2fpr'], 2)} |")
     shots = res["shots"]
+    if unmeasured:
+        lines.append("")
+        lines.append("Not measurable on this set: " + ", ".join(unmeasured) + ".")
+    empty = [f"{r['subject']} ({r['method']})" for r in res["few_shot"] if not r["by_k"]]
     lines += ["", "Labelled heads: AUROC (TPR/FPR at the threshold; TPR at FPR ≤ 2%).", "",
               "| subject | label | method | " + " | ".join(f"{k}-shot" for k in shots) + " |",
               "| --- | --- | --- | " + " | ".join("---" for _ in shots) + " |"]
     for r in res["few_shot"]:
+        if not r["by_k"]:
+            continue
         lines.append(f"| {r['subject']} | {r['label']} | {r['method']} | "
                      + " | ".join(cell(r["by_k"].get(str(k))) for k in shots) + " |")
+    if empty:
+        lines += ["", "Too few labels in the train half, or no held-out positive: " + ", ".join(empty) + "."]
     q = res["or_query"]
     lines += ["", f"`handgun = 1 OR rifle = 1` on the whole set: TPR {q['tpr']:.3f} ({q['tp']} of {q['n_pos']} guns), "
               f"FPR {q['fpr']:.4f} ({q['fp']} of {q['n_neg']} others)."]
@@ -198,7 +214,11 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=None, help="warehouse directory (default: a temporary one)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--render", type=Path, default=None, help="only print the tables of a saved JSON")
     args = ap.parse_args()
+    if args.render:
+        print(tables(json.loads(args.render.read_text())))
+        return
     shots = [int(k) for k in args.shots.split(",") if k]
 
     from concepts import registry
@@ -214,7 +234,8 @@ def main() -> None:
         by_path = {str(Path(p).resolve()): i for i, p in wh.sql("SELECT coactive_image_id, path FROM coactive_table").fetchall()}
         ids = {it.path: by_path[str((set_dir / it.path).resolve())] for it in items
                if str((set_dir / it.path).resolve()) in by_path}
-        print(f"ingested {len(ids)} of {len(items)} images in {ingest_s:.0f}s ({len(ids) / ingest_s:.1f} images/s)")
+        print(f"ingest: {report.assets_added} new assets ({report.skipped} already stored, {report.errors} errors) "
+              f"in {ingest_s:.0f}s; {len(ids)} of {len(items)} images in the warehouse")
         encoder = registry.default_encoder(wh)
         origins = install(wh)
         bench = Bench(wh, items, ids)
@@ -242,24 +263,6 @@ def main() -> None:
                                      "metrics": m})
             print(f"  zero-shot {concept:<28} {lab or '-':<18} AUROC {fmt(m['auroc'])}", flush=True)
 
-        def few(subject, lab, method, prompts, negatives=None):
-            by_k = {}
-            for k in shots:
-                m = bench.shot(lab, k, args.seeds, prompts, negatives)
-                if m is not None:
-                    by_k[str(k)] = m
-            res["few_shot"].append({"subject": subject, "label": lab, "method": method, "by_k": by_k})
-            print(f"  {method:<6} {subject:<24} " + " ".join(f"{k}:{fmt(m['auroc'])}" for k, m in by_k.items()),
-                  flush=True)
-
-        for lab in dict.fromkeys(list(LIBRARY.values()) + [v for v in MODERATION.values() if v] + list(PROBES.values())):
-            few(lab, lab, "labels", None)
-        for prompt, lab in PROBES.items():
-            few(f'"{prompt}"', lab, "both", [prompt])
-        for concept, lab in LIBRARY.items():
-            c = registry.get(wh, concept)
-            few(concept, lab, "both", c.prompts, c.negative_prompts)
-
         ys, flags = [], []
         rows = dict(wh.sql("SELECT coactive_image_id, (handgun = 1 OR rifle = 1) FROM coactive_table").fetchall())
         for it in items:
@@ -272,15 +275,43 @@ def main() -> None:
         n_pos = sum(ys)
         res["or_query"] = {"tp": tp, "n_pos": n_pos, "fp": fp, "n_neg": len(ys) - n_pos,
                            "tpr": tp / max(n_pos, 1), "fpr": fp / max(len(ys) - n_pos, 1)}
-        res.update(ingest_s=round(ingest_s, 1), total_s=round(time.perf_counter() - started, 1),
+
+        def few(subject, lab, method, prompts, negatives=None):
+            by_k = {}
+            for k in shots:
+                m = bench.shot(lab, k, args.seeds, prompts, negatives)
+                if m is not None:
+                    by_k[str(k)] = m
+            res["few_shot"].append({"subject": subject, "label": lab, "method": method, "by_k": by_k})
+            save(res, partial=True)
+            print(f"  {method:<6} {subject:<24} " + " ".join(f"{k}:{fmt(m['auroc'])}" for k, m in by_k.items()),
+                  flush=True)
+
+        def save(res, partial=False):
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(dict(res, partial=partial), indent=1))
+
+        save(res, partial=True)
+        # The issue-15 goals first (gun, weapon, alcohol), so a partial JSON already holds them.
+        for lab in dict.fromkeys(PROBES.values()):
+            few(lab, lab, "labels", None)
+        for prompt, lab in PROBES.items():
+            few(f'"{prompt}"', lab, "both", [prompt])
+        for lab in dict.fromkeys(list(LIBRARY.values()) + [v for v in MODERATION.values() if v]):
+            if lab not in PROBES.values():
+                few(lab, lab, "labels", None)
+        for concept, lab in LIBRARY.items():
+            c = registry.get(wh, concept)
+            few(concept, lab, "both", c.prompts, c.negative_prompts)
+
+        res.update(ingest_s=round(ingest_s, 1), ingest_new_assets=report.assets_added, total_s=round(time.perf_counter() - started, 1),
                    load_before=load_before, load_after=load(), cores=os.cpu_count())
         res["markdown"] = tables(res)
         print()
         print(res["markdown"])
         print()
         print(f"ingest {ingest_s:.0f}s, total {res['total_s']:.0f}s; before: {load_before}; after: {res['load_after']}")
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(res, indent=1))
+        save(res)
         print(f"wrote {args.out}")
         wh.close()
     finally:
