@@ -67,8 +67,11 @@ class IngestJob:
 
 
 class IngestJobs:
-    def __init__(self, wh, part_rows: int = 64):
+    def __init__(self, wh, part_rows: int = 64, files=None):
+        from ingest.sources import PLAIN
+
         self.wh = wh
+        self.files = files or PLAIN  # how jobs open files: the server's intake checks each one when opened
         self.part_rows = part_rows
         self._jobs: dict[str, IngestJob] = {}
         self._queue: "queue.Queue[str | None]" = queue.Queue()
@@ -84,7 +87,7 @@ class IngestJobs:
         validate_dataset_name(dataset)
         if not paths:
             raise ValueError("no paths to ingest")
-        sources = expand(paths)  # raises on paths that do not exist
+        sources = expand(paths, files=self.files)  # raises on paths that do not exist
         if encoder is not None:
             encoder = normalize_name(encoder)
         job = IngestJob(uuid.uuid4().hex[:12], dataset, encoder, [str(p) for p in paths], total_assets=len(sources))
@@ -144,7 +147,7 @@ class IngestJobs:
             try:
                 report = self.wh.ingest(
                     job.paths, dataset=job.dataset, encoder=job.encoder, progress=False,
-                    part_rows=self.part_rows, on_progress=on_progress, run_id=job.job_id,
+                    part_rows=self.part_rows, on_progress=on_progress, run_id=job.job_id, files=self.files,
                 )
                 job.report = report
                 job.encoder = report.encoder

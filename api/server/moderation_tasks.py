@@ -43,11 +43,11 @@ class ModerationService:
         self.moderator = Moderator(
             wh, dataset=os.environ.get("PIXQL_MODERATION_DATASET", "moderation"),
             cache_ttl_s=_env("PIXQL_MODERATION_CACHE_TTL_S", 86400.0),
-            max_download_bytes=int(state.settings.max_upload_mb * 1024 * 1024))
+            fetch=state.intake.fetch, files=state.intake.job_files)  # URLs and files only through the intake
         self.sender = WebhookSender(wh.cursor, wh.write_lock, RetryPolicy(
             max_attempts=int(_env("PIXQL_WEBHOOK_MAX_ATTEMPTS", 6)),
             base_delay=_env("PIXQL_WEBHOOK_BASE_DELAY_S", 1.0),
-            max_delay=_env("PIXQL_WEBHOOK_MAX_DELAY_S", 300.0)))
+            max_delay=_env("PIXQL_WEBHOOK_MAX_DELAY_S", 300.0)), post=state.intake.downloader.post)
         self._queue: "queue.Queue[str]" = queue.Queue()
         self._requeue_unfinished()
         threading.Thread(target=self._worker, name="pixql-moderation", daemon=True).start()

@@ -35,7 +35,10 @@ class ServerState:
             ),
         ).start()
         self.verifier = Verifier(self.cursor)
-        self.jobs = IngestJobs(self.wh, part_rows=settings.ingest_part_rows)
+        from api.intake import Intake
+
+        self.intake = Intake.from_settings(settings, self.wh.root)
+        self.jobs = IngestJobs(self.wh, part_rows=settings.ingest_part_rows, files=self.intake.job_files)
         self.model_ready = threading.Event()
         self.model_error: str | None = None
         if settings.load_model:

@@ -15,32 +15,31 @@ from pydantic import ValidationError
 from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
+from api.intake import IntakeDep, declares
+
 from ..deps import Reader, State, Writer, model_ready
 from ..errors import NotFound, TooLarge
 from ..models import IngestJob, IngestRequest
-from ..settings import check_server_paths
 
 router = APIRouter(prefix="/api/v1/ingestion", tags=["ingestion"])
 
-_OPENAPI_BODY = {
-    "requestBody": {
-        "content": {
-            "application/json": {"schema": IngestRequest.model_json_schema()},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "dataset": {"type": "string"},
-                        "encoder": {"type": "string"},
-                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                    },
-                    "required": ["files"],
-                }
-            },
+_OPENAPI_BODY = declares("path", "upload", requestBody={
+    "content": {
+        "application/json": {"schema": IngestRequest.model_json_schema()},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "dataset": {"type": "string"},
+                    "encoder": {"type": "string"},
+                    "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                },
+                "required": ["files"],
+            }
         },
-        "required": True,
-    }
-}
+    },
+    "required": True,
+})
 
 
 def _safe_filename(name: str) -> str:
@@ -81,19 +80,14 @@ async def save_uploads(state, request: Request, form, field: str = "files", scra
     return paths
 
 
-def check_length(state, request: Request) -> None:
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > state.settings.max_upload_mb * 1024 * 1024 + 1_000_000:
-        raise TooLarge(f"request body exceeds {state.settings.max_upload_mb:g} MB")
-
-
 @router.post("", status_code=202, response_model=IngestJob, openapi_extra=_OPENAPI_BODY)
-async def start_ingestion(request: Request, state: State, who: Writer):
-    """Start an ingest job; poll `GET /api/v1/ingestion/{job_id}` for its counts."""
+async def start_ingestion(request: Request, state: State, who: Writer, intake: IntakeDep):
+    """Start an ingest job; poll `GET /api/v1/ingestion/{job_id}` for its counts.  Paths must lie under
+    `--path-root` (403 otherwise); the job checks each file again when it opens it.  The body
+    (uploads) is limited to `--max-upload-mb` while it streams (413)."""
     model_ready(state)
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("multipart/form-data"):
-        check_length(state, request)
         form = await request.form()
         dataset = str(form.get("dataset") or "default")
         encoder = form.get("encoder") or None
@@ -104,7 +98,7 @@ async def start_ingestion(request: Request, state: State, who: Writer):
             body = IngestRequest.model_validate_json(await request.body())
         except ValidationError as e:
             raise RequestValidationError(e.errors()) from None
-        await run_in_threadpool(check_server_paths, state.settings, body.paths)
+        await run_in_threadpool(intake.check_paths, body.paths)
     return await run_in_threadpool(state.jobs.submit, body.paths, body.dataset, body.encoder)
 
 
