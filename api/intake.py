@@ -170,7 +170,7 @@ class Downloader:
     def parse(url: str):
         u = urlsplit(url)
         if u.scheme not in ("http", "https") or not u.hostname:
-            raise FetchError(f"unsupported URL {url!r}: use http(s)://host/...")
+            raise FetchError(f"unsupported URL scheme or no host in {url!r}: use http(s)://host/...")
         return u
 
     def vet(self, url: str) -> None:
