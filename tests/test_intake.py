@@ -179,10 +179,14 @@ def default(tmp_path_factory, dirs):
 def open_srv(tmp_path_factory, dirs):
     srv = _start(tmp_path_factory, "open", "--path-root", str(dirs["inside"]), "--allow-url-network",
                  "127.0.0.1/32", "--max-upload-mb", "5", "--max-url-mb", "1")
-    with srv.client(srv.tokens["write"]) as http:  # classify needs a concept, a concept a dataset
-        _wait(http, http.post("/api/v1/ingestion", json=_ingest(str(dirs["inside"] / "chelsea.png"))))
-        r = http.post("/api/v1/concepts", json={"name": "cat", "prompts": ["tabby cat"]})
-        assert r.status_code == 201, r.text
+    try:
+        with srv.client(srv.tokens["write"]) as http:  # classify needs a concept, a concept a dataset
+            _wait(http, http.post("/api/v1/ingestion", json=_ingest(str(dirs["inside"] / "chelsea.png"))))
+            r = http.post("/api/v1/concepts", json={"name": "cat", "prompts": ["tabby cat"]})
+            assert r.status_code == 201, r.text
+    except BaseException:
+        srv.stop()
+        raise
     yield srv
     srv.stop()
 
