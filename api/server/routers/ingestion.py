@@ -23,23 +23,26 @@ from ..models import IngestJob, IngestRequest
 
 router = APIRouter(prefix="/api/v1/ingestion", tags=["ingestion"])
 
-_OPENAPI_BODY = declares("path", "upload", requestBody={
-    "content": {
-        "application/json": {"schema": IngestRequest.model_json_schema()},
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "properties": {
-                    "dataset": {"type": "string"},
-                    "encoder": {"type": "string"},
-                    "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                },
-                "required": ["files"],
-            }
+_OPENAPI_BODY = {
+    "requestBody": {
+        "content": {
+            "application/json": {"schema": IngestRequest.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "dataset": {"type": "string"},
+                        "encoder": {"type": "string"},
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                    },
+                    "required": ["files"],
+                }
+            },
         },
-    },
-    "required": True,
-})
+        "required": True,
+    }
+}
+_OPENAPI_BODY.update(declares("path", "upload"))  # paths and uploads enter through the intake
 
 
 def _safe_filename(name: str) -> str:
