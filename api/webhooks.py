@@ -12,6 +12,11 @@ hmac in any language).  The secret is `PIXQL_WEBHOOK_SECRET` if set, otherwise
 a random one generated once and kept in `catalog.meta` (`pixql webhook-secret`
 or `GET /api/v1/moderation/webhook-secret` with admin scope shows it).
 
+Callbacks go only to addresses the intake's filter allows (`api.intake`: no
+loopback, private or link-local address unless `--allow-url-network` allows
+it), connecting to the address it vetted; a refused address fails the delivery
+at once, without retries.
+
 A 2xx ends a delivery; anything else (or no answer) is retried after
 `base_delay * factor**(attempt-1)` seconds, up to `max_attempts`.  Every attempt
 is a row of `catalog.webhook_deliveries`; the task's `delivery_status` goes
@@ -37,6 +42,7 @@ import secrets
 import threading
 import uuid
 from dataclasses import dataclass
+from typing import Callable
 
 import httpx
 
@@ -102,9 +108,16 @@ class WebhookSender:
     KIND = "webhook"
 
     def __init__(self, cursor_factory, write_lock, retry: RetryPolicy | None = None, secret: str | None = None,
-                 runner=None):
+                 runner=None, post: Callable[..., httpx.Response] | None = None):
+        """`post(url, content, headers, timeout)` sends one attempt; by default through an address
+        filter that allows public addresses only (`api.intake.Downloader.post`)."""
         from warehouse.jobs import JobRunner
 
+        if post is None:
+            from api.intake import AddressFilter, Downloader
+
+            post = Downloader(AddressFilter(), max_bytes=1 << 20).post
+        self._post = post
         self._cursor = cursor_factory
         self._lock = write_lock
         self.retry = retry or RetryPolicy()
@@ -234,21 +247,22 @@ class WebhookSender:
             EVENT_HEADER: EVENT,
             "User-Agent": "pixql-webhooks/1",
         }
-        code, error = None, None
+        code, error, final = None, None, False
         try:
-            with httpx.Client(timeout=self.retry.timeout, follow_redirects=False) as client:
-                resp = client.post(url, content=body, headers=headers)
+            resp = self._post(url, content=body, headers=headers, timeout=self.retry.timeout)
             code = resp.status_code
             ok = 200 <= code < 300
             if not ok:
                 error = f"HTTP {code}: {resp.text[:200]}"
         except httpx.HTTPError as e:
             ok, error = False, f"{type(e).__name__}: {e}"
+        except (PermissionError, ValueError) as e:  # an address the filter refuses: retrying won't help
+            ok, error, final = False, f"refused: {e}", True
         self._record(delivery_id, task_id, attempt, url, code, error, ok)
         if ok:
             self._set_status(task_id, "delivered", delivered=True)
             return {"attempts": attempt}
-        if attempt >= self.retry.max_attempts:
+        if attempt >= self.retry.max_attempts or final:
             self._set_status(task_id, "failed")
             log.warning("callback for task %s failed after %d attempts", task_id, attempt)
             raise RuntimeError(f"callback failed after {attempt} attempts: {error}")

@@ -12,6 +12,9 @@ What this module owns:
   warehouse are ingested (dataset `moderation` unless told) so every decision
   is about a row of `coactive_table`.  URLs and uploads are kept under
   `<root>/uploads/moderation/` by content hash, so the same bytes are one asset.
+  This module reads no URL and checks no path itself: files are opened through
+  `files` (an `ingest.sources.FileAccess`) and URLs fetched by `fetch`, both
+  given by the caller (the HTTP server passes its intake boundary, `api.intake`).
 * **Scores**: each category's own head (its concept's newest version, or its
   built-in definition) per frame; parents per `taxonomy.combine`.  Categories
   with no head anywhere are listed as `unscored`, never read as 0.
@@ -34,10 +37,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Callable
+
+from ingest.sources import PLAIN, FileAccess
 
 import numpy as np
 
@@ -105,9 +112,9 @@ class Subject:
     coactive_video_id: str | None = None
 
 
-def _sha256_file(path: Path) -> str:
+def _sha256_file(path: Path, files: FileAccess = PLAIN) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with files.open(path) as fh:
         while chunk := fh.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
@@ -157,12 +164,14 @@ def evaluate(scores: dict[str, float | None], pol: Policy) -> tuple[str, list[di
 
 class Moderator:
     def __init__(self, wh, dataset: str = DEFAULT_DATASET, cache_ttl_s: float = DEFAULT_TTL_S,
-                 max_download_bytes: int = 200 * 1024 * 1024, url_timeout_s: float = 30.0):
+                 fetch: Callable[[str], tuple[bytes, str]] | None = None, files: FileAccess = PLAIN):
+        """`fetch(url) -> (bytes, file name)` downloads URL items (None: URL items are refused);
+        `files` opens path items and the files ingested for them."""
         self.wh = wh
         self.dataset = dataset
         self.cache_ttl_s = cache_ttl_s
-        self.max_download_bytes = max_download_bytes
-        self.url_timeout_s = url_timeout_s
+        self.fetch = fetch
+        self.files = files
         self.hits = 0
         self.misses = 0
         self._lock = threading.Lock()
@@ -237,10 +246,17 @@ class Moderator:
     def _intake(self, it: Item) -> tuple[Path, str]:
         if it.path:
             p = Path(it.path).expanduser()
-            if not p.is_file():
-                raise ValueError(f"no such file on the server: {it.path}")
-            return p.resolve(), _sha256_file(p)
-        data, name = (it.data, it.filename) if it.data is not None else self._download(it.url)
+            try:
+                sha = _sha256_file(p, self.files)
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                raise ValueError(f"no such file on the server: {it.path}") from None
+            return Path(os.path.realpath(p)), sha
+        if it.data is not None:
+            data, name = it.data, it.filename
+        elif self.fetch is None:
+            raise ValueError(f"this moderator fetches no URLs ({it.url}): download it and send the bytes")
+        else:
+            data, name = self.fetch(it.url)
         if not data:
             raise ValueError("empty upload (0 bytes)")
         sha = hashlib.sha256(data).hexdigest()
@@ -248,26 +264,6 @@ class Moderator:
         if not dest.is_file():
             atomic_write_bytes(data, dest)
         return dest.resolve(), sha
-
-    def _download(self, url: str) -> tuple[bytes, str]:
-        import httpx
-        from urllib.parse import urlparse
-
-        u = urlparse(url)
-        if u.scheme not in ("http", "https") or not u.netloc:
-            raise ValueError(f"url must be http(s)://host/...: {url!r}")
-        buf = bytearray()
-        try:
-            with httpx.stream("GET", url, timeout=self.url_timeout_s, follow_redirects=True) as r:
-                if r.status_code != 200:
-                    raise ValueError(f"fetching {url} gave HTTP {r.status_code}")
-                for chunk in r.iter_bytes():
-                    buf += chunk
-                    if len(buf) > self.max_download_bytes:
-                        raise ValueError(f"{url} is larger than {self.max_download_bytes} bytes")
-        except httpx.HTTPError as e:
-            raise ValueError(f"cannot fetch {url}: {type(e).__name__}: {e}") from None
-        return bytes(buf), u.path.rsplit("/", 1)[-1]
 
     def _subject_by_id(self, con, it: Item) -> Subject:
         if it.coactive_video_id:
@@ -308,7 +304,7 @@ class Moderator:
 
     def _ingest(self, con, to_ingest, subjects, results, items, dataset) -> None:
         paths = sorted({str(p) for p, _ in to_ingest.values()})
-        report = self.wh.ingest(paths, dataset=dataset, encoder=SIM_ENCODER, progress=False)
+        report = self.wh.ingest(paths, dataset=dataset, encoder=SIM_ENCODER, progress=False, files=self.files)
         for i, (path, sha) in to_ingest.items():
             found = self._subject_by_path(con, path, sha)
             if found is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import uuid
 import warnings
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .sources import VIDEO_EXTS, Source
+from .sources import PLAIN, VIDEO_EXTS, FileAccess, Source
 
 # Namespace for deterministic ids: the same file in the same dataset always gets
 # the same coactive_image_id, which makes re-runs idempotent.
@@ -71,9 +72,9 @@ def asset_id(dataset: str, path: str, sha256: str, frame: int | None = None) -> 
     return str(uuid.uuid5(ID_NAMESPACE, key))
 
 
-def check_size(path: Path, max_bytes: int) -> int:
+def check_size(path: Path, max_bytes: int, size: int | None = None) -> int:
     """The file's size, or a DecodeError for an empty or oversized file."""
-    size = path.stat().st_size
+    size = path.stat().st_size if size is None else size
     if size == 0:
         raise DecodeError("empty file (0 bytes)")
     if size > max_bytes:
@@ -81,10 +82,17 @@ def check_size(path: Path, max_bytes: int) -> int:
     return size
 
 
-def file_digest(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[bytes, str]:
-    check_size(path, max_bytes)
-    data = path.read_bytes()
+def file_digest(path: Path, max_bytes: int = DEFAULT_MAX_BYTES, files: FileAccess = PLAIN) -> tuple[bytes, str]:
+    data, _ = read_file(path, max_bytes, files)
     return data, hashlib.sha256(data).hexdigest()
+
+
+def read_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES, files: FileAccess = PLAIN) -> tuple[bytes, float]:
+    """(bytes, mtime) of the file `files` opens; size and time come from the opened file itself."""
+    with files.open(path) as fh:
+        st = os.fstat(fh.fileno())
+        check_size(path, max_bytes, st.st_size)
+        return fh.read(max_bytes + 1), st.st_mtime
 
 
 def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, target: int | None = None):
@@ -142,6 +150,7 @@ def decode_source(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     target: int | None = None,
     video_options: dict | None = None,
+    files: FileAccess = PLAIN,
 ) -> SourceResult:
     """Decode one source; never raises for a bad file, the reason goes into the result."""
     res = SourceResult(source)
@@ -153,14 +162,15 @@ def decode_source(
         if path.suffix.lower() in VIDEO_EXTS:
             from .video import decode_video  # optional dependency path (PyAV)
 
-            return decode_video(source, dataset, known_ids, target=target, **(video_options or {}))
-        data, digest = file_digest(path)
+            return decode_video(source, dataset, known_ids, target=target, files=files, **(video_options or {}))
+        data, mtime = read_file(path, DEFAULT_MAX_BYTES, files)
+        digest = hashlib.sha256(data).hexdigest()
         aid = asset_id(dataset, str(path), digest)
         if aid in known_ids:
             res.skipped = True
             return res
         im, fmt, w, h = open_image(data, max_pixels=max_pixels, target=target)
-        mtime = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).replace(tzinfo=None)
+        mtime = datetime.fromtimestamp(mtime, timezone.utc).replace(tzinfo=None)
         res.assets.append(
             DecodedAsset(aid, str(path), "image", fmt, w, h, len(data), digest, mtime, im, source.metadata)
         )

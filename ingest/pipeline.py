@@ -36,7 +36,7 @@ from .analyzers import AnalyzerUnavailable, get_analyzer, parse_analyzers
 from .analyzers import store as analysis_store
 from .analyzers.base import ANALYSIS_MAX_SIDE
 from .decode import DEFAULT_MAX_PIXELS, DecodedAsset, SourceResult, decode_source
-from .sources import Source, expand
+from .sources import PLAIN, FileAccess, Source, expand
 
 DATASET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
 
@@ -202,11 +202,13 @@ class _PartWriter:
         return added
 
 
-def _decode_and_preprocess(src: Source, dataset, known, max_pixels, encoder, video_options, analysis=False) -> SourceResult:
+def _decode_and_preprocess(src: Source, dataset, known, max_pixels, encoder, video_options, analysis=False,
+                           files: FileAccess = PLAIN) -> SourceResult:
     target = int(round(encoder.input_size / encoder.crop_pct))
     # Analyzers (OCR above all) need more detail than the encoder: decode larger, then bound it.
     res = decode_source(src, dataset, known, max_pixels=max_pixels,
-                        target=max(target, ANALYSIS_MAX_SIDE) if analysis else target, video_options=video_options)
+                        target=max(target, ANALYSIS_MAX_SIDE) if analysis else target, video_options=video_options,
+                        files=files)
     for a in res.assets:
         try:
             _prepare(a, encoder, analysis)
@@ -283,7 +285,10 @@ def run(
     run_id: str | None = None,
     analyzers=None,
     should_stop: Callable[[], bool] | None = None,
+    files: FileAccess = PLAIN,
 ) -> IngestReport:
+    """Ingest `paths` into `dataset`; `files` is how the files are reached (a server's intake checks
+    each one when it is opened; the default reads whatever the process can)."""
     if wh.read_only:
         raise PermissionError("warehouse opened read-only")
     validate_dataset_name(dataset)
@@ -302,7 +307,7 @@ def run(
                 import warnings
 
                 warnings.warn(f"dataset {dataset!r} uses analyzer {name!r}, skipped: {e}")
-    sources = expand(paths, manifest)
+    sources = expand(paths, manifest, files)
     run_id = run_id or uuid.uuid4().hex[:12]
     report = IngestReport(run_id, dataset, enc_name, total_files=len(sources))
     with wh.write_lock:
@@ -383,7 +388,7 @@ def run(
                         return
                     inflight.append(
                         pool.submit(_decode_and_preprocess, src, dataset, embedded, max_pixels, enc, video_options,
-                                    bool(active))
+                                    bool(active), files)
                     )
 
             def keyframes(res: SourceResult):

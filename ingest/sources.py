@@ -5,15 +5,38 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
 # Files that describe other files; never assets themselves.
 SIDECAR_EXTS = {".json", ".jsonl", ".csv"}
 GLOB_CHARS = set("*?[")
+OUTSIDE = "outside the directories this server reads"
+
+
+class FileAccess:
+    """How ingest reaches the files a user names: the hook a server replaces with its intake's checks.
+
+    This default reads any file the process can (the CLI and the SDK).  A server
+    passes a subclass whose `allows` bounds what directories, globs and @lists
+    expand to, and whose `open` checks the file it actually opened (symlinks
+    swapped in after a request was accepted included), raising PermissionError.
+    """
+
+    def allows(self, path: Path) -> bool:
+        return True
+
+    def open(self, path: Path) -> BinaryIO:
+        return open(path, "rb")
+
+
+PLAIN = FileAccess()
 
 
 @dataclass
@@ -34,21 +57,25 @@ def _walk(directory: Path):
         yield p
 
 
-def _read_list(list_file: Path):
+def _read_list(list_file: Path, files: FileAccess):
     base = list_file.parent
-    for line in list_file.read_text().splitlines():
+    with files.open(list_file) as fh:
+        text = io.TextIOWrapper(fh).read()
+    for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             p = Path(line)
             yield p if p.is_absolute() else base / p
 
 
-def expand(paths, manifest: str | Path | None = None) -> list[Source]:
+def expand(paths, manifest: str | Path | None = None, files: FileAccess = PLAIN) -> list[Source]:
     """Expand user arguments into sources, de-duplicated by resolved path, in a stable order.
 
     A directory is walked recursively; an argument with glob characters is a glob
     (`**` recursive); `@file` reads one path per line; anything else is a file.
     A missing path becomes a source with a problem rather than an exception.
+    Where `files` does not allow a path, it becomes a source with the problem
+    `OUTSIDE` under the name the user gave (never walked, never opened).
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -56,8 +83,16 @@ def expand(paths, manifest: str | Path | None = None) -> list[Source]:
     out: list[Source] = []
     seen: set[Path] = set()
 
+    def outside(p: Path):
+        src = Source(p.absolute(), problem=OUTSIDE)
+        if src.path not in seen:
+            seen.add(src.path)
+            out.append(src)
+
     def add(p: Path, explicit: bool):
         rp = p.resolve()
+        if not files.allows(rp):
+            return outside(p)
         if rp in seen:
             return
         seen.add(rp)
@@ -73,32 +108,45 @@ def expand(paths, manifest: str | Path | None = None) -> list[Source]:
     for arg in paths:
         s = str(arg)
         if s.startswith("@"):
-            for p in _read_list(Path(s[1:])):
+            if not files.allows(Path(s[1:]).resolve()):
+                outside(Path(s[1:]))
+                continue
+            for p in _read_list(Path(s[1:]), files):
                 add(p, explicit=True)
         elif GLOB_CHARS & set(s):
+            # The directory before the first wildcard is checked first, so a glob
+            # outside the allowed roots says nothing about what it would match.
+            prefix = s[:min(s.index(c) for c in GLOB_CHARS & set(s))]
+            base = Path(os.path.dirname(prefix) or ".")
+            if not files.allows(base.resolve()):
+                outside(Path(s))
+                continue
             for m in sorted(glob.glob(s, recursive=True)):
                 mp = Path(m)
                 if mp.is_file() and mp.suffix.lower() not in SIDECAR_EXTS:
                     add(mp, explicit=False)
         else:
             p = Path(s)
-            if p.is_dir():
+            if not files.allows(p.resolve()):
+                outside(p)
+            elif p.is_dir():
                 for f in _walk(p):
                     add(f, explicit=False)
             else:
                 add(p, explicit=True)
     for src in out:
         if src.problem is None:
-            src.metadata.update(sidecar_metadata(src.path))
+            src.metadata.update(sidecar_metadata(src.path, files))
     return out
 
 
-def sidecar_metadata(path: Path) -> dict:
+def sidecar_metadata(path: Path, files: FileAccess = PLAIN) -> dict:
     """`photo.jpg.json` or `photo.json` beside the file, if it holds a JSON object."""
     for cand in (path.with_name(path.name + ".json"), path.with_suffix(".json")):
         if cand.is_file():
             try:
-                data = json.loads(cand.read_text())
+                with files.open(cand) as fh:
+                    data = json.loads(fh.read())
             except (OSError, ValueError):
                 return {}
             return data if isinstance(data, dict) else {"value": data}

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Iterator
 
 from .decode import DEFAULT_MAX_BYTES, ID_NAMESPACE, DecodedAsset, DecodeError, SourceResult, asset_id, check_size
-from .sources import Source
+import os
+
+from .sources import PLAIN, FileAccess, Source
 
 HASH_CHUNK = 4 * 1024 * 1024
 # Video files may be large, but are hashed in chunks and never read whole.
@@ -57,10 +59,10 @@ def video_id(dataset: str, path: str, sha256: str) -> str:
     return str(uuid.uuid5(ID_NAMESPACE, f"{dataset}\0{path}\0{sha256}\0video"))
 
 
-def stream_digest(path: Path, max_bytes: int = DEFAULT_MAX_VIDEO_BYTES) -> tuple[str, int]:
-    size = check_size(path, max_bytes)
+def stream_digest(path: Path, max_bytes: int = DEFAULT_MAX_VIDEO_BYTES, files: FileAccess = PLAIN) -> tuple[str, int]:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with files.open(path) as fh:
+        size = check_size(path, max_bytes, os.fstat(fh.fileno()).st_size)
         for chunk in iter(lambda: fh.read(HASH_CHUNK), b""):
             h.update(chunk)
     return h.hexdigest(), size
@@ -72,11 +74,14 @@ def av_errors():
     return av.error.FFmpegError
 
 
-def _open(path: Path):
+def _open(path: Path, files: FileAccess = PLAIN):
     import av
 
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        # Through a checked FileAccess, PyAV reads the file object that access opened
+        # (the container keeps it and it closes with the container).
+        src = str(path) if files is PLAIN else files.open(path)
+        container = av.open(src, metadata_errors="ignore")
     except av.error.FFmpegError as e:
         raise DecodeError(f"not a readable video: {getattr(e, 'strerror', None) or e}") from None
     if not container.streams.video:
@@ -90,9 +95,9 @@ def frame_rotation(frame) -> int:
     return int(round(frame.rotation / 90.0)) * 90 % 360
 
 
-def probe(path: Path) -> dict:
+def probe(path: Path, files: FileAccess = PLAIN) -> dict:
     """Container facts without decoding: codec, size, duration, frame rate."""
-    container = _open(path)
+    container = _open(path, files)
     try:
         st = container.streams.video[0]
         cc = st.codec_context
@@ -156,8 +161,9 @@ class KeyframeStream:
 
     def __init__(self, source: Source, dataset: str, info: VideoInfo, mtime: datetime,
                  target: int | None, analysis_size: int | None,
-                 skip_ids=frozenset(), only_ids=None):
+                 skip_ids=frozenset(), only_ids=None, files: FileAccess = PLAIN):
         self.source, self.dataset, self.info, self.mtime = source, dataset, info, mtime
+        self.files = files
         w, h = frame_size(info.width, info.height, target, analysis_size)
         # converted in the coded orientation, then turned upright
         self.size = (h, w) if info.rotation in (90, 270) else (w, h)
@@ -175,7 +181,7 @@ class KeyframeStream:
         next_t, index, n = 0.0, 0, 0
         stopped_early = False
         try:
-            container = _open(path)
+            container = _open(path, self.files)
         except DecodeError as e:
             self._finish(str(e))
             return
@@ -249,6 +255,7 @@ def decode_video(
     analysis_size: int | None = None,
     known_videos: dict | None = None,
     only_ids=None,
+    files: FileAccess = PLAIN,
 ) -> SourceResult:
     """Hash and probe one video; return a result whose `frames` streams its keyframes.
 
@@ -262,14 +269,14 @@ def decode_video(
         raise DecodeError(f"invalid max_frames={max_frames}: must be >= 1")
     path = source.path
     res = SourceResult(source)
-    digest, size = stream_digest(path)
+    digest, size = stream_digest(path, files=files)
     rec = (known_videos or {}).get(str(path))
     if rec and rec.get("sha256") == digest:
         fps, max_frames = rec["sample_fps"], rec["max_frames"]
         if rec.get("complete") and only_ids is None:
             res.skipped = True
             return res
-    facts = probe(path)
+    facts = probe(path, files)
     if not facts["width"] or not facts["height"]:
         raise DecodeError("video stream has no frame size")
     info = VideoInfo(
@@ -278,7 +285,8 @@ def decode_video(
     )
     mtime = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).replace(tzinfo=None)
     res.video = info
-    res.frames = KeyframeStream(source, dataset, info, mtime, target, analysis_size, known_ids, only_ids)
+    res.frames = KeyframeStream(source, dataset, info, mtime, target, analysis_size, known_ids, only_ids,
+                                files)
     return res
 
 

@@ -51,6 +51,7 @@ def api_server(tmp_path_factory, photo_dir):
     """`pixql serve` as a subprocess on 127.0.0.1, photos ingested over HTTP; `.tokens[scope]`."""
     from apiserver import start_photo_server
 
-    srv = start_photo_server(tmp_path_factory.mktemp("api"), photo_dir)
+    # Loopback is allowed for URL fetching: the tests' own image servers listen on 127.0.0.1.
+    srv = start_photo_server(tmp_path_factory.mktemp("api"), photo_dir, "--allow-url-network", "127.0.0.0/8")
     yield srv
     srv.stop()

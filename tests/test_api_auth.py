@@ -97,19 +97,3 @@ def test_token_cli(tmp_path):
     r = subprocess.run(cli + ["token", "create", "bob", "--scope", "root", "--root", str(root)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "scope" in r.stderr
-
-
-def test_path_roots_limit_server_side_paths(photo_dir, tmp_path):
-    from api.server.settings import check_server_paths
-
-    open_settings = ServerSettings()
-    check_server_paths(open_settings, ["/etc"])  # no roots: anything the process can read
-    limited = ServerSettings(path_roots=[photo_dir])
-    check_server_paths(limited, [str(photo_dir), str(photo_dir / "chelsea.png"), str(photo_dir / "*.png")])
-    for outside in (["/etc/passwd"], [str(photo_dir / ".." / "x.png")], [str(tmp_path)], [f"@{tmp_path}/list.txt"]):
-        (tmp_path / "a.png").write_bytes(b"x")
-        with pytest.raises(PermissionError):
-            check_server_paths(limited, outside)
-    (tmp_path / "list.txt").write_text("/etc/hostname\n")
-    with pytest.raises(PermissionError):
-        check_server_paths(ServerSettings(path_roots=[tmp_path]), [f"@{tmp_path}/list.txt"])

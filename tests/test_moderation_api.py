@@ -25,7 +25,9 @@ def srv(tmp_path_factory, photo_dir):
     os.environ["PIXQL_WEBHOOK_BASE_DELAY_S"] = "0.05"  # the retries of the callback test, fast
     os.environ["PIXQL_WEBHOOK_MAX_ATTEMPTS"] = "5"
     try:
-        s = start_photo_server(tmp_path_factory.mktemp("moderation-api"), photo_dir)
+        # Callbacks go to a receiver on 127.0.0.1, which the server reaches only when allowed.
+        s = start_photo_server(tmp_path_factory.mktemp("moderation-api"), photo_dir,
+                               "--allow-url-network", "127.0.0.0/8")
     finally:
         for k, v in saved.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)

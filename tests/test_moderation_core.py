@@ -180,8 +180,12 @@ def test_url_items_are_fetched_and_kept_by_content_hash(mod_wh, photo_dir):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
-        out = Moderator(wh).moderate([Item(url=f"{base}/horse.png", id="h"), Item(url=f"{base}/missing.png"),
-                                      Item(url="file:///etc/passwd")])
+        # The moderator downloads nothing itself: the caller hands it a fetcher (the server, its intake's).
+        from api.intake import AddressFilter, Downloader
+
+        fetch = Downloader(AddressFilter(networks=["127.0.0.0/8"]), max_bytes=50 << 20).fetch
+        out = Moderator(wh, fetch=fetch).moderate([Item(url=f"{base}/horse.png", id="h"),
+                                                   Item(url=f"{base}/missing.png"), Item(url="file:///etc/passwd")])
     finally:
         server.shutdown()
         server.server_close()

@@ -8,7 +8,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from api import webhooks
+from api.intake import AddressFilter, Downloader
 from warehouse import Warehouse, catalog
+
+# The receivers live on loopback, which callbacks may reach only when allowed (--allow-url-network).
+LOOPBACK_OK = Downloader(AddressFilter(networks=["127.0.0.0/8"]), max_bytes=1 << 20).post
 
 
 class Receiver:
@@ -75,7 +79,8 @@ def test_fails_twice_then_delivered_once_and_signed(wh):
         result = {"task_id": "t1", "results": [{"status": "rejected"}]}
         _task(wh, rx.url, result)
         sender = webhooks.WebhookSender(wh.cursor, wh.write_lock,
-                                        webhooks.RetryPolicy(max_attempts=5, base_delay=0.05), secret="k3y")
+                                        webhooks.RetryPolicy(max_attempts=5, base_delay=0.05), secret="k3y",
+                                        post=LOOPBACK_OK)
         delivery = sender.submit("t1")
         assert sender.wait("t1", timeout=30) == "delivered"
         assert len(rx.requests) == 3  # 500, 500, then 200
@@ -107,7 +112,7 @@ def test_gives_up_after_max_attempts(wh):
     try:
         _task(wh, rx.url, {"x": 1})
         sender = webhooks.WebhookSender(wh.cursor, wh.write_lock,
-                                        webhooks.RetryPolicy(max_attempts=3, base_delay=0.01), secret="k")
+                                        webhooks.RetryPolicy(max_attempts=3, base_delay=0.01), secret="k", post=LOOPBACK_OK)
         sender.submit("t1")
         assert sender.wait("t1", timeout=30) == "failed"
         assert len(rx.requests) == 3
@@ -134,9 +139,25 @@ def test_resume_pending_finishes_what_a_stopped_server_left(wh):
     try:
         _task(wh, rx.url, {"x": 2})
         wh.cursor().execute("UPDATE catalog.moderation_tasks SET delivery_status = 'retrying'")
-        sender = webhooks.WebhookSender(wh.cursor, wh.write_lock, webhooks.RetryPolicy(base_delay=0.01), secret="k")
+        sender = webhooks.WebhookSender(wh.cursor, wh.write_lock, webhooks.RetryPolicy(base_delay=0.01), secret="k", post=LOOPBACK_OK)
         assert sender.resume_pending() == ["t1"]
         assert sender.wait("t1", timeout=30) == "delivered" and len(rx.requests) == 1
         assert sender.resume_pending() == [] and len(rx.requests) == 1
+    finally:
+        rx.close()
+
+
+def test_callbacks_to_loopback_are_refused_unless_allowed(wh):
+    """The address filter of URL fetching applies to callbacks: no request leaves, no retries."""
+    rx = Receiver(fail=0)
+    try:
+        _task(wh, rx.url, {"x": 3})
+        sender = webhooks.WebhookSender(wh.cursor, wh.write_lock,
+                                        webhooks.RetryPolicy(max_attempts=4, base_delay=0.01), secret="k")
+        sender.submit("t1")
+        assert sender.wait("t1", timeout=30) == "failed"
+        attempts = sender.attempts("t1")
+        assert len(attempts) == 1 and "refused" in attempts[0]["error"] and "127.0.0.1" in attempts[0]["error"]
+        assert rx.requests == []
     finally:
         rx.close()

@@ -30,7 +30,14 @@ def serve(
     max_upload_mb: float = typer.Option(200.0, "--max-upload-mb"),
     path_root: Optional[List[Path]] = typer.Option(
         None, "--path-root", help="Only read server-side paths under this directory (repeatable)."),
-    no_url_fetch: bool = typer.Option(False, "--no-url-fetch", help="Refuse classify requests with URLs."),
+    no_url_fetch: bool = typer.Option(False, "--no-url-fetch", help="Refuse every request that names a URL (403)."),
+    allow_url_network: Optional[List[str]] = typer.Option(
+        None, "--allow-url-network", help="Also fetch from (and call back to) this network, e.g. 10.0.0.0/8; "
+        "loopback, private and link-local addresses are refused otherwise (repeatable)."),
+    allow_url_host: Optional[List[str]] = typer.Option(
+        None, "--allow-url-host", help="Also fetch from this host name, whatever it resolves to (repeatable)."),
+    max_url_mb: float = typer.Option(50.0, "--max-url-mb", help="Largest download from a URL."),
+    url_time_limit: float = typer.Option(30.0, "--url-time-limit", help="Seconds a URL download may take."),
     lazy_model: bool = typer.Option(False, "--lazy-model",
                                     help="Load the encoder on first use instead of before /ready says ready."),
     log_level: str = typer.Option("info", "--log-level"),
@@ -49,7 +56,8 @@ def serve(
             query_time_limit_s=time_limit, query_row_cap=row_cap, query_memory_limit=memory_limit,
             max_queued_queries=max_queued, max_upload_mb=max_upload_mb, load_model=not lazy_model,
             max_running_per_token=max_running_per_token,
-            path_roots=path_root or None, url_fetch=not no_url_fetch,
+            path_roots=path_root or None, url_fetch=not no_url_fetch, allow_url_networks=allow_url_network or [],
+            allow_url_hosts=allow_url_host or [], max_url_mb=max_url_mb, url_time_limit_s=url_time_limit,
         )
         settings.check()
     except ValidationError as e:

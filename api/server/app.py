@@ -39,6 +39,9 @@ def create_app(settings: ServerSettings | None = None, state=None) -> FastAPI:
     app = FastAPI(title="PixQL", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.pixql = None
     errors.install(app)
+    from api import intake
+
+    intake.install(app, lambda: int(settings.max_upload_mb * 1024 * 1024))
     for router in ROUTERS:
         app.include_router(router)
     return app

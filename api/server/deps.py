@@ -5,6 +5,7 @@ Route functions declare what they need:
     def route(state: State, who: Reader): ...    # any valid token
     def route(state: State, who: Writer): ...    # scope write or admin
     def route(state: State, who: Admin): ...
+    def route(intake: IntakeDep): ...            # client paths, URLs, uploads -> bytes (api/intake.py)
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import ANONYMOUS_ADMIN, Principal, require
+from api.intake import IntakeDep  # noqa: F401  (re-exported: the one way routes reach client files and URLs)
 
 from .errors import NotReady
 from .state import ServerState

@@ -31,9 +31,12 @@ def catalog_counts(con, job_id: str, total: int) -> dict:
 
 
 class IngestJobs:
-    def __init__(self, wh, runner: JobRunner, part_rows: int = 64):
+    def __init__(self, wh, runner: JobRunner, part_rows: int = 64, files=None):
+        from ingest.sources import PLAIN
+
         self.wh = wh
         self.runner = runner
+        self.files = files or PLAIN  # how jobs open files: the server's intake checks each one when opened
         self.part_rows = part_rows
         self._live: dict[str, object] = {}  # job id -> the running pipeline's report
         self._lock = threading.Lock()
@@ -47,7 +50,7 @@ class IngestJobs:
         validate_dataset_name(dataset)
         if not paths:
             raise ValueError("no paths to ingest")
-        sources = expand(paths)  # raises on paths that do not exist
+        sources = expand(paths, files=self.files)  # raises on paths that do not exist
         if encoder is not None:
             encoder = normalize_name(encoder)
         job = self.runner.submit(KIND, {"paths": [str(p) for p in paths], "dataset": dataset, "encoder": encoder},
@@ -89,7 +92,7 @@ class IngestJobs:
         try:
             report = self.wh.ingest(p["paths"], dataset=p["dataset"], encoder=p.get("encoder"), progress=False,
                                     part_rows=self.part_rows, on_progress=on_progress, run_id=ctx.job_id,
-                                    should_stop=lambda: ctx.stopping)
+                                    should_stop=lambda: ctx.stopping, files=self.files)
         except Exception:  # the job says Error; its counts still say what was committed
             ctx.counters.update(catalog_counts(con, ctx.job_id, total))
             raise

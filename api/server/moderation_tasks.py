@@ -48,14 +48,15 @@ class ModerationService:
         self.moderator = Moderator(
             wh, dataset=os.environ.get("PIXQL_MODERATION_DATASET", "moderation"),
             cache_ttl_s=_env("PIXQL_MODERATION_CACHE_TTL_S", 86400.0),
-            max_download_bytes=int(state.settings.max_upload_mb * 1024 * 1024))
+            fetch=state.intake.fetch, files=state.intake.job_files)  # URLs and files only through the intake
         if runner is None:  # a state made without one (tests, embedding): a runner of our own
             runner = JobRunner(wh.cursor, wh.write_lock, {"moderation": 1, "webhook": 4}).start()
         self.runner = runner
         self.sender = WebhookSender(wh.cursor, wh.write_lock, RetryPolicy(
             max_attempts=int(_env("PIXQL_WEBHOOK_MAX_ATTEMPTS", 6)),
             base_delay=_env("PIXQL_WEBHOOK_BASE_DELAY_S", 1.0),
-            max_delay=_env("PIXQL_WEBHOOK_MAX_DELAY_S", 300.0)), runner=runner)
+            max_delay=_env("PIXQL_WEBHOOK_MAX_DELAY_S", 300.0)), runner=runner,
+            post=state.intake.downloader.post)
         runner.register(KIND, self._run, lane="moderation")
         self.sender.resume_pending()
 

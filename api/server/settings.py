@@ -44,8 +44,14 @@ class ServerSettings(BaseModel):
     path_roots: list[Path] | None = None
     # classification
     max_classify_assets: int = 50
-    url_fetch: bool = True
     load_model: bool = True
+    # URL fetching (classify, moderate, feedback) and webhook callbacks: see api/intake.py
+    url_fetch: bool = True
+    allow_url_networks: list[str] = Field(default_factory=list)  # CIDRs allowed beside public addresses
+    allow_url_hosts: list[str] = Field(default_factory=list)  # host names allowed whatever they resolve to
+    max_url_mb: float = 50.0
+    url_time_limit_s: float = 30.0
+    max_url_redirects: int = 5
 
     # Every value is checked when the settings are made, so a bad flag stops
     # `pixql serve` at start with one line instead of failing each request later.
@@ -98,19 +104,10 @@ class ServerSettings(BaseModel):
             raise ValueError(
                 f"--no-auth is only allowed on a loopback address (127.0.0.1, ::1, localhost), not {self.host!r}"
             )
-
-
-def check_server_paths(settings: ServerSettings, paths: list[str]) -> None:
-    """Refuse server-side paths outside `path_roots` (after expanding directories, globs and @lists)."""
-    if not settings.path_roots or not paths:
-        return
-    from ingest.sources import expand
-
-    roots = [Path(r).resolve() for r in settings.path_roots]
-    for arg in paths:
-        if str(arg).startswith("@") and not any(Path(str(arg)[1:]).resolve().is_relative_to(r) for r in roots):
-            raise PermissionError(f"{arg}: list files must be under the allowed roots")
-    for src in expand(paths):
-        if not any(src.path.is_relative_to(r) for r in roots):
-            raise PermissionError(
-                f"{src.path} is outside the directories this server reads ({', '.join(map(str, roots))})")
+        for net in self.allow_url_networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"--allow-url-network {net!r} is not a network (e.g. 10.0.0.0/8)") from None
+        if self.max_upload_mb <= 0 or self.max_url_mb <= 0:
+            raise ValueError("--max-upload-mb and --max-url-mb must be > 0")

@@ -1,9 +1,13 @@
 """`POST /api/v1/classify`: score images against concepts without adding them (Coactive tutorial 3.1).
 
-Images come as server-side `paths`, http(s) `urls` (downloaded with a size and
-time limit), or uploaded `files` (multipart).  Scoring is `concepts.classify`;
-this route only gathers the files and shapes the answer: per asset, each
-concept's `score`, `threshold` and `positive`, and the list of positive tags.
+Images come as server-side `paths`, http(s) `urls` or uploaded `files`
+(multipart), all through the intake (`api.intake`): paths under `--path-root`,
+URLs by its one downloader, the body within `--max-upload-mb`.  More than
+`max_classify_assets` images is a 413 before anything is read or fetched.  Each
+file is copied into a scratch directory as the intake opens it, so what is
+scored is what was checked.  Scoring is `concepts.classify`; this route only
+gathers the files and shapes the answer: per asset, each concept's `score`,
+`threshold` and `positive`, and the list of positive tags.
 """
 from __future__ import annotations
 
@@ -12,24 +16,21 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-import httpx
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from api.intake import Intake, IntakeDep, declares
+
 from ..deps import State, Writer, model_ready
 from ..errors import TooLarge
 from ..models import ClassifyRequest, ClassifyResponse
-from ..settings import check_server_paths
-from .ingestion import _safe_filename, check_length
+from .ingestion import _safe_filename
 
 router = APIRouter(prefix="/api/v1", tags=["classify"])
 
-MAX_URL_BYTES = 50 * 1024 * 1024
-
-_OPENAPI_BODY = {
-    "requestBody": {
+_OPENAPI_BODY = declares("path", "url", "upload", requestBody={
         "content": {
             "application/json": {"schema": ClassifyRequest.model_json_schema()},
             "multipart/form-data": {
@@ -45,60 +46,61 @@ _OPENAPI_BODY = {
             },
         },
         "required": True,
-    }
-}
+})
 
 
-def _download(urls: list[str], into: Path) -> tuple[list[str], dict[str, str]]:
-    """Fetch each URL to a file; returns (paths, {url: error}) so one bad URL does not fail the batch."""
-    paths, errors = [], {}
-    with httpx.Client(timeout=20, follow_redirects=True) as http:
-        for i, url in enumerate(urls):
-            scheme = urlparse(url).scheme
-            if scheme not in ("http", "https"):
-                errors[url] = f"unsupported URL scheme {scheme!r}: use http or https"
-                continue
-            dest = into / f"{i:05d}-{_safe_filename(urlparse(url).path) or 'download'}"
-            try:
-                with http.stream("GET", url) as r:
-                    if r.status_code != 200:
-                        errors[url] = f"download failed: HTTP {r.status_code}"
-                        continue
-                    size = 0
-                    with open(dest, "wb") as out:
-                        for chunk in r.iter_bytes():
-                            size += len(chunk)
-                            if size > MAX_URL_BYTES:
-                                raise TooLarge(f"{url} is larger than {MAX_URL_BYTES >> 20} MB")
-                            out.write(chunk)
-            except httpx.HTTPError as e:
-                errors[url] = f"download failed: {e}"
-                continue
-            except TooLarge as e:
-                errors[url] = str(e)
-                continue
-            paths.append((url, str(dest)))
-    return paths, errors
+def _gather(intake: Intake, req: ClassifyRequest, into: Path, uploads: int, limit: int):
+    """Copy the request's paths and URLs into `into` through the intake.
+
+    Returns ({scratch path: what the client named}, [(name, error)]); refuses (403/413) before
+    reading anything when a path or URL is not allowed or there are too many images.
+    """
+    url_problems = intake.check_urls(req.urls or [])
+    sources = intake.check_paths(req.paths or [])
+    count = len(sources) + len(req.urls or []) + uploads
+    if count > limit:
+        raise TooLarge(f"{count} images in one request; the limit is {limit}")
+    named, errors = {}, []
+    for i, src in enumerate(sources):
+        if src.problem:
+            errors.append((str(src.path), None, src.problem))
+            continue
+        dest = into / f"p{i:05d}-{_safe_filename(src.path.name)}"
+        try:
+            with intake.open(src.path) as fh, open(dest, "wb") as out:
+                shutil.copyfileobj(fh, out, 1 << 20)
+        except OSError as e:  # refused when opened (a link swapped in), or unreadable
+            errors.append((str(src.path), None, str(e) if isinstance(e, PermissionError) else
+                           f"cannot read file: {e.strerror or e}"))
+            continue
+        named[str(dest.resolve())] = (str(src.path), None)
+    for i, url in enumerate(req.urls or []):
+        if url in url_problems:
+            errors.append((url, url, url_problems[url]))
+            continue
+        try:
+            data, name = intake.fetch(url)
+        except (ValueError, PermissionError) as e:  # one bad URL does not fail the batch
+            errors.append((url, url, str(e)))
+            continue
+        dest = into / f"u{i:05d}-{_safe_filename(name or urlparse(url).path) or 'download'}"
+        dest.write_bytes(data)
+        named[str(dest.resolve())] = (url, url)
+    return named, errors
 
 
-def _classify(state, req: ClassifyRequest, uploaded: list[str], upload_names: dict | None = None) -> ClassifyResponse:
+def _classify(state, intake: Intake, req: ClassifyRequest, uploaded: list[str],
+              upload_names: dict | None = None) -> ClassifyResponse:
     from concepts import registry
     from concepts.classify import classify
-    from ingest.sources import expand
 
-    check_server_paths(state.settings, list(req.paths or []))
-    if req.urls and not state.settings.url_fetch:
-        raise PermissionError("this server does not fetch URLs (started with --no-url-fetch)")
     tmp = Path(tempfile.mkdtemp(prefix="pixql-classify-"))
     try:
-        downloaded, url_errors = _download(req.urls or [], tmp)
-        by_path = {p: u for u, p in downloaded}
-        paths = list(req.paths or []) + uploaded + [p for _, p in downloaded]
-        count = len(expand(paths)) if paths else 0
-        if count + len(url_errors) == 0:
+        named, errors = _gather(intake, req, tmp, len(uploaded), state.settings.max_classify_assets)
+        named.update({p: (n, None) for p, n in (upload_names or {}).items()})
+        paths = list(named)
+        if not paths and not errors:
             raise ValueError("nothing to classify: give paths, urls or files")
-        if count > state.settings.max_classify_assets:
-            raise TooLarge(f"{count} images in one request; the limit is {state.settings.max_classify_assets}")
         names = req.concepts
         thresholds = {c.name: c.threshold for c in (
             registry.list_concepts(state.wh) if names is None else [registry.get(state.wh, n) for n in names])}
@@ -109,20 +111,20 @@ def _classify(state, req: ClassifyRequest, uploaded: list[str], upload_names: di
             for name, p in r["probabilities"].items():
                 t = req.threshold if req.threshold is not None else thresholds.get(name, 0.5)
                 scores.append({"name": name, "score": p, "threshold": t, "positive": p >= t})
-            url = by_path.get(r["path"])
+            shown, url = named.get(r["path"], (r["path"], None))
             results.append({
-                "path": url or (upload_names or {}).get(r["path"]) or r["path"], "url": url, "coactive_image_id": r["coactive_image_id"],
+                "path": shown, "url": url, "coactive_image_id": r["coactive_image_id"],
                 "concepts": scores, "classification": [s["name"] for s in scores if s["positive"]],
                 "error": r["error"],
             })
-        results += [{"path": u, "url": u, "error": e} for u, e in url_errors.items()]
+        results += [{"path": shown, "url": url, "error": e} for shown, url, e in errors]
         return ClassifyResponse(results=results)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 @router.post("/classify", response_model=ClassifyResponse, openapi_extra=_OPENAPI_BODY)
-async def classify_assets(request: Request, state: State, who: Writer):
+async def classify_assets(request: Request, state: State, who: Writer, intake: IntakeDep):
     """Per image: each concept's score, threshold and positive flag, and the tags above threshold."""
     model_ready(state)
     uploaded: list[str] = []
@@ -130,7 +132,6 @@ async def classify_assets(request: Request, state: State, who: Writer):
     batch = None
     try:
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            check_length(state, request)
             form = await request.form()
             from .ingestion import save_uploads
 
@@ -148,7 +149,7 @@ async def classify_assets(request: Request, state: State, who: Writer):
                 req = ClassifyRequest.model_validate_json(await request.body())
             except ValidationError as e:
                 raise RequestValidationError(e.errors()) from None
-        return await run_in_threadpool(_classify, state, req, uploaded, upload_names)
+        return await run_in_threadpool(_classify, state, intake, req, uploaded, upload_names)
     finally:
         if batch is not None:
             shutil.rmtree(batch, ignore_errors=True)

@@ -17,10 +17,11 @@ from pydantic import ValidationError
 from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
+from api.intake import IntakeDep, declares
+
 from ..deps import Reader, State, Writer, model_ready
 from ..errors import NotFound, TooLarge
 from ..models import IngestJob, IngestRequest
-from ..settings import check_server_paths
 
 router = APIRouter(prefix="/api/v1/ingestion", tags=["ingestion"])
 
@@ -43,6 +44,7 @@ _OPENAPI_BODY = {
         "required": True,
     }
 }
+_OPENAPI_BODY.update(declares("path", "upload"))  # paths and uploads enter through the intake
 
 
 def _safe_filename(name: str) -> str:
@@ -97,12 +99,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def check_length(state, request: Request) -> None:
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > state.settings.max_upload_mb * 1024 * 1024 + 1_000_000:
-        raise TooLarge(f"request body exceeds {state.settings.max_upload_mb:g} MB")
-
-
 async def _validated(state, data: bytes | dict) -> IngestRequest:
     """The request, validated off the event loop (checking a CLIP encoder imports open_clip)."""
     context = {"path_roots": state.settings.path_roots}
@@ -115,12 +111,13 @@ async def _validated(state, data: bytes | dict) -> IngestRequest:
 
 
 @router.post("", status_code=202, response_model=IngestJob, openapi_extra=_OPENAPI_BODY)
-async def start_ingestion(request: Request, state: State, who: Writer):
-    """Start an ingest job; poll `GET /api/v1/ingestion/{job_id}` for its counts."""
+async def start_ingestion(request: Request, state: State, who: Writer, intake: IntakeDep):
+    """Start an ingest job; poll `GET /api/v1/ingestion/{job_id}` for its counts.  Paths must lie under
+    `--path-root` (403 otherwise); the job checks each file again when it opens it.  The body
+    (uploads) is limited to `--max-upload-mb` while it streams (413)."""
     model_ready(state)
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("multipart/form-data"):
-        check_length(state, request)
         form = await request.form()
         dataset = str(form.get("dataset") or "default")
         encoder = form.get("encoder") or None
@@ -130,7 +127,7 @@ async def start_ingestion(request: Request, state: State, who: Writer):
         body = body.model_copy(update={"paths": paths})
     else:
         body = await _validated(state, await request.body())
-        await run_in_threadpool(check_server_paths, state.settings, body.paths)
+        await run_in_threadpool(intake.check_paths, body.paths)
     # The job row is committed before this returns: the 202 names a job that survives a crash.
     return await run_in_threadpool(state.jobs.submit, body.paths, body.dataset, body.encoder, who.name)
 

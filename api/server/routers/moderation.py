@@ -16,6 +16,9 @@
 
 `POST /api/v1/moderate` also takes a multipart form: `files` (uploads), and the
 fields `policy`, `callback_url`, `dataset`.  Writes need the write scope.
+Paths, URLs, uploads and callback URLs go through the intake (`api.intake`):
+refused with 403 before anything is read when outside `--path-root`, under
+`--no-url-fetch`, or at a loopback/private/link-local address.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.concurrency import run_in_threadpool
 
+from api.intake import Intake, IntakeDep, declares
 from api.webhooks import AlreadyDelivering, webhook_secret
 from concepts import policy as policies
 from concepts import taxonomy
@@ -35,7 +39,6 @@ from concepts.moderation import MAX_SYNC_ITEMS, Item, ModerationNotFound
 from ..deps import Admin, Reader, State, Writer, model_ready
 from ..errors import Conflict, NotFound, TooLarge
 from ..moderation_tasks import service
-from .ingestion import check_length
 
 router = APIRouter(prefix="/api/v1", tags=["moderation"])
 MAX_ASYNC_ITEMS = 1000
@@ -83,18 +86,26 @@ class FeedbackRequest(BaseModel):
     comment: str | None = Field(None, max_length=2000)
 
 
-_MODERATE_BODY = {
-    "requestBody": {
-        "content": {
-            "application/json": {"schema": ModerateRequest.model_json_schema()},
-            "multipart/form-data": {"schema": {"type": "object", "properties": {
-                "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                "policy": {"type": "string"}, "callback_url": {"type": "string"}, "dataset": {"type": "string"},
-            }, "required": ["files"]}},
-        },
-        "required": True,
-    }
-}
+_MODERATE_BODY = declares("path", "url", "upload", requestBody={
+    "content": {
+        "application/json": {"schema": ModerateRequest.model_json_schema()},
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+            "policy": {"type": "string"}, "callback_url": {"type": "string"}, "dataset": {"type": "string"},
+        }, "required": ["files"]}},
+    },
+    "required": True,
+})
+_FEEDBACK_BODY = declares("path", "url", "upload", requestBody={
+    "content": {
+        "application/json": {"schema": FeedbackRequest.model_json_schema()},
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "file": {"type": "string", "format": "binary"}, "verdict": {"type": "string"},
+            "categories": {"type": "string"}, "comment": {"type": "string"},
+        }, "required": ["file", "verdict"]}},
+    },
+    "required": True,
+})
 
 
 def _validated(model, raw: bytes):
@@ -104,9 +115,12 @@ def _validated(model, raw: bytes):
         raise RequestValidationError(e.errors()) from None
 
 
-def _check_url(url: str | None) -> None:
-    if url is not None and not (url.startswith("http://") or url.startswith("https://")):
-        raise ValueError(f"callback_url must be an http(s) URL, got {url!r}")
+def _check_items(intake: Intake, items) -> None:
+    """403 for any path outside the roots or any URL the server will not fetch, before anything is read."""
+    for it in items:
+        if it.path:
+            intake.check_file(it.path)
+    intake.check_urls([it.url for it in items if it.url])
 
 
 def _policy(con, spec):
@@ -117,7 +131,7 @@ def _policy(con, spec):
 
 
 @router.post("/moderate", openapi_extra=_MODERATE_BODY)
-async def moderate(request: Request, state: State, who: Writer):
+async def moderate(request: Request, state: State, who: Writer, intake: IntakeDep):
     """Moderate up to 50 items now, or more with `callback_url` (202 and a task id; the result is POSTed,
     signed, to the callback).  Each result: `status` (approved | rejected | review | error), the
     `categories` that triggered with scores and thresholds, `reasons`, `similar` (a feedback-listed
@@ -125,7 +139,6 @@ async def moderate(request: Request, state: State, who: Writer):
     model_ready(state)
     svc = service(state)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        check_length(state, request)
         form = await request.form()
         uploads = [f for f in form.getlist("files") if hasattr(f, "read")]
         if not uploads:
@@ -146,9 +159,10 @@ async def moderate(request: Request, state: State, who: Writer):
     else:
         body = _validated(ModerateRequest, await request.body())
         _limit(len(body.items), body.callback_url)
+        await run_in_threadpool(_check_items, intake, body.items)
         items = [Item(**it.model_dump()) for it in body.items]
         policy, callback_url, dataset, use_cache = body.policy, body.callback_url, body.dataset, body.use_cache
-    _check_url(callback_url)
+    await run_in_threadpool(intake.check_callback, callback_url)
     _policy(state.cursor(), policy)  # a bad policy is a 400/404 now, not a failed task later
     if callback_url:
         # uploads are written to disk now; the task keeps their paths
@@ -249,14 +263,13 @@ def override(asset_id: str, body: OverrideRequest, state: State, who: Writer):
         raise NotFound(str(e)) from None
 
 
-@router.post("/feedback", status_code=201)
-async def feedback(request: Request, state: State, who: Writer):
+@router.post("/feedback", status_code=201, openapi_extra=_FEEDBACK_BODY)
+async def feedback(request: Request, state: State, who: Writer, intake: IntakeDep):
     """Put an image on the block or pass list (later look-alikes get its verdict); with `categories`,
     also a positive (block) or negative (pass) label on those category concepts.  JSON, or a multipart
     form with `file`, `verdict`, `categories` (comma-separated) and `comment`."""
     svc = service(state)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        check_length(state, request)
         form = await request.form()
         f = form.get("file")
         if not hasattr(f, "read"):
@@ -267,6 +280,7 @@ async def feedback(request: Request, state: State, who: Writer):
         item = Item(data=await f.read(), filename=f.filename)
     else:
         body = _validated(FeedbackRequest, await request.body())
+        await run_in_threadpool(_check_items, intake, [body])
         item = Item(path=body.path, url=body.url, coactive_image_id=body.coactive_image_id)
     model_ready(state)
     try:
