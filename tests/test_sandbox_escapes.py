@@ -58,6 +58,7 @@ def escapes(root: Path) -> dict[str, str]:
         "SELECT * FROM sqlite_master WHERE name IN (WITH sqlite_master AS (SELECT 'x' AS name) SELECT name FROM sqlite_master)")
     out["qualified_cte_name"] = "WITH duckdb_views AS (SELECT 1) SELECT * FROM main.duckdb_views"
     out["system_catalog"] = "SELECT * FROM system.main.duckdb_views"
+    out["deeply_nested_duckdb_views"] = "SELECT * FROM " + "(SELECT * FROM " * 60 + "duckdb_views" + ") t" * 60
     for name in CATALOG_FUNCTIONS:
         out[f"table_function_{name}"] = f"SELECT * FROM {name}()"
     out["table_function_quoted_duckdb_settings"] = 'SELECT * FROM "duckdb_settings"()'
@@ -379,6 +380,8 @@ LEGIT = [
     "SELECT * FROM coactive_table PIVOT (count(*) FOR dataset IN ('photos'))",
     "SELECT 2 = ANY (SELECT width FROM coactive_table), width BETWEEN 1 AND 2, width IS DISTINCT FROM height FROM coactive_table",
     "SELECT * FROM (VALUES (1), (2)) v(x)",
+    "VALUES (1, 'a'), (2, 'b')",
+    "SELECT * FROM " + "(SELECT * FROM " * 20 + "coactive_table" + ") t" * 20,
     "SELECT pixql_imagenet_class(1) AS first_class",
 ]
 

@@ -29,7 +29,10 @@ _UNKNOWN_LOCATION = 2**64 - 1
 def check_statement(con, sql: str, views, functions: frozenset[str]) -> None:
     """Refuse `sql` unless DuckDB parses it as one SELECT over `views` calling only `functions`."""
     raw = con.execute("SELECT json_serialize_sql(?::VARCHAR)", [sql]).fetchone()[0]
-    tree = json.loads(raw)
+    try:
+        tree = json.loads(raw)
+    except RecursionError:
+        raise SandboxError("the query is nested too deeply") from None
     if tree.get("error"):
         msg = tree.get("error_message") or "cannot parse SQL"
         if "Only SELECT" in msg:
@@ -38,10 +41,12 @@ def check_statement(con, sql: str, views, functions: frozenset[str]) -> None:
     statements = tree.get("statements") or []
     if len(statements) != 1:
         raise SandboxError(f"exactly one statement is allowed, got {len(statements)}")
-    _Walk(sql, {v.lower() for v in views}, functions).value(statements[0], frozenset())
+    _Walk(sql, {v.lower() for v in views}, functions).run(statements[0])
 
 
 class _Walk:
+    """Every dict of the parse tree, visited iteratively (DuckDB allows 1000 levels of nesting)."""
+
     def __init__(self, sql: str, views: set[str], functions: frozenset[str]):
         self.sql, self.views, self.functions = sql, views, functions
 
@@ -52,48 +57,44 @@ class _Walk:
             return SandboxError(reason, before.count("\n") + 1, loc - (before.rfind("\n") + 1) + 1)
         return SandboxError(reason)
 
-    def value(self, v, visible: frozenset[str]) -> None:
-        if isinstance(v, list):
-            for x in v:
-                self.value(x, visible)
-        elif isinstance(v, dict):
-            if "cte_map" in v and "type" in v:
-                self.query(v, visible)
-            elif "class" in v:
-                self.expression(v, visible)
-            elif (isinstance(v.get("type"), str) and v["type"] in _ALL_REFS) or "table_name" in v:
-                self.reference(v, visible)
-            else:
-                for x in v.values():
-                    self.value(x, visible)
+    def run(self, root) -> None:
+        stack: list[tuple[object, frozenset[str]]] = [(root, frozenset())]
+        while stack:
+            v, visible = stack.pop()
+            if isinstance(v, list):
+                stack.extend((x, visible) for x in reversed(v))
+            elif isinstance(v, dict):
+                if "cte_map" in v and "type" in v:
+                    stack.extend(reversed(self.query(v, visible)))
+                    continue
+                if "class" in v:
+                    if "function_name" in v:
+                        self.function(v)
+                elif (isinstance(v.get("type"), str) and v["type"] in _ALL_REFS) or "table_name" in v:
+                    self.reference(v, visible)
+                stack.extend((x, visible) for x in reversed(list(v.values())))
 
-    def query(self, node: dict, visible: frozenset[str]) -> None:
+    def query(self, node: dict, visible: frozenset[str]) -> list[tuple[object, frozenset[str]]]:
+        """The parts of a query node, each with the CTE names in scope there."""
         if node["type"] not in _QUERY_NODES:
             raise self.refuse(f"{node['type']} is not allowed in a query", node)
         inner = set(visible)
+        parts: list[tuple[object, frozenset[str]]] = []
         for entry in (node.get("cte_map") or {}).get("map") or []:
             name = str(entry["key"]).lower()
-            body = ((entry.get("value") or {}).get("query") or {}).get("node") or {}
+            value = entry.get("value") or {}
+            body = (value.get("query") or {}).get("node") or {}
             if (body.get("type") == "RECURSIVE_CTE_NODE" and str(body.get("cte_name", "")).lower() == name
                     and not (body.get("cte_map") or {}).get("map")):
                 # As DuckDB binds it: the anchor reads the catalog's `name`, only the step the CTE.
-                for key, part in body.items():
-                    self.value(part, frozenset(inner | {name}) if key == "right" else frozenset(inner))
-                for key, part in entry["value"].items():
-                    if key != "query":
-                        self.value(part, frozenset(inner))
+                parts += [(part, frozenset(inner | {name}) if key == "right" else frozenset(inner))
+                          for key, part in body.items()]
+                parts += [(part, frozenset(inner)) for key, part in value.items() if key != "query"]
             else:
-                self.value(entry.get("value"), frozenset(inner))
+                parts.append((value, frozenset(inner)))
             inner.add(name)
-        for key, part in node.items():
-            if key != "cte_map":
-                self.value(part, frozenset(inner))
-
-    def expression(self, expr: dict, visible: frozenset[str]) -> None:
-        if "function_name" in expr:
-            self.function(expr)
-        for part in expr.values():
-            self.value(part, visible)
+        parts += [(part, frozenset(inner)) for key, part in node.items() if key != "cte_map"]
+        return parts
 
     def function(self, expr: dict) -> None:
         name = str(expr.get("function_name") or "")
@@ -123,5 +124,3 @@ class _Walk:
                 raise self.refuse(f"table function {name}() is not allowed; query the warehouse views", ref)
         elif kind not in _SAFE_REFS:
             raise self.refuse(f"{kind} is not allowed in a query; query the warehouse views", ref)
-        for part in ref.values():
-            self.value(part, visible)

@@ -135,10 +135,13 @@ def check_sql(sql: str, allowed_tables, allowed_macros=()) -> None:
     except sqlglot.errors.ParseError as e:
         err = (e.errors or [{}])[0]
         raise SandboxError(f"cannot parse SQL: {err.get('description') or e}", err.get("line"), err.get("col")) from None
+    except RecursionError:
+        # sqlglot's parser recurses about 25 frames per level of nesting.
+        raise SandboxError("the query is nested too deeply to check (about 40 levels of parentheses at most)") from None
     if len(statements) != 1:
         raise SandboxError(f"exactly one statement is allowed, got {len(statements)}")
     root = statements[0]
-    if not isinstance(root, exp.Query):
+    if not isinstance(root, (exp.Query, exp.Values)):
         raise _refuse(f"{_statement_word(root)} statements are not allowed; send one SELECT query", root)
     for node in root.walk():
         for cls, word in _REFUSED_NODES.items():
@@ -148,7 +151,7 @@ def check_sql(sql: str, allowed_tables, allowed_macros=()) -> None:
             _check_source(node.this)
         if isinstance(node, exp.Func):
             _check_function(node, functions)
-    for table, visible in _tables_in_scope(root, frozenset()):
+    for table, visible in _tables_in_scope(root):
         _check_table(table, tables, visible)
 
 
@@ -171,6 +174,8 @@ def _check_function(node: exp.Func, functions: frozenset[str]) -> None:
 
 def _check_source(source) -> None:
     """What may stand in FROM / JOIN / LATERAL: views (checked later), subqueries, VALUES, unnest."""
+    if isinstance(source, exp.Table) and isinstance(source.this, exp.Func):
+        source = source.this
     if isinstance(source, (exp.Table, exp.Subquery, exp.Values, exp.Lateral)):
         return
     if isinstance(source, exp.Func):
@@ -181,36 +186,40 @@ def _check_source(source) -> None:
     raise _refuse(f"{type(source).__name__} is not allowed in FROM; query the warehouse views", source)
 
 
-def _tables_in_scope(node, visible: frozenset[str]):
-    """Yield (table, CTE names visible where it stands) for every exp.Table under `node`."""
-    if isinstance(node, list):
-        for item in node:
-            yield from _tables_in_scope(item, visible)
-        return
-    if not isinstance(node, exp.Expr):
-        return
-    with_ = node.args.get("with_")
-    if isinstance(with_, exp.With):
-        inner = set(visible)
-        for cte in with_.expressions:
-            name = cte.alias_or_name.lower()
-            body = cte.this
-            if (with_.args.get("recursive") and isinstance(body, exp.Union) and not body.args.get("by_name")
-                    and not body.args.get("with_")):
-                # DuckDB: the anchor reads the catalog's `name`; only the step reads the CTE itself.
-                for key, value in body.args.items():
-                    yield from _tables_in_scope(value, frozenset(inner | {name}) if key == "expression" else frozenset(inner))
-            else:
-                yield from _tables_in_scope(cte, frozenset(inner))
-            inner.add(name)
-        for key, value in node.args.items():
-            if key != "with_":
-                yield from _tables_in_scope(value, frozenset(inner))
-        return
-    if isinstance(node, exp.Table):
-        yield node, visible
-    for value in node.args.values():
-        yield from _tables_in_scope(value, visible)
+def _tables_in_scope(root: exp.Expr):
+    """Yield (table, CTE names visible where it stands) for every exp.Table under `root`.
+
+    Iterative, so a deeply nested query cannot exhaust Python's stack here.
+    """
+    stack: list[tuple[object, frozenset[str]]] = [(root, frozenset())]
+    while stack:
+        node, visible = stack.pop()
+        if isinstance(node, list):
+            stack.extend((item, visible) for item in reversed(node))
+            continue
+        if not isinstance(node, exp.Expr):
+            continue
+        with_ = node.args.get("with_")
+        if isinstance(with_, exp.With):
+            inner = set(visible)
+            todo: list[tuple[object, frozenset[str]]] = []
+            for cte in with_.expressions:
+                name = cte.alias_or_name.lower()
+                body = cte.this
+                if (with_.args.get("recursive") and isinstance(body, exp.Union) and not body.args.get("by_name")
+                        and not body.args.get("with_")):
+                    # DuckDB: the anchor reads the catalog's `name`; only the step reads the CTE itself.
+                    todo += [(value, frozenset(inner | {name}) if key == "expression" else frozenset(inner))
+                             for key, value in body.args.items()]
+                else:
+                    todo.append((cte, frozenset(inner)))
+                inner.add(name)
+            todo += [(value, frozenset(inner)) for key, value in node.args.items() if key != "with_"]
+            stack.extend(reversed(todo))
+            continue
+        if isinstance(node, exp.Table):
+            yield node, visible
+        stack.extend((value, visible) for value in reversed(list(node.args.values())))
 
 
 def _check_table(node: exp.Table, allowed: set[str], ctes: frozenset[str]) -> None:
