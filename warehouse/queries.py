@@ -232,7 +232,7 @@ class QueryEngine:
                owner: str | None = None) -> dict:
         """Check the SQL (raises `sandbox.SandboxError`) and queue it; returns the record."""
         cur = self._cur()
-        sandbox.check_sql(sql, self.user_views())
+        sandbox.check_sql(sql, self.user_views(), sandbox.macro_names(self._definitions.views(cur)))
         if dataset_id is not None and not cur.execute(
             "SELECT 1 FROM catalog.datasets WHERE name = ?", [dataset_id]
         ).fetchone():

@@ -1,21 +1,23 @@
 """The SQL sandbox for every query a user sends over HTTP: two layers, each standing alone.
 
-Layer 1, `check_sql`: parse with sqlglot (duckdb dialect) and accept exactly one
-read-only query whose tables are all user views (or its own CTEs).  Table
-functions, quoted file paths, schema-qualified names outside `main`, and
-functions that read files or settings are refused with the reason and, where
-sqlglot knows it, the position.
+Layer 1, `check_sql` (in `sandbox_sql`): sqlglot reads the query at submit
+and accepts exactly one read-only query whose tables are user views or CTEs
+in lexical scope and whose functions are on the reviewed allow-list
+(`sandbox_policy`, `sandbox_functions.txt`) or are the warehouse's macros.
 
-Layer 2, `SandboxDB`: the query runs in a separate DuckDB database that is not
-the warehouse file.  It holds copies of the user views and the macros they
-call (rebuilt whenever their definitions change) and nothing of the catalog,
-so token hashes and query records are out of reach whatever the SQL.  It is
-opened read-only with `enable_external_access=false`, `allowed_directories`
-limited to the warehouse data directories the views read (never the root, so
-the `pixql.duckdb` file itself is unreadable), `lock_configuration=true`, and
-its own memory and thread limits.  DuckDB lets `COPY ... TO` write inside
-allowed directories, so this layer also runs DuckDB's own parser over the SQL
-and executes only a single SELECT statement: no second grammar to disagree with.
+Layer 2, `SandboxDB` (here): the query runs in a separate DuckDB database that
+is not the warehouse file.  It holds copies of the user views and the macros
+they call (rebuilt whenever their definitions change) and nothing of the
+catalog, so token hashes and query records are out of reach whatever the SQL.
+It is opened read-only with `enable_external_access=false`,
+`allowed_directories` limited to the warehouse data directories the views
+read (never the root, so the `pixql.duckdb` file itself is unreadable),
+`lock_configuration=true`, and its own memory and thread limits.  Before a
+query runs, DuckDB's own parser must see one SELECT whose tables, table
+functions and function calls pass the same policy (`sandbox_duckdb`): a
+second grammar, not sqlglot's, so the layers do not share a parser's
+mistakes.  Views that cannot be copied are logged and listed in
+`SandboxDB.skipped` with DuckDB's reason.
 """
 from __future__ import annotations
 
@@ -29,10 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-import sqlglot
-from sqlglot import exp
 
-logging.getLogger("sqlglot").setLevel(logging.ERROR)
+from .sandbox_duckdb import check_statement
+from .sandbox_policy import SandboxError, allowed_functions
+from .sandbox_sql import check_sql
+
+__all__ = ["SandboxDB", "SandboxError", "SandboxLimits", "check_sql", "definitions", "macro_names"]
+
+log = logging.getLogger(__name__)
 
 # Schemas whose objects the sandbox copies; `catalog` is never among them.
 COPIED_SCHEMAS = ("main", "pixql_internal")
@@ -40,138 +46,6 @@ COPIED_SCHEMAS = ("main", "pixql_internal")
 SECRET_TABLES = {"api_tokens", "queries"}
 # Directories under the root that never become readable, even if a view named them.
 NEVER_ALLOWED = {"results", "uploads", "thumbnails", "tokens"}
-
-_REFUSED_STATEMENTS = {
-    exp.Copy: "COPY",
-    exp.Attach: "ATTACH",
-    exp.Detach: "DETACH",
-    exp.Pragma: "PRAGMA",
-    exp.Set: "SET",
-    exp.Install: "INSTALL",
-    exp.Create: "CREATE",
-    exp.Drop: "DROP",
-    exp.Insert: "INSERT",
-    exp.Update: "UPDATE",
-    exp.Delete: "DELETE",
-    exp.Merge: "MERGE",
-    exp.Describe: "DESCRIBE",
-    exp.Summarize: "SUMMARIZE",
-    exp.Use: "USE",
-    exp.Transaction: "BEGIN",
-    exp.Commit: "COMMIT",
-    exp.Rollback: "ROLLBACK",
-    exp.Alter: "ALTER",
-}
-
-# Scalar functions that read files, settings or the environment.  Table
-# functions are refused wholesale (any function in FROM), so only names that
-# can appear in an expression need listing here.
-_DENIED_FUNCTION = re.compile(
-    r"^(read_\w*|\w*_scan|glob|query|query_table|current_setting|getenv|getvariable|"
-    r"duckdb_\w*|pragma_\w*|sniff_csv|parquet_\w*|which_secret|load_\w*|install_\w*|"
-    r"sqlite_\w*|postgres_\w*|mysql_\w*|iceberg_\w*|delta_\w*|http_\w*|pg_\w*)$",
-    re.IGNORECASE,
-)
-
-
-class SandboxError(ValueError):
-    """A query the sandbox refuses; `reason` is safe to show the user."""
-
-    def __init__(self, reason: str, line: int | None = None, col: int | None = None):
-        self.reason, self.line, self.col = reason, line, col
-        where = f" (line {line}" + (f", column {col})" if col is not None else ")") if line is not None else ""
-        super().__init__(reason + where)
-
-
-def _position(node: exp.Expression) -> tuple[int | None, int | None]:
-    for n in (node, node.args.get("this")):
-        meta = getattr(n, "meta", None) or {}
-        if "line" in meta:
-            return meta.get("line"), meta.get("col")
-    return None, None
-
-
-def _refuse(reason: str, node: exp.Expression | None = None) -> SandboxError:
-    line, col = _position(node) if node is not None else (None, None)
-    return SandboxError(reason, line, col)
-
-
-def _function_name(node: exp.Func) -> str:
-    if isinstance(node, exp.Anonymous):
-        return str(node.this)
-    return node.sql_name()
-
-
-_parsers = threading.local()
-
-
-def _duckdb_syntax(sql: str) -> None:
-    """Syntax errors in DuckDB's own words (sqlglot is more lenient and reads typos as aliases)."""
-    con = getattr(_parsers, "con", None)
-    if con is None:
-        con = _parsers.con = duckdb.connect(":memory:")
-    try:
-        con.extract_statements(sql)
-    except duckdb.ParserException as e:
-        m = re.search(r"LINE (\d+):", str(e))
-        msg = str(e).split("\n", 1)[0].replace("Parser Error: ", "")
-        raise SandboxError(f"cannot parse SQL: {msg}", int(m.group(1)) if m else None) from None
-
-
-def check_sql(sql: str, allowed_tables) -> None:
-    """Refuse anything but one read-only query over `allowed_tables` (user view names)."""
-    if not isinstance(sql, str) or not sql.strip():
-        raise SandboxError("empty query")
-    allowed = {t.lower() for t in allowed_tables}
-    _duckdb_syntax(sql)
-    try:
-        statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
-    except sqlglot.errors.ParseError as e:
-        err = (e.errors or [{}])[0]
-        raise SandboxError(f"cannot parse SQL: {err.get('description') or e}", err.get("line"), err.get("col")) from None
-    if len(statements) != 1:
-        raise SandboxError(f"exactly one statement is allowed, got {len(statements)}")
-    root = statements[0]
-    for cls, name in _REFUSED_STATEMENTS.items():
-        if isinstance(root, cls):
-            raise _refuse(f"{name} statements are not allowed; send one SELECT query", root)
-    if isinstance(root, exp.Command):
-        word = str(root.this).upper()
-        raise _refuse(f"{word} statements are not allowed; send one SELECT query", root)
-    if not isinstance(root, exp.Query):
-        raise _refuse(f"{type(root).__name__.upper()} statements are not allowed; send one SELECT query", root)
-
-    cte_names = {c.alias_or_name.lower() for c in root.find_all(exp.CTE)}
-    for node in root.walk():
-        if isinstance(node, (exp.Copy, exp.Attach, exp.Pragma, exp.Set, exp.Command, exp.Create,
-                             exp.Drop, exp.Insert, exp.Update, exp.Delete)):
-            raise _refuse(f"{type(node).__name__.upper()} is not allowed inside a query", node)
-        if isinstance(node, exp.Table):
-            _check_table(node, allowed, cte_names)
-        elif isinstance(node, exp.Func) and not isinstance(node, exp.Table):
-            name = _function_name(node)
-            if _DENIED_FUNCTION.match(name or ""):
-                raise _refuse(f"function {name}() is not allowed", node)
-
-
-def _check_table(node: exp.Table, allowed: set[str], cte_names: set[str]) -> None:
-    this = node.this
-    if not isinstance(this, exp.Identifier):
-        name = _function_name(this) if isinstance(this, exp.Func) else this.sql(dialect="duckdb")
-        raise _refuse(f"table function {name}() is not allowed; query the warehouse views", node)
-    name = this.name
-    if this.quoted and re.search(r"[/\\.:*]", name):
-        raise _refuse(f"file paths are not allowed ({name!r}); query the warehouse views", node)
-    if node.args.get("catalog") is not None:
-        raise _refuse(f"database-qualified names are not allowed ({node.sql(dialect='duckdb')})", node)
-    db = node.args.get("db")
-    if db is not None and db.name.lower() != "main":
-        raise _refuse(f"schema {db.name!r} is not queryable; use the views in main: {', '.join(sorted(allowed))}", node)
-    low = name.lower()
-    if db is None and low in cte_names:
-        return
-    if low not in allowed:
-        raise _refuse(f"unknown table {name!r}; queryable views: {', '.join(sorted(allowed))}", node)
 
 
 # -- layer 2 ------------------------------------------------------------------------------------
@@ -199,6 +73,11 @@ def definitions(con) -> dict:
         "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'catalog'").fetchall()}
     tables = table_versions(con, sorted((named & existing) - SECRET_TABLES))
     return {"views": views, "macros": macros, "user_views": user, "catalog_tables": tables}
+
+
+def macro_names(defs: dict) -> list[str]:
+    """The warehouse's scalar macros a query may call (concept heads, lookups)."""
+    return sorted({name for _, name, ftype, *_ in defs["macros"] if ftype == "macro"})
 
 
 def table_versions(con, tables) -> dict:
@@ -261,12 +140,14 @@ class SandboxDB:
         self.limits = limits or SandboxLimits()
         self.fingerprint = fingerprint(defs)
         self.user_views = list(defs["user_views"])
+        self.functions = allowed_functions(macro_names(defs))
         self._dir = Path(tempfile.mkdtemp(prefix="pixql-sandbox-"))
         if path is None:
             path = self._dir / "views.duckdb"
-            self.skipped = _write_definitions(path, defs, source)
+            self.skip_reasons = build(path, defs, source)
         else:
-            self.skipped = []
+            self.skip_reasons = {}  # the process that built the file reported them
+        self.skipped = list(self.skip_reasons)
         self.allowed_dirs = allowed_directories(self.root, defs)
         self.con = duckdb.connect(
             str(path),
@@ -306,6 +187,7 @@ class SandboxDB:
             cur = self.con.cursor()
             self._cur = cur
         try:
+            check_statement(cur, sql, self.user_views, self.functions)
             if dataset is not None:
                 lit = "'" + dataset.replace("'", "''") + "'"
                 # Qualified by database: inside the temp catalog `main.` names the temp schema.
@@ -318,7 +200,7 @@ class SandboxDB:
                         )
             return cur.execute(sql).to_arrow_reader(batch_rows)
         except Exception:
-            self._cur = None
+            self.done()
             raise
 
     def interrupt(self) -> None:
@@ -347,24 +229,32 @@ class SandboxDB:
             shutil.rmtree(self._dir, ignore_errors=True)
 
 
-def build(path: Path, defs: dict, source=None) -> list[str]:
-    """Write the sandbox file for `defs` once, for processes that open it with `SandboxDB(..., path=)`."""
-    return _write_definitions(path, defs, source)
+def build(path: Path, defs: dict, source=None) -> dict[str, str]:
+    """Write the sandbox file for `defs` (also for processes that open it with `SandboxDB(..., path=)`).
+
+    What could not be copied is not queryable there: logged with DuckDB's reason, and returned.
+    """
+    skipped = _write_definitions(path, defs, source)
+    if skipped:
+        log.warning("sandbox: %d definition(s) could not be copied and cannot be queried: %s",
+                    len(skipped), "; ".join(f"{name}: {why}" for name, why in skipped.items()))
+    return skipped
 
 
-def _write_definitions(path: Path, defs: dict, source=None) -> list[str]:
-    """Create the views, macros and copied catalog tables in a fresh file; return what could not be built.
+def _write_definitions(path: Path, defs: dict, source=None) -> dict[str, str]:
+    """Create the views, macros and copied catalog tables in a fresh file.
 
-    `source` is a cursor on the warehouse, needed when views read catalog tables.
+    Returns {name: DuckDB's reason} for what could not be built.  `source` is
+    a cursor on the warehouse, needed when views read catalog tables.
     """
     con = duckdb.connect(str(path), config={"python_enable_replacements": False})
-    skipped: list[str] = []
+    skipped: dict[str, str] = {}
     try:
         for schema in COPIED_SCHEMAS + ("catalog",):
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         for table in defs.get("catalog_tables", {}):
             if source is None:
-                skipped.append(f"catalog.{table}")
+                skipped[f"catalog.{table}"] = "no warehouse cursor to copy it from"
                 continue
             data = source.execute(f'SELECT * FROM catalog."{table}"').arrow()
             if hasattr(data, "read_all"):
@@ -375,8 +265,8 @@ def _write_definitions(path: Path, defs: dict, source=None) -> list[str]:
         for stmt in _macro_statements(defs["macros"]):
             try:
                 con.execute(stmt)
-            except duckdb.Error:
-                skipped.append(stmt.split("(", 1)[0])
+            except duckdb.Error as e:
+                skipped[stmt.split("(", 1)[0].replace("CREATE OR REPLACE MACRO ", "")] = _first_line(e)
         # Views may reference each other; retry until no more can be built.
         pending = [(s, v, sql) for s, v, sql in defs["views"]]
         while pending:
@@ -384,12 +274,16 @@ def _write_definitions(path: Path, defs: dict, source=None) -> list[str]:
             for item in pending:
                 try:
                     con.execute(item[2])
-                except duckdb.Error:
-                    failed.append(item)
+                except duckdb.Error as e:
+                    failed.append((*item, _first_line(e)))
             if len(failed) == len(pending):
-                skipped += [f"{s}.{v}" for s, v, _ in failed]
+                skipped.update({f"{s}.{v}": why for s, v, _, why in failed})
                 break
-            pending = failed
+            pending = [f[:3] for f in failed]
     finally:
         con.close()
     return skipped
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().split("\n", 1)[0]
