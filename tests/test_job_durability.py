@@ -148,13 +148,17 @@ def test_graceful_stop_waits_for_the_ingest_then_restart_resumes(setup):
         srv.stop()
 
 
+# The callback receiver listens on loopback, which the intake refuses unless allowed.
+LOOPBACK_CALLBACKS = ("--allow-url-network", "127.0.0.0/8")
+
+
 def test_async_moderation_and_its_callback_survive_sigkill(tmp_path, photo_dir, monkeypatch):
     root = tmp_path / "wh"
     token = make_token(root, "mod", "write")
     monkeypatch.setenv("PIXQL_WEBHOOK_BASE_DELAY_S", "3")  # room to kill between two attempts
     monkeypatch.setenv("PIXQL_WEBHOOK_MAX_ATTEMPTS", "5")
     rx = Receiver(fail=1)
-    srv = Server(root, "--lazy-model").start()
+    srv = Server(root, "--lazy-model", *LOOPBACK_CALLBACKS).start()
     items = [{"path": str(photo_dir / "rocket.png"), "id": "r1"}, {"path": str(photo_dir / "flower.jpg")}]
     try:
         with srv.client(token) as w:
@@ -164,7 +168,7 @@ def test_async_moderation_and_its_callback_survive_sigkill(tmp_path, photo_dir, 
     finally:
         srv.kill()  # right after the 202
     try:
-        srv = Server(root, "--lazy-model").start()
+        srv = Server(root, "--lazy-model", *LOOPBACK_CALLBACKS).start()
         try:
             with srv.client(token) as w:
                 deadline = time.monotonic() + 300
@@ -175,7 +179,7 @@ def test_async_moderation_and_its_callback_survive_sigkill(tmp_path, photo_dir, 
                 assert task["status"] == "done" and [x["id"] for x in task["result"]["results"]] == ["r1", None]
         finally:
             srv.kill()  # during the backoff before the second attempt
-        srv = Server(root, "--lazy-model").start()
+        srv = Server(root, "--lazy-model", *LOOPBACK_CALLBACKS).start()
         try:
             with srv.client(token) as w:
                 deadline = time.monotonic() + 120
