@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from warehouse import catalog
+from warehouse.errors import Invalid, NotFound
 from warehouse.storage import atomic_write_bytes
 
 from . import policy as policies
@@ -59,7 +60,7 @@ DEFAULT_TTL_S = 24 * 3600
 VIDEO_SNIFF = {b"ftyp": ".mp4", b"\x1aE\xdf\xa3": ".webm"}
 
 
-class ModerationNotFound(LookupError):
+class ModerationNotFound(NotFound):
     """An asset, video or task that does not exist (HTTP 404)."""
 
 
@@ -79,7 +80,7 @@ class Item:
         given = [k for k in ("path", "url", "coactive_image_id", "coactive_video_id", "data")
                  if getattr(self, k) not in (None, "")]
         if len(given) != 1:
-            raise ValueError(
+            raise Invalid(
                 "each item needs exactly one of path, url, coactive_image_id, coactive_video_id or an upload"
                 + (f" (got {', '.join(given)})" if given else ""))
 
@@ -238,11 +239,11 @@ class Moderator:
         if it.path:
             p = Path(it.path).expanduser()
             if not p.is_file():
-                raise ValueError(f"no such file on the server: {it.path}")
+                raise Invalid(f"no such file on the server: {it.path}")
             return p.resolve(), _sha256_file(p)
         data, name = (it.data, it.filename) if it.data is not None else self._download(it.url)
         if not data:
-            raise ValueError("empty upload (0 bytes)")
+            raise Invalid("empty upload (0 bytes)")
         sha = hashlib.sha256(data).hexdigest()
         dest = self.wh.root / "uploads" / "moderation" / sha[:2] / (sha + _suffix(data, name))
         if not dest.is_file():
@@ -255,18 +256,18 @@ class Moderator:
 
         u = urlparse(url)
         if u.scheme not in ("http", "https") or not u.netloc:
-            raise ValueError(f"url must be http(s)://host/...: {url!r}")
+            raise Invalid(f"url must be http(s)://host/...: {url!r}")
         buf = bytearray()
         try:
             with httpx.stream("GET", url, timeout=self.url_timeout_s, follow_redirects=True) as r:
                 if r.status_code != 200:
-                    raise ValueError(f"fetching {url} gave HTTP {r.status_code}")
+                    raise Invalid(f"fetching {url} gave HTTP {r.status_code}")
                 for chunk in r.iter_bytes():
                     buf += chunk
                     if len(buf) > self.max_download_bytes:
-                        raise ValueError(f"{url} is larger than {self.max_download_bytes} bytes")
+                        raise Invalid(f"{url} is larger than {self.max_download_bytes} bytes")
         except httpx.HTTPError as e:
-            raise ValueError(f"cannot fetch {url}: {type(e).__name__}: {e}") from None
+            raise Invalid(f"cannot fetch {url}: {type(e).__name__}: {e}") from None
         return bytes(buf), u.path.rsplit("/", 1)[-1]
 
     def _subject_by_id(self, con, it: Item) -> Subject:
@@ -288,7 +289,7 @@ class Moderator:
             "SELECT coactive_image_id, keyframe_time_ms FROM pixql_internal.assets WHERE coactive_video_id = ? "
             "ORDER BY keyframe_index", [video_id]).fetchall()
         if not frames:
-            raise ValueError(f"video {video_id} has no decoded keyframes")
+            raise Invalid(f"video {video_id} has no decoded keyframes")
         return Subject("video", video_id, [(f, int(t or 0)) for f, t in frames], v[1], v[0], "video", video_id)
 
     def _subject_by_path(self, con, path: Path, sha: str) -> Subject | None:
@@ -501,7 +502,7 @@ class Moderator:
     def override(self, subject_id: str, status: str, comment: str | None = None, user: str | None = None) -> dict:
         """A moderator's decision on an asset or video; it outranks every model decision, now and later."""
         if status not in STATUSES:
-            raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+            raise Invalid(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
         con = self.wh.cursor()
         kind = self._kind_of(con, subject_id)
         self._insert(subject_id, kind, status, [{"comment": comment}] if comment else [], None, "user",
@@ -553,7 +554,7 @@ class Moderator:
     def queue(self, status: str | None = None, offset: int = 0, limit: int = 50, dataset: str | None = None) -> dict:
         """Assets and videos by their current status, newest decision first (the moderation queue)."""
         if status is not None and status not in (*STATUSES, PENDING):
-            raise ValueError(f"status must be one of {', '.join((*STATUSES, PENDING))}, got {status!r}")
+            raise Invalid(f"status must be one of {', '.join((*STATUSES, PENDING))}, got {status!r}")
         con = self.wh.cursor()
         where = "WHERE (? IS NULL OR l.status = ?) AND (? IS NULL OR coalesce(a.dataset, v.dataset) = ?)"
         args = [status, status, dataset, dataset]
@@ -586,11 +587,11 @@ class Moderator:
                  comment: str | None = None) -> dict:
         """Put an image on the block or pass list; categories also become concept labels."""
         if verdict not in VERDICTS:
-            raise ValueError(f"verdict must be 'block' or 'pass', got {verdict!r}")
+            raise Invalid(f"verdict must be 'block' or 'pass', got {verdict!r}")
         categories = [taxonomy.check_category(c) for c in (categories or [])]
         con = self.wh.cursor()
         if it.coactive_video_id:
-            raise ValueError("feedback takes an image or a keyframe id, not a whole video")
+            raise Invalid("feedback takes an image or a keyframe id, not a whole video")
         if it.coactive_image_id:
             subject = self._subject_by_id(con, it)
         else:
@@ -600,13 +601,13 @@ class Moderator:
                 subjects, results = {}, [None]
                 self._ingest(con, {0: (path, sha)}, subjects, results, [it], self.dataset)
                 if 0 not in subjects:
-                    raise ValueError(results[0]["error"])
+                    raise Invalid(results[0]["error"])
                 subject = subjects[0]
             if subject.kind == "video":
-                raise ValueError("feedback takes an image or a keyframe, not a whole video")
+                raise Invalid("feedback takes an image or a keyframe, not a whole video")
         aid = subject.subject_id
         if not self._vectors(con, SIM_ENCODER, SIM_COLUMN, SIM_DIM, [aid]):
-            raise ValueError(f"asset {aid} has no {SIM_ENCODER} vectors to compare with; "
+            raise Invalid(f"asset {aid} has no {SIM_ENCODER} vectors to compare with; "
                              f"run `pixql embed --encoder {SIM_ENCODER}` on its dataset")
         with self.wh.write_lock:
             c = self.wh.cursor()

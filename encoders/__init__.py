@@ -32,6 +32,8 @@ import importlib
 import pkgutil
 import threading
 
+from warehouse.errors import Invalid
+
 DEFAULT_ENCODER = "imagenet-lite0"
 _lock = threading.RLock()
 _classes: list[type] = []
@@ -90,7 +92,7 @@ def lookup(name: str | None):
     if enc is None:
         usages = sorted((c.usage or c.name for c in _classes), key=lambda u: (u != DEFAULT_ENCODER, u))
         known = " or ".join(repr(u) for u in usages)
-        raise ValueError(f"unknown encoder {normalize_name(name)!r}: use {known}")
+        raise Invalid(f"unknown encoder {normalize_name(name)!r}: use {known}")
     return enc
 
 

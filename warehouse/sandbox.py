@@ -32,6 +32,8 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
+from .errors import Invalid
+
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 # Schemas whose objects the sandbox copies; `catalog` is never among them.
@@ -74,7 +76,7 @@ _DENIED_FUNCTION = re.compile(
 )
 
 
-class SandboxError(ValueError):
+class SandboxError(Invalid):
     """A query the sandbox refuses; `reason` is safe to show the user."""
 
     def __init__(self, reason: str, line: int | None = None, col: int | None = None):

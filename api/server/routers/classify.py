@@ -23,6 +23,7 @@ from ..errors import TooLarge
 from ..models import ClassifyRequest, ClassifyResponse
 from ..settings import check_server_paths
 from .ingestion import _safe_filename, check_length
+from warehouse.errors import Forbidden, Invalid
 
 router = APIRouter(prefix="/api/v1", tags=["classify"])
 
@@ -88,7 +89,7 @@ def _classify(state, req: ClassifyRequest, uploaded: list[str], upload_names: di
 
     check_server_paths(state.settings, list(req.paths or []))
     if req.urls and not state.settings.url_fetch:
-        raise PermissionError("this server does not fetch URLs (started with --no-url-fetch)")
+        raise Forbidden("this server does not fetch URLs (started with --no-url-fetch)")
     tmp = Path(tempfile.mkdtemp(prefix="pixql-classify-"))
     try:
         downloaded, url_errors = _download(req.urls or [], tmp)
@@ -96,7 +97,7 @@ def _classify(state, req: ClassifyRequest, uploaded: list[str], upload_names: di
         paths = list(req.paths or []) + uploaded + [p for _, p in downloaded]
         count = len(expand(paths)) if paths else 0
         if count + len(url_errors) == 0:
-            raise ValueError("nothing to classify: give paths, urls or files")
+            raise Invalid("nothing to classify: give paths, urls or files")
         if count > state.settings.max_classify_assets:
             raise TooLarge(f"{count} images in one request; the limit is {state.settings.max_classify_assets}")
         names = req.concepts
