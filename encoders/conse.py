@@ -35,7 +35,9 @@ _lock = threading.Lock()
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("PIXQL_CACHE_DIR") or Path.home() / ".cache" / "pixql")
+    from warehouse.settings import current
+
+    return current().cache_dir
 
 
 @functools.lru_cache(maxsize=1)
