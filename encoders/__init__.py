@@ -32,8 +32,6 @@ import importlib
 import pkgutil
 import threading
 
-from warehouse.errors import Invalid
-
 DEFAULT_ENCODER = "imagenet-lite0"
 _lock = threading.RLock()
 _classes: list[type] = []
@@ -92,7 +90,7 @@ def lookup(name: str | None):
     if enc is None:
         usages = sorted((c.usage or c.name for c in _classes), key=lambda u: (u != DEFAULT_ENCODER, u))
         known = " or ".join(repr(u) for u in usages)
-        raise Invalid(f"unknown encoder {normalize_name(name)!r}: use {known}")
+        raise ValueError(f"unknown encoder {normalize_name(name)!r}: use {known}")
     return enc
 
 

@@ -22,7 +22,6 @@ import torch
 
 from . import register
 from .base import Encoder, linear_head
-from warehouse.errors import Forbidden, Invalid, MissingFile
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 PREFIX = "clip:"
@@ -35,12 +34,12 @@ def resolve_pretrained(pretrained: str) -> str | None:
     if p.is_dir():
         cands = sorted(f for f in p.iterdir() if f.suffix in WEIGHT_SUFFIXES)
         if not cands:
-            raise MissingFile(f"no checkpoint ({', '.join(WEIGHT_SUFFIXES)}) in directory {p}")
+            raise FileNotFoundError(f"no checkpoint ({', '.join(WEIGHT_SUFFIXES)}) in directory {p}")
         return str(cands[0])
     if p.exists():
         return str(p)
     if "/" in pretrained or pretrained.endswith(WEIGHT_SUFFIXES):
-        raise MissingFile(f"CLIP checkpoint not found: {pretrained}")
+        raise FileNotFoundError(f"CLIP checkpoint not found: {pretrained}")
     return pretrained  # an open_clip tag
 
 
@@ -54,7 +53,7 @@ class ClipEncoder(Encoder):
     def __init__(self, name: str):
         parts = name.split(":", 2)
         if len(parts) != 3 or not parts[1]:
-            raise Invalid(f"CLIP encoder must be 'clip:<model>:<pretrained>', got {name!r}")
+            raise ValueError(f"CLIP encoder must be 'clip:<model>:<pretrained>', got {name!r}")
         super().__init__(name)
         self.model_name, self.pretrained = parts[1], parts[2]
 
@@ -75,10 +74,10 @@ class ClipEncoder(Encoder):
         if self.model_name not in models:
             near = difflib.get_close_matches(self.model_name, models, n=3)
             hint = f"; did you mean {', '.join(near)}?" if near else " (see open_clip.list_models())"
-            raise Invalid(f"unknown CLIP model {self.model_name!r}{hint}")
+            raise ValueError(f"unknown CLIP model {self.model_name!r}{hint}")
         pretrained = self.pretrained
         if not pretrained:
-            raise Invalid(f"CLIP encoder must be 'clip:<model>:<pretrained>', got {self.name!r}")
+            raise ValueError(f"CLIP encoder must be 'clip:<model>:<pretrained>', got {self.name!r}")
         tags = open_clip.list_pretrained_tags_by_model(self.model_name)
         if pretrained in ("none", "None") or pretrained in tags:
             return
@@ -86,11 +85,11 @@ class ClipEncoder(Encoder):
         if allowed_roots:
             resolved = p.resolve()
             if not any(resolved.is_relative_to(Path(r).resolve()) for r in allowed_roots):
-                raise Forbidden(f"CLIP checkpoint {pretrained} is outside the directories this server reads")
+                raise PermissionError(f"CLIP checkpoint {pretrained} is outside the directories this server reads")
         if p.is_file() or (p.is_dir() and any(f.suffix in WEIGHT_SUFFIXES for f in p.iterdir())):
             return
         known = ", ".join(tags[:6]) + (", ..." if len(tags) > 6 else "") if tags else "none for this model"
-        raise Invalid(f"{pretrained!r} is neither a pretrained tag of {self.model_name} ({known}) nor a "
+        raise ValueError(f"{pretrained!r} is neither a pretrained tag of {self.model_name} ({known}) nor a "
                          f"checkpoint file or a directory holding one ({', '.join(WEIGHT_SUFFIXES)})")
 
     @classmethod

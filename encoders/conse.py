@@ -35,9 +35,8 @@ _lock = threading.Lock()
 
 
 def cache_dir() -> Path:
-    from warehouse.settings import current
-
-    return current().cache_dir
+    # The one PIXQL_* read outside warehouse/settings.py (its `cache_dir`): encoders import no other layer.
+    return Path(os.environ.get("PIXQL_CACHE_DIR") or Path.home() / ".cache" / "pixql")
 
 
 @functools.lru_cache(maxsize=1)

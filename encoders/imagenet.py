@@ -22,7 +22,6 @@ import numpy as np
 
 from . import conse
 from .base import Encoder, linear_head
-from warehouse.errors import Invalid
 
 BUILTIN_SOURCE = "pixql built-in catalogue"
 
@@ -44,7 +43,7 @@ def class_indices(names: list[str], wanted) -> list[int]:
     index = {n: i for i, n in enumerate(names)}
     missing = [w for w in wanted if w not in index]
     if missing:
-        raise Invalid(f"no ImageNet class named {missing[0]!r}")
+        raise ValueError(f"no ImageNet class named {missing[0]!r}")
     return [index[w] for w in wanted]
 
 

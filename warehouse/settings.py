@@ -1,4 +1,4 @@
-"""The process environment: every `PIXQL_*` variable is read here and nowhere else.
+"""The process environment: every `PIXQL_*` variable is read here (and `PIXQL_CACHE_DIR` in encoders/conse.py).
 
 `Settings` (pydantic-settings) holds what any layer may need: the warehouse
 directory, the model cache, the CLI's debug switch and the webhook secret.  The
@@ -24,7 +24,8 @@ class Settings(BaseSettings):
 
     # The warehouse directory (the CLI's --root, the server's root).
     root: Path = Field(Path("pixql-data"), validation_alias="PIXQL_HOME")
-    # Where derived model files are cached (e.g. the class-name embeddings).
+    # Where derived model files are cached (e.g. the class-name embeddings).  encoders/conse.py
+    # reads PIXQL_CACHE_DIR itself, with this default: encoders import no other layer.
     cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "pixql")
     # CLI: show tracebacks instead of one-line errors.
     debug: bool = False
