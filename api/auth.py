@@ -18,15 +18,17 @@ import threading
 import time
 from dataclasses import dataclass
 
+from warehouse.errors import Forbidden, Invalid, Unauthorized
+
 SCOPES = ("read", "write", "admin")
 CLIENT_PREFIX = "pxq_"
 
 
-class AuthError(Exception):
+class AuthError(Unauthorized):
     """401: missing or wrong credentials."""
 
 
-class ScopeError(Exception):
+class ScopeError(Forbidden):
     """403: valid credentials, insufficient scope."""
 
 
@@ -55,9 +57,9 @@ _DUMMY_DIGEST = _hash(secrets.token_urlsafe(32))
 def create_token(con, name: str, scope: str = "read") -> tuple[str, str]:
     """Insert a token; return (client_id, secret).  The secret is not recoverable later."""
     if scope not in SCOPES:
-        raise ValueError(f"unknown scope {scope!r}: use one of {', '.join(SCOPES)}")
+        raise Invalid(f"unknown scope {scope!r}: use one of {', '.join(SCOPES)}")
     if not name or not name.strip():
-        raise ValueError("a token needs a name")
+        raise Invalid("a token needs a name")
     from warehouse import catalog
 
     client_id = CLIENT_PREFIX + secrets.token_hex(8)

@@ -18,8 +18,10 @@ from typing import Any, Iterable
 import httpx
 import polars as pl
 
+from warehouse.errors import PixqlError
 
-class ApiError(RuntimeError):
+
+class ApiError(PixqlError, RuntimeError):
     """An HTTP error from the server, with its status code and message."""
 
     def __init__(self, status_code: int, detail: str, body: Any = None):
@@ -27,7 +29,7 @@ class ApiError(RuntimeError):
         super().__init__(f"HTTP {status_code}: {detail}")
 
 
-class QueryError(RuntimeError):
+class QueryError(PixqlError, RuntimeError):
     """A query that ended in `Error` or `Stopped`."""
 
     def __init__(self, record: dict):

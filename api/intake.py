@@ -47,6 +47,7 @@ import httpx
 from fastapi import Depends, HTTPException, Request
 
 from ingest.sources import OUTSIDE, PLAIN, FileAccess, expand
+from warehouse.errors import Forbidden, Invalid
 
 INTAKE_KEY = "x-pixql-intake"
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -54,7 +55,7 @@ REDIRECTS = (301, 302, 303, 307, 308)
 FORM_OVERHEAD = 64 * 1024
 
 
-class Refused(PermissionError):
+class Refused(Forbidden):
     """A path, URL or address the server will not read (HTTP 403)."""
 
 
@@ -155,7 +156,7 @@ class AddressFilter:
         return str(addrs[0])
 
 
-class FetchError(ValueError):
+class FetchError(Invalid):
     """A URL that could not be fetched (bad scheme, HTTP error, too large, too slow)."""
 
 
@@ -301,7 +302,7 @@ class Intake:
         try:
             self.downloader.vet(url)
         except FetchError as e:
-            raise ValueError(f"callback_url: {e}") from None
+            raise Invalid(f"callback_url: {e}") from None
 
 
 def get_intake(request: Request) -> Intake:

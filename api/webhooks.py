@@ -37,7 +37,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
 import threading
 import uuid
@@ -47,6 +46,7 @@ from typing import Callable
 import httpx
 
 from warehouse import catalog
+from warehouse.errors import Conflict, Invalid, NotFound
 
 log = logging.getLogger("pixql.webhooks")
 
@@ -73,7 +73,9 @@ def body_of(result: dict) -> bytes:
 
 
 def webhook_secret(con, write_lock=None) -> str:
-    env = os.environ.get("PIXQL_WEBHOOK_SECRET")
+    from warehouse.settings import current
+
+    env = current().webhook_secret
     if env:
         return env
     row = con.execute("SELECT value FROM catalog.meta WHERE key = ?", [SECRET_KEY]).fetchone()
@@ -98,7 +100,7 @@ class RetryPolicy:
         return min(self.base_delay * self.factor ** (attempt - 1), self.max_delay)
 
 
-class AlreadyDelivering(RuntimeError):
+class AlreadyDelivering(Conflict):
     pass
 
 
@@ -135,12 +137,12 @@ class WebhookSender:
             "SELECT callback_url, result, delivery_status FROM catalog.moderation_tasks WHERE task_id = ?", [task_id]
         ).fetchone()
         if row is None:
-            raise KeyError(task_id)
+            raise NotFound(f"unknown moderation task {task_id!r}")
         url, result, status = row
         if not url:
-            raise ValueError(f"task {task_id} has no callback_url")
+            raise Invalid(f"task {task_id} has no callback_url")
         if result is None:
-            raise ValueError(f"task {task_id} has no result yet")
+            raise Invalid(f"task {task_id} has no result yet")
         if status == "delivered" and not redeliver:
             return None
         from warehouse import jobs

@@ -14,17 +14,18 @@ import numpy as np
 
 import encoders
 from warehouse import catalog
+from warehouse.errors import Invalid, NotFound
 from warehouse.concept_cache import Head, probabilities
 
 LINKS = ("logistic", "linear")
 KINDS = ("text", "labeled", "text+labeled", "model")
 
 
-class ConceptError(ValueError):
+class ConceptError(Invalid):
     """Bad input about a concept; the message is meant for the user (HTTP 400)."""
 
 
-class ConceptNotFound(ConceptError):
+class ConceptNotFound(ConceptError, NotFound):
     """The named concept (or asset) does not exist (HTTP 404)."""
 
 

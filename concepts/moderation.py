@@ -49,6 +49,7 @@ from ingest.sources import PLAIN, FileAccess
 import numpy as np
 
 from warehouse import catalog
+from warehouse.errors import Invalid, NotFound
 from warehouse.storage import atomic_write_bytes
 
 from . import policy as policies
@@ -66,7 +67,7 @@ DEFAULT_TTL_S = 24 * 3600
 VIDEO_SNIFF = {b"ftyp": ".mp4", b"\x1aE\xdf\xa3": ".webm"}
 
 
-class ModerationNotFound(LookupError):
+class ModerationNotFound(NotFound):
     """An asset, video or task that does not exist (HTTP 404)."""
 
 
@@ -86,7 +87,7 @@ class Item:
         given = [k for k in ("path", "url", "coactive_image_id", "coactive_video_id", "data")
                  if getattr(self, k) not in (None, "")]
         if len(given) != 1:
-            raise ValueError(
+            raise Invalid(
                 "each item needs exactly one of path, url, coactive_image_id, coactive_video_id or an upload"
                 + (f" (got {', '.join(given)})" if given else ""))
 
@@ -249,16 +250,16 @@ class Moderator:
             try:
                 sha = _sha256_file(p, self.files)
             except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-                raise ValueError(f"no such file on the server: {it.path}") from None
+                raise Invalid(f"no such file on the server: {it.path}") from None
             return Path(os.path.realpath(p)), sha
         if it.data is not None:
             data, name = it.data, it.filename
         elif self.fetch is None:
-            raise ValueError(f"this moderator fetches no URLs ({it.url}): download it and send the bytes")
+            raise Invalid(f"this moderator fetches no URLs ({it.url}): download it and send the bytes")
         else:
             data, name = self.fetch(it.url)
         if not data:
-            raise ValueError("empty upload (0 bytes)")
+            raise Invalid("empty upload (0 bytes)")
         sha = hashlib.sha256(data).hexdigest()
         dest = self.wh.root / "uploads" / "moderation" / sha[:2] / (sha + _suffix(data, name))
         if not dest.is_file():
@@ -284,7 +285,7 @@ class Moderator:
             "SELECT coactive_image_id, keyframe_time_ms FROM pixql_internal.assets WHERE coactive_video_id = ? "
             "ORDER BY keyframe_index", [video_id]).fetchall()
         if not frames:
-            raise ValueError(f"video {video_id} has no decoded keyframes")
+            raise Invalid(f"video {video_id} has no decoded keyframes")
         return Subject("video", video_id, [(f, int(t or 0)) for f, t in frames], v[1], v[0], "video", video_id)
 
     def _subject_by_path(self, con, path: Path, sha: str) -> Subject | None:
@@ -497,7 +498,7 @@ class Moderator:
     def override(self, subject_id: str, status: str, comment: str | None = None, user: str | None = None) -> dict:
         """A moderator's decision on an asset or video; it outranks every model decision, now and later."""
         if status not in STATUSES:
-            raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+            raise Invalid(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
         con = self.wh.cursor()
         kind = self._kind_of(con, subject_id)
         self._insert(subject_id, kind, status, [{"comment": comment}] if comment else [], None, "user",
@@ -549,7 +550,7 @@ class Moderator:
     def queue(self, status: str | None = None, offset: int = 0, limit: int = 50, dataset: str | None = None) -> dict:
         """Assets and videos by their current status, newest decision first (the moderation queue)."""
         if status is not None and status not in (*STATUSES, PENDING):
-            raise ValueError(f"status must be one of {', '.join((*STATUSES, PENDING))}, got {status!r}")
+            raise Invalid(f"status must be one of {', '.join((*STATUSES, PENDING))}, got {status!r}")
         con = self.wh.cursor()
         where = "WHERE (? IS NULL OR l.status = ?) AND (? IS NULL OR coalesce(a.dataset, v.dataset) = ?)"
         args = [status, status, dataset, dataset]
@@ -582,11 +583,11 @@ class Moderator:
                  comment: str | None = None) -> dict:
         """Put an image on the block or pass list; categories also become concept labels."""
         if verdict not in VERDICTS:
-            raise ValueError(f"verdict must be 'block' or 'pass', got {verdict!r}")
+            raise Invalid(f"verdict must be 'block' or 'pass', got {verdict!r}")
         categories = [taxonomy.check_category(c) for c in (categories or [])]
         con = self.wh.cursor()
         if it.coactive_video_id:
-            raise ValueError("feedback takes an image or a keyframe id, not a whole video")
+            raise Invalid("feedback takes an image or a keyframe id, not a whole video")
         if it.coactive_image_id:
             subject = self._subject_by_id(con, it)
         else:
@@ -596,13 +597,13 @@ class Moderator:
                 subjects, results = {}, [None]
                 self._ingest(con, {0: (path, sha)}, subjects, results, [it], self.dataset)
                 if 0 not in subjects:
-                    raise ValueError(results[0]["error"])
+                    raise Invalid(results[0]["error"])
                 subject = subjects[0]
             if subject.kind == "video":
-                raise ValueError("feedback takes an image or a keyframe, not a whole video")
+                raise Invalid("feedback takes an image or a keyframe, not a whole video")
         aid = subject.subject_id
         if not self._vectors(con, SIM_ENCODER, SIM_COLUMN, SIM_DIM, [aid]):
-            raise ValueError(f"asset {aid} has no {SIM_ENCODER} vectors to compare with; "
+            raise Invalid(f"asset {aid} has no {SIM_ENCODER} vectors to compare with; "
                              f"run `pixql embed --encoder {SIM_ENCODER}` on its dataset")
         with self.wh.write_lock:
             c = self.wh.cursor()

@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from warehouse.errors import Invalid, NotFound
+
 from . import taxonomy
 
 DEFAULT_THRESHOLD = 0.5
@@ -37,11 +39,11 @@ SETTINGS = ("review_band", "similarity")
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
 
-class PolicyError(ValueError):
+class PolicyError(Invalid):
     """A malformed policy; the message names the field at fault (HTTP 400)."""
 
 
-class PolicyNotFound(LookupError):
+class PolicyNotFound(NotFound):
     pass
 
 

@@ -26,6 +26,7 @@ from functools import cached_property
 import encoders
 
 from . import catalogue
+from warehouse.errors import Invalid
 
 BUILTIN_ENCODER = encoders.DEFAULT_ENCODER
 
@@ -85,7 +86,7 @@ def leaves() -> list[str]:
 
 def check_category(name: str) -> str:
     if name not in CATEGORIES:
-        raise ValueError(
+        raise Invalid(
             f"unknown moderation category {name!r}; known: {', '.join(sorted(CATEGORIES))}"
         )
     return name

@@ -35,6 +35,7 @@ _lock = threading.Lock()
 
 
 def cache_dir() -> Path:
+    # The one PIXQL_* read outside warehouse/settings.py (its `cache_dir`): encoders import no other layer.
     return Path(os.environ.get("PIXQL_CACHE_DIR") or Path.home() / ".cache" / "pixql")
 
 

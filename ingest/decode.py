@@ -18,6 +18,8 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from warehouse.errors import Unprocessable
+
 from .sources import PLAIN, VIDEO_EXTS, FileAccess, Source
 
 # Namespace for deterministic ids: the same file in the same dataset always gets
@@ -29,7 +31,7 @@ DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 ALLOWED_FORMATS = {"JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO"}
 
 
-class DecodeError(Exception):
+class DecodeError(Unprocessable):
     """A file that cannot become an asset; the message is the user-facing reason."""
 
 

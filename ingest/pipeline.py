@@ -37,6 +37,7 @@ from .analyzers import store as analysis_store
 from .analyzers.base import ANALYSIS_MAX_SIDE
 from .decode import DEFAULT_MAX_PIXELS, DecodedAsset, SourceResult, decode_source
 from .sources import PLAIN, FileAccess, Source, expand
+from warehouse.errors import Forbidden, Invalid, NotFound
 
 DATASET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
 
@@ -68,7 +69,7 @@ class IngestReport:
 
 def validate_dataset_name(name: str) -> str:
     if not DATASET_NAME.match(name or ""):
-        raise ValueError(
+        raise Invalid(
             f"invalid dataset name {name!r}: start with a letter, then letters, digits, '_' or '-' (max 64)"
         )
     return name
@@ -290,7 +291,7 @@ def run(
     """Ingest `paths` into `dataset`; `files` is how the files are reached (a server's intake checks
     each one when it is opened; the default reads whatever the process can)."""
     if wh.read_only:
-        raise PermissionError("warehouse opened read-only")
+        raise Forbidden("warehouse opened read-only")
     validate_dataset_name(dataset)
     started = time.perf_counter()
     con = wh.cursor()
@@ -474,7 +475,7 @@ def reembed(wh, dataset: str, encoder: str, **options) -> IngestReport:
     """
     con = wh.cursor()
     if not con.execute("SELECT 1 FROM catalog.datasets WHERE name = ?", [dataset]).fetchone():
-        raise KeyError(f"unknown dataset {dataset!r}")
+        raise NotFound(f"unknown dataset {dataset!r}")
     paths = [
         r[0]
         for r in con.execute(

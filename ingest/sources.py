@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from warehouse.errors import Invalid
+
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
 # Files that describe other files; never assets themselves.
@@ -170,11 +172,11 @@ def load_manifest(manifest: str | Path) -> dict[Path, dict]:
                 try:
                     rows.append(json.loads(line))
                 except ValueError as e:
-                    raise ValueError(f"{mpath}:{n}: invalid JSON line: {e}") from None
+                    raise Invalid(f"{mpath}:{n}: invalid JSON line: {e}") from None
     out = {}
     for n, row in enumerate(rows, 1):
         if "path" not in row:
-            raise ValueError(f"{mpath}: row {n} has no 'path' column")
+            raise Invalid(f"{mpath}: row {n} has no 'path' column")
         p = Path(row.pop("path"))
         out[(p if p.is_absolute() else base / p).resolve()] = row
     return out

@@ -26,6 +26,7 @@ import re
 from . import catalog
 from .storage import safe_name
 from .views import INTERNAL, ViewParts, _parquet_source
+from .errors import Invalid
 
 # flag -> (pattern, what it catches).  Heuristics for triage, tuned for recall on
 # short overlay text; review before acting on a flag alone.
@@ -72,14 +73,14 @@ def ocr_patterns(con) -> dict[str, tuple[str, str]]:
 def set_ocr_pattern(con, flag: str, pattern: str | None, description: str | None = None) -> None:
     """Add or replace a flag's pattern (None switches the flag off); the caller rebuilds views."""
     if not FLAG_NAME.match(flag or ""):
-        raise ValueError(f"invalid flag name {flag!r}: lowercase letters, digits and '_', starting with a letter")
+        raise Invalid(f"invalid flag name {flag!r}: lowercase letters, digits and '_', starting with a letter")
     if pattern is not None:
         if not pattern.strip():
-            raise ValueError("empty pattern")
+            raise Invalid("empty pattern")
         try:
             con.execute("SELECT regexp_matches('', ?, 'i')", [pattern]).fetchall()
         except Exception as e:
-            raise ValueError(f"invalid pattern for {flag!r} (RE2 syntax): {e}") from None
+            raise Invalid(f"invalid pattern for {flag!r} (RE2 syntax): {e}") from None
     con.execute(
         "INSERT OR REPLACE INTO catalog.ocr_patterns VALUES (?, ?, ?, ?)",
         [flag, pattern, description, catalog.now()],

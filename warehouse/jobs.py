@@ -40,6 +40,7 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from . import catalog
+from .errors import Unavailable
 
 log = logging.getLogger("pixql.jobs")
 
@@ -50,7 +51,7 @@ _COLS = ["job_id", "kind", "params", "status", "counters", "error", "owner", "at
          "created_dt", "start_dt", "end_dt"]
 
 
-class Retry(Exception):
+class Retry(Unavailable):
     """Raised by a handler: run the job again after `delay` seconds (it is Queued meanwhile)."""
 
     def __init__(self, delay: float, counters: dict | None = None):
@@ -58,7 +59,7 @@ class Retry(Exception):
         self.delay, self.counters = delay, counters
 
 
-class Interrupted(Exception):
+class Interrupted(Unavailable):
     """Raised by a handler that stopped at a safe point because the runner is stopping."""
 
     def __init__(self, counters: dict | None = None):

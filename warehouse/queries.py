@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from . import catalog, sandbox
 from .query_queue import FairQueue, GroupCommit
 from .query_worker import WorkerDied, WorkerProcess, parse_size, sweep_stale_dirs, unique_names  # noqa: F401
+from .errors import Conflict, NotFound, TooMany
 from .storage import TMP_PREFIX
 
 FINAL = ("Complete", "Error", "Stopped")
@@ -46,15 +47,16 @@ log = logging.getLogger("pixql.queries")
 RESTART_REASON = "the server stopped while this query was running; submit it again"
 
 
-class QueryNotFound(KeyError):
+class QueryNotFound(NotFound):
+    def __str__(self) -> str:  # raised with the bare id
+        return f"unknown query id {self.args[0]!r}" if self.args else "unknown query"
+
+
+class QueueFull(TooMany):
     pass
 
 
-class QueueFull(RuntimeError):
-    pass
-
-
-class QueryConflict(RuntimeError):
+class QueryConflict(Conflict):
     """The request does not fit the query's state (e.g. stopping a finished query)."""
 
 

@@ -35,6 +35,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from .errors import Invalid, PixqlError, TooLarge
+
 _HEADER = struct.Struct("!I")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)\s*$", re.IGNORECASE)
@@ -46,10 +48,10 @@ def parse_size(text: str) -> int:
     """Bytes in a size as DuckDB reads `memory_limit` ('256MB', '1GB' decimal; '512MiB' binary); ValueError otherwise."""
     m = _SIZE.match(str(text))
     if not m:
-        raise ValueError(f"{text!r} is not a size: use a number and a unit, e.g. 256MB, 1GB or 2GiB")
+        raise Invalid(f"{text!r} is not a size: use a number and a unit, e.g. 256MB, 1GB or 2GiB")
     n = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
     if n <= 0:
-        raise ValueError(f"{text!r} is not a size: it must be more than 0 bytes")
+        raise Invalid(f"{text!r} is not a size: it must be more than 0 bytes")
     return n
 
 
@@ -213,7 +215,7 @@ class _Child:
                 self.db.interrupt()
 
 
-class RowCapExceeded(RuntimeError):
+class RowCapExceeded(TooLarge):
     pass
 
 
@@ -241,7 +243,7 @@ def sweep_stale_dirs() -> None:
 
 # -- the parent's handle -------------------------------------------------------------------------
 
-class WorkerDied(RuntimeError):
+class WorkerDied(PixqlError, RuntimeError):
     pass
 
 

@@ -14,6 +14,8 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
+from .errors import Invalid
+
 FUNCTIONS_FILE = Path(__file__).with_name("sandbox_functions.txt")
 # The one table function a query may call in FROM: it only expands the values given to it.
 TABLE_FUNCTIONS = frozenset({"unnest"})
@@ -21,7 +23,7 @@ TABLE_FUNCTIONS = frozenset({"unnest"})
 FUNCTION_SCHEMAS = frozenset({"", "main", "pixql_internal"})
 
 
-class SandboxError(ValueError):
+class SandboxError(Invalid):
     """A query the sandbox refuses; `reason` is safe to show the user."""
 
     def __init__(self, reason: str, line: int | None = None, col: int | None = None):

@@ -18,6 +18,7 @@ import duckdb
 
 from . import catalog, views
 from .storage import Layout, default_root
+from .errors import Forbidden, MissingFile
 
 
 class Warehouse:
@@ -35,7 +36,7 @@ class Warehouse:
         layout = Layout(path if path is not None else default_root())
         if read_only:
             if not layout.db_path.exists():
-                raise FileNotFoundError(f"no warehouse at {layout.root} (missing {layout.db_path.name})")
+                raise MissingFile(f"no warehouse at {layout.root} (missing {layout.db_path.name})")
             con = duckdb.connect(str(layout.db_path), read_only=True)
             return cls(layout, con, True)
         layout.root.mkdir(parents=True, exist_ok=True)
@@ -141,7 +142,7 @@ class Warehouse:
 
     def _catalog_write(self, change):
         if self.read_only:
-            raise PermissionError("warehouse opened read-only")
+            raise Forbidden("warehouse opened read-only")
         con = self.cursor()
         with self.write_lock:
             con.execute("BEGIN TRANSACTION")

@@ -21,7 +21,9 @@ TMP_PREFIX = ".tmp-"
 
 
 def default_root() -> Path:
-    return Path(os.environ.get("PIXQL_HOME", "pixql-data"))
+    from .settings import current
+
+    return current().root
 
 
 def safe_name(name: str) -> str:

@@ -1,20 +1,22 @@
 """The Typer application, the options every command shares, and how failures are reported.
 
-Every command's exception ends at `PixqlGroup.invoke`: known kinds become one
-`error: ...` line (exit 1), anything else one `internal error` line (exit 70);
-the traceback is shown only with the global `--debug` (or `PIXQL_DEBUG=1`).
+Every command's exception ends at `PixqlGroup.invoke`: a `PixqlError` (the
+hierarchy of `warehouse.errors`, whose `KINDS` table gives the exit code) and the
+library and OS errors listed here become one `error: ...` line (exit 1), anything
+else one `internal error` line (exit 70); the traceback is shown only with the
+global `--debug` (or `PIXQL_DEBUG=1`).
 """
 from __future__ import annotations
 
 import errno
-import os
 from pathlib import Path
 
 import typer
 from typer.core import TyperGroup
 
+from warehouse.errors import EXIT_INTERNAL, EXIT_USER, PixqlError, kind_of
+
 DEBUG_KEY = "pixql.debug"
-EXIT_INTERNAL = 70  # sysexits EX_SOFTWARE: a bug, not bad input
 MAX_MESSAGE = 400
 
 
@@ -46,11 +48,14 @@ def known_errors() -> list[tuple[type, object]]:
     """(exception type, message function): the one table of failures the CLI explains.
 
     Most specific first; a type not listed here is reported as an internal error.
+    The builtin kinds after `PixqlError` are errors of libraries and of argument
+    parsing that a user can fix too.
     """
     import duckdb
     import pydantic
 
     return [
+        (PixqlError, str),
         (pydantic.ValidationError, _validation),
         (duckdb.Error, str),
         (OSError, _os_error),
@@ -66,7 +71,8 @@ def describe(e: BaseException) -> tuple[str, int]:
     """The one-line message and exit code for an exception a command raised."""
     for kind, message in known_errors():
         if isinstance(e, kind):
-            return _first_line(message(e) or type(e).__name__), 1
+            row = kind_of(e)
+            return _first_line(message(e) or type(e).__name__), row.exit_code if row else EXIT_USER
     return (_first_line(f"internal error: {type(e).__name__}: {e}") + " (run with --debug for the traceback)",
             EXIT_INTERNAL)
 
@@ -83,6 +89,15 @@ def _signals() -> tuple[type, ...]:
     return tuple(kinds)
 
 
+def _debug_env() -> bool:
+    from warehouse.settings import current
+
+    try:
+        return current().debug
+    except ValueError:  # a malformed PIXQL_* variable must not hide the error being reported
+        return False
+
+
 class PixqlGroup(TyperGroup):
     """Turns a command's exception into one clear line; `--debug` lets it through."""
 
@@ -92,7 +107,7 @@ class PixqlGroup(TyperGroup):
         except _signals():
             raise
         except Exception as e:
-            if ctx.meta.get(DEBUG_KEY) or os.environ.get("PIXQL_DEBUG", "") not in ("", "0"):
+            if ctx.meta.get(DEBUG_KEY) or _debug_env():
                 raise
             message, code = describe(e)
             typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
@@ -122,12 +137,13 @@ RootOption = typer.Option(
     "--root",
     "-r",
     help="Warehouse directory (default: $PIXQL_HOME or ./pixql-data).",
-    envvar="PIXQL_HOME",
-)
+)  # None: warehouse.settings reads PIXQL_HOME, the one place the environment is read
 
 
 def resolve_root(root: Path | None) -> Path:
-    return Path(root) if root else Path(os.environ.get("PIXQL_HOME", "pixql-data"))
+    from warehouse.storage import default_root
+
+    return Path(root) if root else default_root()
 
 
 def fail(message: str, code: int = 1) -> "typer.Exit":

@@ -6,28 +6,41 @@ from typing import List, Optional
 
 import typer
 
-from .app import RootOption, app, check_not_held, fail, open_warehouse, resolve_root
+from .app import RootOption, app, check_not_held, fail, open_warehouse
 
 token_app = typer.Typer(help="API tokens: create (prints the secret once), list, revoke.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 
 
+def _default(field: str) -> str:
+    """The default `pixql serve --help` shows: the settings field's (an option left out means
+    "not given", so `PIXQL_*` variables and then the field's default apply)."""
+    from api.server.settings import ServerSettings
+
+    return f"(default {ServerSettings.model_fields[field].get_default(call_default_factory=True)})"
+
+
 @app.command()
 def serve(
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),
-    port: int = typer.Option(8000, "--port", "-p"),
+    host: Optional[str] = typer.Option(None, "--host", help=f"Address to bind. {_default('host')}"),
+    port: Optional[int] = typer.Option(None, "--port", "-p", help=_default("port")),
     no_auth: bool = typer.Option(False, "--no-auth", help="Accept requests without a token (loopback only)."),
-    query_workers: int = typer.Option(2, "--query-workers", help="Queries run at once."),
-    time_limit: float = typer.Option(300.0, "--time-limit", help="Seconds a query may run."),
-    row_cap: int = typer.Option(1_000_000, "--row-cap", help="Most rows a query may return."),
-    memory_limit: str = typer.Option("1GB", "--memory-limit",
-                                     help="Memory cap per running query (DuckDB's limit and its worker process's)."),
-    max_queued: int = typer.Option(100, "--max-queued", help="Queued queries beyond this get 429."),
-    max_running_per_token: int = typer.Option(
-        0, "--max-running-per-token", min=0,
+    query_workers: Optional[int] = typer.Option(
+        None, "--query-workers", help=f"Queries run at once. {_default('query_workers')}"),
+    time_limit: Optional[float] = typer.Option(
+        None, "--time-limit", help=f"Seconds a query may run. {_default('query_time_limit_s')}"),
+    row_cap: Optional[int] = typer.Option(
+        None, "--row-cap", help=f"Most rows a query may return. {_default('query_row_cap')}"),
+    memory_limit: Optional[str] = typer.Option(
+        None, "--memory-limit", help="Memory cap per running query (DuckDB's limit and its worker process's). "
+                                     + _default("query_memory_limit")),
+    max_queued: Optional[int] = typer.Option(
+        None, "--max-queued", help=f"Queued queries beyond this get 429. {_default('max_queued_queries')}"),
+    max_running_per_token: Optional[int] = typer.Option(
+        None, "--max-running-per-token", min=0,
         help="Queries one token may run at once; tokens' queues are served round-robin "
-             "(0: all query workers but one)."),
-    max_upload_mb: float = typer.Option(200.0, "--max-upload-mb"),
+             f"(0: all query workers but one). {_default('max_running_per_token')}"),
+    max_upload_mb: Optional[float] = typer.Option(None, "--max-upload-mb", help=_default("max_upload_mb")),
     path_root: Optional[List[Path]] = typer.Option(
         None, "--path-root", help="Only read server-side paths under this directory (repeatable)."),
     no_url_fetch: bool = typer.Option(False, "--no-url-fetch", help="Refuse every request that names a URL (403)."),
@@ -36,8 +49,10 @@ def serve(
         "loopback, private and link-local addresses are refused otherwise (repeatable)."),
     allow_url_host: Optional[List[str]] = typer.Option(
         None, "--allow-url-host", help="Also fetch from this host name, whatever it resolves to (repeatable)."),
-    max_url_mb: float = typer.Option(50.0, "--max-url-mb", help="Largest download from a URL."),
-    url_time_limit: float = typer.Option(30.0, "--url-time-limit", help="Seconds a URL download may take."),
+    max_url_mb: Optional[float] = typer.Option(
+        None, "--max-url-mb", help=f"Largest download from a URL, in MB. {_default('max_url_mb')}"),
+    url_time_limit: Optional[float] = typer.Option(
+        None, "--url-time-limit", help=f"Seconds a URL download may take. {_default('url_time_limit_s')}"),
     lazy_model: bool = typer.Option(False, "--lazy-model",
                                     help="Load the encoder on first use instead of before /ready says ready."),
     log_level: str = typer.Option("info", "--log-level"),
@@ -50,15 +65,17 @@ def serve(
 
     from pydantic import ValidationError
 
+    # Only what was given on the command line: the rest comes from PIXQL_* or the defaults.
+    given = dict(
+        root=root, host=host, port=port, query_workers=query_workers, query_time_limit_s=time_limit,
+        query_row_cap=row_cap, query_memory_limit=memory_limit, max_queued_queries=max_queued,
+        max_upload_mb=max_upload_mb, max_running_per_token=max_running_per_token, path_roots=path_root or None,
+        auth=False if no_auth else None, url_fetch=False if no_url_fetch else None,
+        load_model=False if lazy_model else None, allow_url_networks=allow_url_network or None,
+        allow_url_hosts=allow_url_host or None, max_url_mb=max_url_mb, url_time_limit_s=url_time_limit,
+    )
     try:
-        settings = ServerSettings(
-            root=resolve_root(root), host=host, port=port, auth=not no_auth, query_workers=query_workers,
-            query_time_limit_s=time_limit, query_row_cap=row_cap, query_memory_limit=memory_limit,
-            max_queued_queries=max_queued, max_upload_mb=max_upload_mb, load_model=not lazy_model,
-            max_running_per_token=max_running_per_token,
-            path_roots=path_root or None, url_fetch=not no_url_fetch, allow_url_networks=allow_url_network or [],
-            allow_url_hosts=allow_url_host or [], max_url_mb=max_url_mb, url_time_limit_s=url_time_limit,
-        )
+        settings = ServerSettings(**{k: v for k, v in given.items() if v is not None})
         settings.check()
     except ValidationError as e:
         fail(_settings_message(e))
@@ -67,7 +84,8 @@ def serve(
     # The server opens the warehouse inside uvicorn's startup, where a held lock
     # would print a traceback: find out here and say it as other commands do.
     check_not_held(settings.root, busy_hint="stop it first; one process serves a warehouse at a time")
-    if no_auth:
+    host, port = settings.host, settings.port
+    if not settings.auth:
         typer.secho(f"WARNING: authentication is OFF (--no-auth); anyone who can reach {host}:{port} "
                     "has admin rights", fg=typer.colors.YELLOW, err=True)
     typer.echo(f"pixql: serving {settings.root.resolve()} on http://{host}:{port} (docs at /docs)", err=True)

@@ -1,79 +1,58 @@
-"""Exceptions from the layers below, mapped to the status codes users expect.
+"""HTTP answers for the error hierarchy of `warehouse.errors` (its `KINDS` table gives the status).
 
-400 bad input (including sandbox refusals, with position), 401/403 auth, 404
-unknown id, 409 conflicting state, 413 too large, 422 schema (FastAPI's own),
-429 too many queued queries, 503 not ready.
+400 bad input (sandbox refusals with their position), 401/403 auth, 404 unknown
+id, 409 conflicting state, 413 too large, 422 unusable content or schema
+(FastAPI's own), 429 too many queued queries, 503 not ready.  Anything else is a
+bug: 500 with a generic message, its traceback in the server log.
 """
 from __future__ import annotations
+
+import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from api.auth import AuthError, ScopeError
-from warehouse.queries import QueryConflict, QueryNotFound, QueueFull
+from warehouse.errors import Conflict, NotFound, PixqlError, TooLarge, Unavailable, kind_of  # noqa: F401
 from warehouse.sandbox import SandboxError
 
-
-class NotFound(LookupError):
-    pass
-
-
-class Conflict(RuntimeError):
-    pass
+log = logging.getLogger("pixql.server")
+INTERNAL = "internal server error (the server log has the details)"
 
 
-class TooLarge(ValueError):
-    pass
+class NotReady(Unavailable):
+    """The encoder or warehouse is still loading."""
 
 
-class NotReady(RuntimeError):
-    pass
-
-
-def _json(status: int, detail: str, **extra) -> JSONResponse:
+def _json(status: int, detail: str, retry_after: bool = False, **extra) -> JSONResponse:
     body = {"detail": detail}
     body.update({k: v for k, v in extra.items() if v is not None})
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    headers = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if retry_after:
+        headers["Retry-After"] = "1"
+    return JSONResponse(body, status_code=status, headers=headers or None)
 
 
-def _plain(status: int):
-    async def handler(request: Request, e: Exception):
-        return _json(status, str(e))
-
-    return handler
+def response_for(e: BaseException) -> JSONResponse:
+    kind = kind_of(e)
+    if kind is None or kind.status >= 500 and not kind.retry_after:
+        # Not the caller's fault, and the message may show internals: say so, log the rest.
+        if kind is not None:  # outside the hierarchy Starlette re-raises it for uvicorn to log
+            log.error("internal error: %s: %s", type(e).__name__, e, exc_info=e)
+        return _json(500, INTERNAL)
+    if isinstance(e, SandboxError):
+        return _json(kind.status, e.reason, line=e.line, col=e.col)
+    return _json(kind.status, str(e), retry_after=kind.retry_after)
 
 
 def install(app: FastAPI) -> None:
-    from concepts import ConceptNotFound
+    @app.exception_handler(PixqlError)
+    async def _pixql(request: Request, e: PixqlError):
+        return response_for(e)
 
-    # Exceptions whose message is the whole answer.  Starlette picks the handler
-    # of the most specific class, so ValueError is only the fallback for 400.
-    plain = [
-        (AuthError, 401), (ScopeError, 403), (PermissionError, 403),
-        (NotFound, 404), (ConceptNotFound, 404),
-        (QueryConflict, 409), (Conflict, 409), (TooLarge, 413), (ValueError, 400),
-    ]
-    for exc, status in plain:
-        app.add_exception_handler(exc, _plain(status))
-
-    @app.exception_handler(SandboxError)
-    async def _sandbox(request: Request, e: SandboxError):
-        return _json(400, e.reason, line=e.line, col=e.col)
-
-    @app.exception_handler(FileNotFoundError)
-    async def _gone(request: Request, e: FileNotFoundError):
-        # e.g. a result file or an asset's image deleted behind the server's back
-        return _json(404, f"file not found: {e.filename or e}")
-
-    @app.exception_handler(QueryNotFound)
-    async def _qnf(request: Request, e: QueryNotFound):
-        return _json(404, f"unknown query id {e.args[0]!r}")
-
-    @app.exception_handler(QueueFull)
-    async def _qf(request: Request, e: QueueFull):
-        return JSONResponse({"detail": str(e)}, status_code=429, headers={"Retry-After": "1"})
-
-    @app.exception_handler(NotReady)
-    async def _nr(request: Request, e: NotReady):
-        return JSONResponse({"detail": str(e)}, status_code=503, headers={"Retry-After": "1"})
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, e: Exception):
+        # A bug (a ValueError from deep down is one too): Starlette's ServerErrorMiddleware
+        # sends this answer, then re-raises for uvicorn to log the traceback.
+        return response_for(e)

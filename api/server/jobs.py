@@ -15,6 +15,7 @@ import threading
 
 from warehouse import catalog
 from warehouse.jobs import Interrupted, JobRunner
+from warehouse.errors import Invalid, NotFound
 
 log = logging.getLogger("pixql.server.jobs")
 KIND = "ingest"
@@ -49,7 +50,7 @@ class IngestJobs:
 
         validate_dataset_name(dataset)
         if not paths:
-            raise ValueError("no paths to ingest")
+            raise Invalid("no paths to ingest")
         sources = expand(paths, files=self.files)  # raises on paths that do not exist
         if encoder is not None:
             encoder = normalize_name(encoder)
@@ -67,7 +68,7 @@ class IngestJobs:
         """Stop an ingestion job: committed assets stay, and ingesting the same paths again resumes."""
         job = self.runner.get(job_id)
         if job is None or job["kind"] != KIND:
-            raise KeyError(job_id)
+            raise NotFound(f"unknown ingestion job {job_id!r}")
         return self._view(self.runner.stop(job_id))
 
     def list(self) -> list[dict]:
@@ -131,7 +132,7 @@ class IngestJobs:
             "SELECT run_id, dataset, encoder, status, started_dt, finished_dt, files_seen, assets_added, skipped,"
             " errors, error FROM catalog.ingest_runs WHERE run_id = ?", [run_id]).fetchone()
         if row is None:
-            raise KeyError(run_id)
+            raise NotFound(f"unknown ingestion job {run_id!r}")
         run_id, dataset, encoder, status, started, finished, seen, added, skipped, errors, error = row
         return {
             "job_id": run_id, "dataset": dataset, "encoder": encoder, "status": status,

@@ -98,8 +98,14 @@ class IngestRequest(BaseModel):
         if v is None or not v.strip():
             return None
         from ingest.encoders import check_encoder_spec
+        from warehouse.errors import Forbidden, MissingFile
 
-        return check_encoder_spec(v, (info.context or {}).get("path_roots"))
+        try:
+            return check_encoder_spec(v, (info.context or {}).get("path_roots"))
+        except PermissionError as e:  # encoders sit below warehouse.errors and raise the builtins
+            raise Forbidden(str(e)) from None
+        except FileNotFoundError as e:
+            raise MissingFile(str(e)) from None
 
 
 class IngestJob(_Out):

@@ -10,16 +10,12 @@ Error, Stopped).  The result is stored on the task and handed to the
 `WebhookSender` (webhook jobs on the same runner); it is also readable with
 `GET /api/v1/moderate/tasks/{id}` for callers who poll.
 
-Tuning from the environment: `PIXQL_MODERATION_CACHE_TTL_S` (default 86400),
-`PIXQL_MODERATION_DATASET` (default `moderation`), `PIXQL_WEBHOOK_MAX_ATTEMPTS`
-(6), `PIXQL_WEBHOOK_BASE_DELAY_S` (1.0; doubled after each failure, capped by
-`PIXQL_WEBHOOK_MAX_DELAY_S`, 300).
+Tuning comes from `ServerSettings` (`moderation_*`, `webhook_*`; the README's settings table).
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import uuid
 
@@ -33,30 +29,19 @@ _lock = threading.Lock()
 KIND = "moderation"
 
 
-def _env(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    try:
-        return float(raw) if raw else default
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
-
-
 class ModerationService:
     def __init__(self, state, runner=None):
         self.state = state
-        wh = state.wh
+        wh, s = state.wh, state.settings
         self.moderator = Moderator(
-            wh, dataset=os.environ.get("PIXQL_MODERATION_DATASET", "moderation"),
-            cache_ttl_s=_env("PIXQL_MODERATION_CACHE_TTL_S", 86400.0),
+            wh, dataset=s.moderation_dataset, cache_ttl_s=s.moderation_cache_ttl_s,
             fetch=state.intake.fetch, files=state.intake.job_files)  # URLs and files only through the intake
         if runner is None:  # a state made without one (tests, embedding): a runner of our own
             runner = JobRunner(wh.cursor, wh.write_lock, {"moderation": 1, "webhook": 4}).start()
         self.runner = runner
         self.sender = WebhookSender(wh.cursor, wh.write_lock, RetryPolicy(
-            max_attempts=int(_env("PIXQL_WEBHOOK_MAX_ATTEMPTS", 6)),
-            base_delay=_env("PIXQL_WEBHOOK_BASE_DELAY_S", 1.0),
-            max_delay=_env("PIXQL_WEBHOOK_MAX_DELAY_S", 300.0)), runner=runner,
-            post=state.intake.downloader.post)
+            max_attempts=s.webhook_max_attempts, base_delay=s.webhook_base_delay_s,
+            max_delay=s.webhook_max_delay_s), runner=runner, post=state.intake.downloader.post)
         runner.register(KIND, self._run, lane="moderation")
         self.sender.resume_pending()
 

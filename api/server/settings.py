@@ -1,15 +1,23 @@
-"""Server settings: one Pydantic model, filled from `pixql serve` options or `PIXQL_*` variables."""
+"""Server settings: one pydantic-settings model, filled from `pixql serve` options, else `PIXQL_*` variables, else defaults.
+
+`ServerSettings` extends the environment every layer reads (`warehouse.settings.Settings`);
+each field is `PIXQL_<FIELD>` in the environment.  The query defaults are the engine's
+own (`QuerySettings`), the webhook ones the sender's (`RetryPolicy`), so each default is
+written once; `pixql serve` flags default to None, meaning "not given".
+"""
 from __future__ import annotations
 
 import ipaddress
 import math
-import os
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
+from api.webhooks import RetryPolicy
+from warehouse.queries import QuerySettings
 from warehouse.query_worker import parse_size
+from warehouse.settings import Settings
 
 MIN_QUERY_MEMORY = 16 * 10**6  # below this DuckDB cannot run even a tiny query
 
@@ -23,20 +31,22 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class ServerSettings(BaseModel):
-    root: Path = Field(default_factory=lambda: Path(os.environ.get("PIXQL_HOME", "pixql-data")))
+_Q, _R = QuerySettings, RetryPolicy  # defaults written there, where they are used
+
+
+class ServerSettings(Settings):
     host: str = "127.0.0.1"
     port: int = 8000
     auth: bool = True
     # queries
-    query_workers: int = 2
-    query_time_limit_s: float = 300.0
-    query_row_cap: int = 1_000_000
-    query_memory_limit: str = "1GB"
-    query_threads: int = 1
-    max_queued_queries: int = 100
+    query_workers: int = _Q.workers
+    query_time_limit_s: float = _Q.time_limit_s
+    query_row_cap: int = _Q.row_cap
+    query_memory_limit: str = _Q.memory_limit
+    query_threads: int = _Q.threads_per_query
+    max_queued_queries: int = _Q.max_queued
     # Queries one token may run at once (0: every worker but one, so one token never holds them all).
-    max_running_per_token: int = 0
+    max_running_per_token: int = _Q.max_running_per_token
     # ingestion and uploads
     max_upload_mb: float = 200.0
     ingest_part_rows: int = 64
@@ -52,6 +62,12 @@ class ServerSettings(BaseModel):
     max_url_mb: float = 50.0
     url_time_limit_s: float = 30.0
     max_url_redirects: int = 5
+    # moderation and its webhooks
+    moderation_dataset: str = "moderation"
+    moderation_cache_ttl_s: float = 86400.0
+    webhook_max_attempts: int = _R.max_attempts
+    webhook_base_delay_s: float = _R.base_delay
+    webhook_max_delay_s: float = _R.max_delay
 
     # Every value is checked when the settings are made, so a bad flag stops
     # `pixql serve` at start with one line instead of failing each request later.
@@ -70,14 +86,14 @@ class ServerSettings(BaseModel):
         return v.strip()
 
     @field_validator("query_workers", "query_row_cap", "query_threads", "max_queued_queries",
-                     "ingest_part_rows", "max_classify_assets")
+                     "ingest_part_rows", "max_classify_assets", "webhook_max_attempts")
     @classmethod
     def _at_least_one(cls, v: int) -> int:
         if v < 1:
             raise ValueError(f"must be at least 1, not {v}")
         return v
 
-    @field_validator("query_time_limit_s", "max_upload_mb")
+    @field_validator("query_time_limit_s", "max_upload_mb", "webhook_base_delay_s", "webhook_max_delay_s")
     @classmethod
     def _positive(cls, v: float) -> float:
         if not (math.isfinite(v) and v > 0):

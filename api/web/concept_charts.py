@@ -13,6 +13,8 @@ categories that score highest anywhere in the video.
 """
 from __future__ import annotations
 
+from warehouse.errors import Invalid
+
 STEPS = 100  # threshold grid for flagged counts: 0.00, 0.01, ... 1.00
 
 
@@ -49,7 +51,7 @@ def threshold(wh, name: str, at: float | None, bins: int, dataset: str | None) -
     c = registry.get(wh, name)
     t = c.threshold if at is None else at
     if not 0.0 <= t <= 1.0:
-        raise ValueError(f"threshold must be within [0, 1], got {t}")
+        raise Invalid(f"threshold must be within [0, 1], got {t}")
     est = active.estimate(wh, name, dataset=dataset)  # also scores the newest version if it is not yet
     con = wh.cursor()
     p = f"{name}_latest_prob"  # a concept name is a checked SQL identifier

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+from warehouse.errors import Invalid
+
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
 NONE = "(none)"  # model verdicts that name no category (approved, or decided by a look-alike)
@@ -31,9 +33,9 @@ def period(since: date | None, until: date | None) -> tuple[date, date]:
     until = until or catalog.now().date()
     since = since or until - timedelta(days=DEFAULT_DAYS - 1)
     if since > until:
-        raise ValueError(f"since ({since}) is after until ({until})")
+        raise Invalid(f"since ({since}) is after until ({until})")
     if (until - since).days >= MAX_DAYS:
-        raise ValueError(f"a period is at most {MAX_DAYS} days, got {(until - since).days + 1}")
+        raise Invalid(f"a period is at most {MAX_DAYS} days, got {(until - since).days + 1}")
     return since, until
 
 
@@ -182,6 +184,6 @@ def subjects(con, drill: str, since: date, until: date, dataset: str | None, day
                "AND (CAST(? AS VARCHAR) IS NULL OR category = ?)")
         args += [category, category]
     else:
-        raise ValueError(f"drill must be one of {', '.join(DRILLS)}, got {drill!r}")
+        raise Invalid(f"drill must be one of {', '.join(DRILLS)}, got {drill!r}")
     # The queue filters on these ids; materialising them keeps its statement's parameters its own.
     return [r[0] for r in con.execute(f"SELECT DISTINCT subject_id FROM ({sql})", args).fetchall()]

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 
+from warehouse.errors import Invalid
+
 STATUSES = ("approved", "rejected", "review")
 
 # The newest model decision per subject: its reasons name the categories that
@@ -54,7 +56,7 @@ def queue(con, status: str | None = "review", dataset: str | None = None, catego
           policy: str | None = None, offset: int = 0, limit: int = 24, subject_ids: list[str] | None = None) -> dict:
     """`subject_ids` narrows to the subjects behind a dashboard chart point (`api/web/insights.subjects`)."""
     if status is not None and status not in STATUSES:
-        raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+        raise Invalid(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
     args = [status, status, dataset, dataset, policy, policy, category, category, category, subject_ids, subject_ids]
     total = con.execute(f"SELECT count(*) {_FROM}", args).fetchone()[0]
     rows = con.execute(

@@ -17,6 +17,7 @@ import functools
 import threading
 
 from .base import Analyzer, AnalyzerUnavailable
+from warehouse.errors import Invalid
 
 NAMES = ("nsfw", "ocr", "faces", "nudity")
 _lock = threading.Lock()
@@ -32,7 +33,7 @@ def parse_analyzers(value) -> list[str]:
         if not item:
             continue
         if item not in NAMES:
-            raise ValueError(f"unknown analyzer {item!r}: choose from {', '.join(NAMES)}")
+            raise Invalid(f"unknown analyzer {item!r}: choose from {', '.join(NAMES)}")
         if item not in out:
             out.append(item)
     return out
@@ -49,7 +50,7 @@ def _load(name: str) -> Analyzer:
     elif name == "nudity":
         from .nudity import NudityAnalyzer as cls
     else:
-        raise ValueError(f"unknown analyzer {name!r}: choose from {', '.join(NAMES)}")
+        raise Invalid(f"unknown analyzer {name!r}: choose from {', '.join(NAMES)}")
     return cls()
 
 

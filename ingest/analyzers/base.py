@@ -4,12 +4,14 @@ from __future__ import annotations
 import pyarrow as pa
 from PIL import Image
 
+from warehouse.errors import Invalid
+
 # Analyzers see at most this long side: enough detail for OCR and small faces,
 # bounded memory for a batch of keyframes.
 ANALYSIS_MAX_SIDE = 1280
 
 
-class AnalyzerUnavailable(ValueError):
+class AnalyzerUnavailable(Invalid):
     """The analyzer's package is not installed; the message says how to install it."""
 
 

@@ -22,6 +22,7 @@ from ..sources import Source
 from . import get_analyzer, parse_analyzers
 from . import store
 from .base import ANALYSIS_MAX_SIDE
+from warehouse.errors import Forbidden, Invalid, NotFound
 
 
 def _where(a: DecodedAsset) -> str:
@@ -167,13 +168,13 @@ def analyze(wh, dataset: str, analyzers, batch_size: int = 16, part_rows: int = 
     from ..video_catalog import known_videos as videos_of
 
     if wh.read_only:
-        raise PermissionError("warehouse opened read-only")
+        raise Forbidden("warehouse opened read-only")
     names = parse_analyzers(analyzers)
     if not names:
-        raise ValueError("no analyzers given: choose from nsfw, ocr, faces, nudity")
+        raise Invalid("no analyzers given: choose from nsfw, ocr, faces, nudity")
     con = wh.cursor()
     if not con.execute("SELECT 1 FROM catalog.datasets WHERE name = ?", [dataset]).fetchone():
-        raise KeyError(f"unknown dataset {dataset!r}")
+        raise NotFound(f"unknown dataset {dataset!r}")
     objs = {n: get_analyzer(n) for n in names}
     started = time.perf_counter()
     report = AnalyzeReport(run_id or uuid.uuid4().hex[:12], dataset, names)

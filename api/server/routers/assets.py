@@ -9,9 +9,10 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
 
+from warehouse.errors import Unprocessable
 from warehouse.storage import atomic_write_bytes
 
 from ..deps import Reader, State
@@ -52,7 +53,7 @@ def _open_image(row: dict, size: int):
         # PIL raises OSError for a file cut short before its header ends.  The web
         # page shows its placeholder with this reason as the tooltip.
         reason = str(e) if isinstance(e, DecodeError) else f"corrupt or unreadable file: {e.strerror or e}"
-        raise HTTPException(422, f"cannot make a thumbnail of asset {row['coactive_image_id']}: {reason}") from None
+        raise Unprocessable(f"cannot make a thumbnail of asset {row['coactive_image_id']}: {reason}") from None
 
 
 def thumbnail_bytes(state, asset_id: str, size: int) -> bytes:

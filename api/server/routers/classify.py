@@ -27,6 +27,7 @@ from ..deps import State, Writer, model_ready
 from ..errors import TooLarge
 from ..models import ClassifyRequest, ClassifyResponse
 from .ingestion import _safe_filename
+from warehouse.errors import Invalid
 
 router = APIRouter(prefix="/api/v1", tags=["classify"])
 
@@ -100,7 +101,7 @@ def _classify(state, intake: Intake, req: ClassifyRequest, uploaded: list[str],
         named.update({p: (n, None) for p, n in (upload_names or {}).items()})
         paths = list(named)
         if not paths and not errors:
-            raise ValueError("nothing to classify: give paths, urls or files")
+            raise Invalid("nothing to classify: give paths, urls or files")
         names = req.concepts
         thresholds = {c.name: c.threshold for c in (
             registry.list_concepts(state.wh) if names is None else [registry.get(state.wh, n) for n in names])}

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Response
 
 from ..deps import Reader, State, Writer
 from ..models import ConceptCreate, ConceptOut, ConceptUpdate, ConceptVersionOut, LabelsPatch
+from warehouse.errors import Invalid
 
 router = APIRouter(prefix="/api/v1/concepts", tags=["concepts"])
 
@@ -78,7 +79,7 @@ def patch_labels(name: str, body: LabelsPatch, state: State, who: Writer):
     for asset, label in body.labels.items():
         {"positive": pos, "negative": neg}.get(label or "", remove).append(asset)
     if not (pos or neg or remove):
-        raise ValueError("no labels given: use positive, negative, remove or labels")
+        raise Invalid("no labels given: use positive, negative, remove or labels")
     by = who.client_id or who.name
     # Additions and removals together make one new version.
     return _out(registry.set_labels(state.wh, name, positive=pos, negative=neg, remove=remove, created_by=by))

@@ -20,8 +20,9 @@ from starlette.concurrency import run_in_threadpool
 from api.intake import IntakeDep, declares
 
 from ..deps import Reader, State, Writer, model_ready
-from ..errors import NotFound, TooLarge
+from ..errors import TooLarge
 from ..models import IngestJob, IngestRequest
+from warehouse.errors import Invalid
 
 router = APIRouter(prefix="/api/v1/ingestion", tags=["ingestion"])
 
@@ -62,7 +63,7 @@ async def save_uploads(state, request: Request, form, field: str = "files", scra
     limit = int(state.settings.max_upload_mb * 1024 * 1024)
     files = [f for f in form.getlist(field) if hasattr(f, "read")]
     if not files:
-        raise ValueError(f"no files in form field {field!r}")
+        raise Invalid(f"no files in form field {field!r}")
     if scratch:
         batch = Path(tempfile.mkdtemp(prefix="pixql-upload-"))
     else:
@@ -139,16 +140,10 @@ def list_jobs(state: State, who: Reader):
 
 @router.get("/{job_id}", response_model=IngestJob)
 def get_job(job_id: str, state: State, who: Reader):
-    try:
-        return state.jobs.get(job_id)
-    except KeyError:
-        raise NotFound(f"unknown ingestion job {job_id!r}") from None
+    return state.jobs.get(job_id)
 
 
 @router.post("/{job_id}/stop", response_model=IngestJob)
 def stop_job(job_id: str, state: State, who: Writer):
     """Stop a job: a queued one at once, a running one after its current file (committed assets stay)."""
-    try:
-        return state.jobs.stop(job_id)
-    except KeyError:
-        raise NotFound(f"unknown ingestion job {job_id!r}") from None
+    return state.jobs.stop(job_id)

@@ -31,14 +31,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from starlette.concurrency import run_in_threadpool
 
 from api.intake import Intake, IntakeDep, declares
-from api.webhooks import AlreadyDelivering, webhook_secret
+from api.webhooks import webhook_secret
 from concepts import policy as policies
 from concepts import taxonomy
-from concepts.moderation import MAX_SYNC_ITEMS, Item, ModerationNotFound
+from concepts.moderation import MAX_SYNC_ITEMS, Item
 
 from ..deps import Admin, Reader, State, Writer, model_ready
-from ..errors import Conflict, NotFound, TooLarge
+from ..errors import NotFound, TooLarge
 from ..moderation_tasks import service
+from warehouse.errors import Invalid
 
 router = APIRouter(prefix="/api/v1", tags=["moderation"])
 MAX_ASYNC_ITEMS = 1000
@@ -56,7 +57,7 @@ class ModerateItem(BaseModel):
     def _one(self):
         given = [k for k in ("path", "url", "coactive_image_id", "coactive_video_id") if getattr(self, k)]
         if len(given) != 1:
-            raise ValueError("each item needs exactly one of path, url, coactive_image_id, coactive_video_id")
+            raise Invalid("each item needs exactly one of path, url, coactive_image_id, coactive_video_id")
         return self
 
 
@@ -124,10 +125,7 @@ def _check_items(intake: Intake, items) -> None:
 
 
 def _policy(con, spec):
-    try:
-        return policies.resolve(con, spec)
-    except policies.PolicyNotFound as e:
-        raise NotFound(str(e)) from None
+    return policies.resolve(con, spec)
 
 
 @router.post("/moderate", openapi_extra=_MODERATE_BODY)
@@ -142,7 +140,7 @@ async def moderate(request: Request, state: State, who: Writer, intake: IntakeDe
         form = await request.form()
         uploads = [f for f in form.getlist("files") if hasattr(f, "read")]
         if not uploads:
-            raise ValueError("no files in form field 'files'")
+            raise Invalid("no files in form field 'files'")
         policy = form.get("policy") or None
         callback_url = form.get("callback_url") or None
         dataset = form.get("dataset") or None
@@ -186,32 +184,21 @@ def _limit(n: int, callback_url: str | None) -> None:
 
 @router.get("/moderate/tasks/{task_id}")
 def get_task(task_id: str, state: State, who: Reader):
-    try:
-        return service(state).task(task_id)
-    except ModerationNotFound as e:
-        raise NotFound(str(e)) from None
+    return service(state).task(task_id)
 
 
 @router.post("/moderate/tasks/{task_id}/redeliver", status_code=202)
 def redeliver(task_id: str, state: State, who: Writer):
     """POST the task's result to its callback again (a new X-PixQL-Delivery id, the same signed body)."""
     svc = service(state)
-    try:
-        svc.task(task_id, with_result=False)
-        return {"task_id": task_id, "delivery_id": svc.sender.redeliver(task_id)}
-    except ModerationNotFound as e:
-        raise NotFound(str(e)) from None
-    except AlreadyDelivering as e:
-        raise Conflict(str(e)) from None
+    svc.task(task_id, with_result=False)
+    return {"task_id": task_id, "delivery_id": svc.sender.redeliver(task_id)}
 
 
 @router.get("/moderate/tasks/{task_id}/deliveries")
 def deliveries(task_id: str, state: State, who: Reader):
     svc = service(state)
-    try:
-        task = svc.task(task_id, with_result=False)
-    except ModerationNotFound as e:
-        raise NotFound(str(e)) from None
+    task = svc.task(task_id, with_result=False)
     return {"task_id": task_id, "delivery_status": task["delivery_status"], "attempts": svc.sender.attempts(task_id)}
 
 
@@ -248,19 +235,13 @@ def get_webhook_secret(state: State, who: Admin):
 
 @router.get("/assets/{asset_id}/moderation")
 def asset_moderation(asset_id: str, state: State, who: Reader):
-    try:
-        return service(state).moderator.decision(asset_id)
-    except ModerationNotFound as e:
-        raise NotFound(str(e)) from None
+    return service(state).moderator.decision(asset_id)
 
 
 @router.put("/assets/{asset_id}/moderation")
 def override(asset_id: str, body: OverrideRequest, state: State, who: Writer):
     """A moderator's decision; recorded with who and why, and never undone by a later model run."""
-    try:
-        return service(state).moderator.override(asset_id, body.status, body.reason, who.name)
-    except ModerationNotFound as e:
-        raise NotFound(str(e)) from None
+    return service(state).moderator.override(asset_id, body.status, body.reason, who.name)
 
 
 @router.post("/feedback", status_code=201, openapi_extra=_FEEDBACK_BODY)
@@ -273,7 +254,7 @@ async def feedback(request: Request, state: State, who: Writer, intake: IntakeDe
         form = await request.form()
         f = form.get("file")
         if not hasattr(f, "read"):
-            raise ValueError("no file in form field 'file'")
+            raise Invalid("no file in form field 'file'")
         cats = [c.strip() for c in str(form.get("categories") or "").split(",") if c.strip()]
         body = FeedbackRequest(verdict=str(form.get("verdict") or ""), categories=cats,
                                comment=form.get("comment") or None)
@@ -283,11 +264,8 @@ async def feedback(request: Request, state: State, who: Writer, intake: IntakeDe
         await run_in_threadpool(_check_items, intake, [body])
         item = Item(path=body.path, url=body.url, coactive_image_id=body.coactive_image_id)
     model_ready(state)
-    try:
-        return await run_in_threadpool(svc.moderator.feedback, item, body.verdict, body.categories, who.name,
-                                       body.comment)
-    except ModerationNotFound as e:
-        raise NotFound(str(e)) from None
+    return await run_in_threadpool(svc.moderator.feedback, item, body.verdict, body.categories, who.name,
+                                   body.comment)
 
 
 @router.get("/feedback")
@@ -307,16 +285,16 @@ async def _policy_body(request: Request, name: str | None = None) -> policies.Po
     try:
         obj = json.loads(raw or b"null")
     except json.JSONDecodeError as e:
-        raise ValueError(f"body is not JSON: {e}") from None
+        raise Invalid(f"body is not JSON: {e}") from None
     if isinstance(obj, str):
         obj = {"spec": obj}
     if not isinstance(obj, dict):
-        raise ValueError('send {"spec": "<name>:<category>:<value>..."} or {"name", "thresholds", ...}')
+        raise Invalid('send {"spec": "<name>:<category>:<value>..."} or {"name", "thresholds", ...}')
     if name is not None:
         if obj.get("spec"):
             spec_name = obj["spec"].split(":", 1)[0]
             if spec_name != name:
-                raise ValueError(f"the spec names policy {spec_name!r}, the URL {name!r}")
+                raise Invalid(f"the spec names policy {spec_name!r}, the URL {name!r}")
         obj.setdefault("name", name)
     return policies.from_json(obj)
 
@@ -338,10 +316,7 @@ async def create_policy(request: Request, state: State, who: Writer):
 
 @router.get("/policies/{name}")
 def get_policy(name: str, state: State, who: Reader, version: int | None = Query(None, ge=1)):
-    try:
-        return policies.get(state.cursor(), name, version).to_json()
-    except policies.PolicyNotFound as e:
-        raise NotFound(str(e)) from None
+    return policies.get(state.cursor(), name, version).to_json()
 
 
 @router.get("/policies/{name}/versions")

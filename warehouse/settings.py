@@ -1,0 +1,37 @@
+"""The process environment: every `PIXQL_*` variable is read here (and `PIXQL_CACHE_DIR` in encoders/conse.py).
+
+`Settings` (pydantic-settings) holds what any layer may need: the warehouse
+directory, the model cache, the CLI's debug switch and the webhook secret.  The
+server's own settings (`api.server.settings.ServerSettings`) extend it, so the
+same variables mean the same thing everywhere, each field is set by
+`PIXQL_<FIELD>` (the warehouse directory by `PIXQL_HOME`), and a value given
+explicitly (a `pixql serve` flag) wins over the environment, which wins over
+the default written on the field.  The README's settings table lists every field.
+
+`current()` reads the environment afresh on each call (the CLI and tests change
+it), so lower layers call it instead of reading `os.environ`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PIXQL_", populate_by_name=True, env_ignore_empty=True)
+
+    # The warehouse directory (the CLI's --root, the server's root).
+    root: Path = Field(Path("pixql-data"), validation_alias="PIXQL_HOME")
+    # Where derived model files are cached (e.g. the class-name embeddings).  encoders/conse.py
+    # reads PIXQL_CACHE_DIR itself, with this default: encoders import no other layer.
+    cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "pixql")
+    # CLI: show tracebacks instead of one-line errors.
+    debug: bool = False
+    # HMAC key for webhook signatures; unset: a random one kept in the catalog.
+    webhook_secret: str | None = Field(None, repr=False)
+
+
+def current() -> Settings:
+    return Settings()
