@@ -21,8 +21,13 @@ _MODEL_LATEST = """SELECT subject_id, reasons, policy, policy_version FROM catal
     WHERE decided_by = 'model'
     QUALIFY row_number() OVER (PARTITION BY subject_id ORDER BY created_dt DESC, seq DESC) = 1"""
 
-_FROM = f"""FROM pixql_internal.moderation_latest l
-    LEFT JOIN ({_MODEL_LATEST}) m ON m.subject_id = l.subject_id
+# Callers that need neither the model's reasons nor a policy or category filter join this
+# empty relation instead: the window over every model decision doubles the query's time.
+_NO_MODEL = ("SELECT NULL::VARCHAR AS subject_id, NULL::VARCHAR AS reasons, NULL::VARCHAR AS policy, "
+             "NULL::INTEGER AS policy_version WHERE false")
+
+_FROM = """FROM pixql_internal.moderation_latest l
+    LEFT JOIN ({model}) m ON m.subject_id = l.subject_id
     LEFT JOIN pixql_internal.assets a ON a.coactive_image_id = l.subject_id
     LEFT JOIN catalog.videos v ON v.coactive_video_id = l.subject_id
     WHERE (CAST(? AS VARCHAR) IS NULL OR l.status = ?)
@@ -40,19 +45,21 @@ _COLUMNS = ("subject_id", "subject_kind", "status", "reasons", "policy", "policy
 
 def select(con, status: str | None = None, dataset: str | None = None, policy: str | None = None,
            category: str | None = None, subject_ids: list[str] | None = None, offset: int = 0,
-           limit: int = 50) -> tuple[int, list[dict]]:
-    """(total, rows) of the queue; `reasons` are parsed, `model_reasons` are the newest model decision's."""
+           limit: int = 50, with_model: bool = True) -> tuple[int, list[dict]]:
+    """(total, rows) of the queue; `reasons` are parsed, `model_reasons` are the newest model decision's
+    (empty, with `model_policy` None, when `with_model` is off and no policy or category filters)."""
     if status is not None and status not in QUEUE_STATUSES:
         raise ValueError(f"status must be one of {', '.join(QUEUE_STATUSES)}, got {status!r}")
     args = [status, status, dataset, dataset, policy, policy, category, category, category, subject_ids, subject_ids]
-    total = con.execute(f"SELECT count(*) {_FROM}", args).fetchone()[0]
+    from_ = _FROM.format(model=_MODEL_LATEST if with_model or policy or category else _NO_MODEL)
+    total = con.execute(f"SELECT count(*) {from_}", args).fetchone()[0]
     rows = con.execute(
         f"""SELECT l.subject_id, l.subject_kind, l.status, l.reasons, l.policy, l.policy_version, l.decided_by,
                    l.user_name, l.comment, l.created_dt, m.reasons, m.policy, m.policy_version,
                    coalesce(a.path, v.path), coalesce(a.dataset, v.dataset), a.media_type, a.keyframe_time_ms,
                    (SELECT min_by(k.coactive_image_id, k.keyframe_index) FROM pixql_internal.assets k
                      WHERE l.subject_kind = 'video' AND k.coactive_video_id = l.subject_id)
-            {_FROM} ORDER BY l.created_dt DESC, l.seq DESC LIMIT ? OFFSET ?""",
+            {from_} ORDER BY l.created_dt DESC, l.seq DESC LIMIT ? OFFSET ?""",
         args + [limit, offset],
     ).fetchall()
     out = []
@@ -72,7 +79,7 @@ def envelope(status: str | None, total: int, offset: int, limit: int, items: lis
 
 def page(con, status: str | None = None, offset: int = 0, limit: int = 50, dataset: str | None = None) -> dict:
     """The API's queue page: each item's current decision, its path and dataset, and a thumbnail URL."""
-    total, rows = select(con, status, dataset, offset=offset, limit=limit)
+    total, rows = select(con, status, dataset, offset=offset, limit=limit, with_model=False)
     items = []
     for r in rows:
         thumb_id = r["subject_id"] if r["subject_kind"] == "asset" else r["first_keyframe_id"]
