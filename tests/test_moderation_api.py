@@ -227,6 +227,23 @@ def test_video_keyframes_and_worst_frame_verdict(w, photo_dir, tmp_path):
     assert [r["data"]["moderation_status"] for r in poll(w, q.json()["query_id"])["results"]["data"]] == ["rejected"]
 
 
+def test_the_api_queue_and_the_review_page_list_the_same_rows(w):
+    """`GET /api/v1/moderation` and the page's `GET /web/api/queue` read one queue query."""
+    seen = 0
+    for status in (None, "approved", "rejected", "review"):
+        for dataset in (None, "moderation", "photos"):
+            params = {k: v for k, v in (("status", status), ("dataset", dataset)) if v}
+            api = w.get("/api/v1/moderation", params=dict(params, limit=500)).json()
+            page = w.get("/web/api/queue", params=dict(params, status=status or "any", limit=500)).json()
+            assert api["total"] == page["total"], (status, dataset)
+            keys = ("subject_id", "subject_kind", "status", "decided_by", "path", "dataset")
+            assert [[i[k] for k in keys] for i in api["items"]] == [[i[k] for k in keys] for i in page["items"]]
+            seen += api["total"]
+    assert seen > 0
+    kinds = {i["subject_kind"] for i in w.get("/api/v1/moderation", params={"limit": 500}).json()["items"]}
+    assert kinds == {"asset", "video"}  # the video above is in both lists too
+
+
 # -- cache ---------------------------------------------------------------------------------------
 def test_cache_by_content_hash_stats_and_clear(w, photo_dir):
     data = _jpeg_copy(photo_dir / "horse.png", scale=0.5)

@@ -1,38 +1,20 @@
-"""The review queue as the page lists it: `GET /api/v1/moderation`'s items, filterable by category and policy.
+"""The review queue as the page lists it: the moderation queue's rows, shaped for the page.
 
-The moderation API lists the queue by status and dataset.  Reviewers also
-filter by the category that triggered and the policy that decided, and for a
-video they look at its worst keyframe, so this reads the same decisions
-(`pixql_internal.moderation_latest`, where a moderator's override outranks the
-model) and adds, per item, the model's latest triggering categories and, for
-videos, the keyframe where the top category scored highest.  Read-only: every
-decision the page makes goes through `PUT /api/v1/assets/{id}/moderation`.
+The rows come from the one queue query (`concepts.moderation.queue.select`, the
+same one `GET /api/v1/moderation` reads), filtered also by the category that
+triggered, the policy that decided and, for a dashboard drill-down, explicit
+subject ids.  This module adds what the page shows per item: the model's latest
+triggering categories and look-alike, and for a video the keyframe where the
+top category scored highest.  Read-only: every decision the page makes goes
+through `PUT /api/v1/assets/{id}/moderation`.
 """
 from __future__ import annotations
 
-import json
+from concepts.moderation import queue as moderation_queue
 
 from warehouse.errors import Invalid
 
 STATUSES = ("approved", "rejected", "review")
-
-# The newest model decision per subject: its reasons name the categories that
-# triggered, which a later manual override (reasons = the moderator's comment) does not.
-_MODEL_LATEST = """SELECT subject_id, reasons, policy, policy_version FROM catalog.moderation_decisions
-    WHERE decided_by = 'model'
-    QUALIFY row_number() OVER (PARTITION BY subject_id ORDER BY created_dt DESC, seq DESC) = 1"""
-
-_FROM = f"""FROM pixql_internal.moderation_latest l
-    LEFT JOIN ({_MODEL_LATEST}) m ON m.subject_id = l.subject_id
-    LEFT JOIN pixql_internal.assets a ON a.coactive_image_id = l.subject_id
-    LEFT JOIN catalog.videos v ON v.coactive_video_id = l.subject_id
-    WHERE (CAST(? AS VARCHAR) IS NULL OR l.status = ?)
-      AND (CAST(? AS VARCHAR) IS NULL OR coalesce(a.dataset, v.dataset) = ?)
-      AND (CAST(? AS VARCHAR) IS NULL OR coalesce(m.policy, l.policy) = ?)
-      AND (CAST(? AS VARCHAR) IS NULL
-           OR list_contains(json_extract_string(m.reasons, '$[*].category'), ?)
-           OR list_contains(json_extract_string(m.reasons, '$[*].parent'), ?))
-      AND (CAST(? AS VARCHAR[]) IS NULL OR list_contains(?, l.subject_id))"""
 
 
 def _worst_time(categories: list[dict]) -> float | None:
@@ -57,35 +39,30 @@ def queue(con, status: str | None = "review", dataset: str | None = None, catego
     """`subject_ids` narrows to the subjects behind a dashboard chart point (`api/web/insights.subjects`)."""
     if status is not None and status not in STATUSES:
         raise Invalid(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
-    args = [status, status, dataset, dataset, policy, policy, category, category, category, subject_ids, subject_ids]
-    total = con.execute(f"SELECT count(*) {_FROM}", args).fetchone()[0]
-    rows = con.execute(
-        f"""SELECT l.subject_id, l.subject_kind, l.status, l.decided_by, l.user_name, l.comment, l.created_dt,
-                   coalesce(m.policy, l.policy), coalesce(m.policy_version, l.policy_version), m.reasons,
-                   coalesce(a.path, v.path), coalesce(a.dataset, v.dataset), a.media_type, a.keyframe_time_ms
-            {_FROM} ORDER BY l.created_dt DESC, l.seq DESC LIMIT ? OFFSET ?""",
-        args + [limit, offset],
-    ).fetchall()
+    total, rows = moderation_queue.select(con, status, dataset, policy, category, subject_ids, offset, limit)
     items = []
-    for (sid, kind, st, by, user, comment, when, pol, pol_v, reasons, path, ds, media, kf_ms) in rows:
-        found = json.loads(reasons) if reasons else []
-        categories = [r for r in found if r.get("category")]
-        similar = next((r for r in found if r.get("similar_to")), None)
+    for r in rows:
+        found = r["model_reasons"]
+        categories = [x for x in found if x.get("category")]
+        similar = next((x for x in found if x.get("similar_to")), None)
+        kind, media, kf_ms = r["subject_kind"], r["media_type"], r["keyframe_time_ms"]
         item = {
-            "subject_id": sid, "subject_kind": kind, "status": st, "decided_by": by, "user": user,
-            "comment": comment, "decided_dt": when, "policy": pol, "policy_version": pol_v,
-            "categories": categories, "similar": similar, "path": path, "dataset": ds,
+            "subject_id": r["subject_id"], "subject_kind": kind, "status": r["status"],
+            "decided_by": r["decided_by"], "user": r["user"], "comment": r["comment"],
+            "decided_dt": r["decided_dt"],
+            "policy": r["model_policy"] if r["model_policy"] is not None else r["policy"],
+            "policy_version": r["model_policy_version"] if r["model_policy_version"] is not None
+            else r["policy_version"],
+            "categories": categories, "similar": similar, "path": r["path"], "dataset": r["dataset"],
             "media_type": "video" if kind == "video" else media,
-            "thumbnail_id": sid if kind == "asset" else None, "frame_time_s": None,
+            "thumbnail_id": r["subject_id"] if kind == "asset" else None, "frame_time_s": None,
         }
         if kind == "video":
             t = _worst_time(categories)
-            item["thumbnail_id"], ms = _keyframe(con, sid, t)
-            item["frame_time_s"] = t if t is not None else None
+            item["thumbnail_id"], _ = _keyframe(con, r["subject_id"], t)
+            item["frame_time_s"] = t
             item["worst_frame"] = t is not None
         elif media == "keyframe" and kf_ms is not None:
             item["frame_time_s"] = kf_ms / 1000.0
         items.append(item)
-    end = offset + len(items)
-    return {"status": status, "total": total, "offset": offset, "limit": limit,
-            "next_offset": end if end < total else None, "items": items}
+    return moderation_queue.envelope(status, total, offset, limit, items)

@@ -164,7 +164,7 @@ async def moderate(request: Request, state: State, who: Writer, intake: IntakeDe
     _policy(state.cursor(), policy)  # a bad policy is a 400/404 now, not a failed task later
     if callback_url:
         # uploads are written to disk now; the task keeps their paths
-        stored = [it if it.data is None else Item(path=str(svc.moderator._intake(it)[0]), id=it.id) for it in items]
+        stored = [it if it.data is None else Item(path=str(svc.moderator.intake(it)[0]), id=it.id) for it in items]
         raw = [{k: v for k, v in vars(it).items() if v is not None and k not in ("data", "filename")} for it in stored]
         task = await run_in_threadpool(svc.submit, raw, policy, callback_url, dataset, who.name)
         from fastapi.responses import JSONResponse
