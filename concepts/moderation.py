@@ -454,8 +454,10 @@ class Moderator:
     # -- decisions ------------------------------------------------------------------------
     def _insert(self, subject_id, kind, status, reasons, pol: Policy | None, decided_by, user=None,
                 comment=None, task_id=None) -> None:
-        with self.wh.write_lock:
-            con = self.wh.cursor()
+        # moderation_status reads these rows: the change counter moves with them.
+        with self.wh.transaction() as tx:
+            con = tx.con
+            tx.data_changed()
             # A person's decision records the model verdict it replaces (for the overturn rate).
             model = None
             if decided_by == "user":

@@ -176,8 +176,13 @@ def _check_table(node: exp.Table, allowed: set[str], cte_names: set[str]) -> Non
 
 # -- layer 2 ------------------------------------------------------------------------------------
 
-def definitions(con) -> dict:
-    """The user-view and macro definitions the sandbox copies, read from the warehouse."""
+def definitions(con, generation=None) -> dict:
+    """The user-view and macro definitions the sandbox copies, read from the warehouse.
+
+    `generation` identifies the content of the copied catalog tables (the
+    query engine passes the catalog's change counters); it goes into the
+    fingerprint as it is.
+    """
     schemas = ", ".join(f"'{s}'" for s in COPIED_SCHEMAS)
     views = con.execute(
         f"SELECT schema_name, view_name, sql FROM duckdb_views() WHERE NOT internal AND schema_name IN ({schemas})"
@@ -190,25 +195,23 @@ def definitions(con) -> dict:
             ORDER BY schema_name, function_name"""
     ).fetchall()
     user = sorted(v for s, v, _ in views if s == "main")
-    # Views may read catalog tables (moderation decisions, video rows, concept
-    # heads): those are copied too, except the ones holding secrets, and a
-    # content hash of each makes the copy follow their changes.
+    # Views may read catalog tables (moderation decisions, video rows): those
+    # are copied too, except the ones holding secrets.  Their writers bump a
+    # change counter (`warehouse.transaction`), which the caller puts in
+    # `generation` so the fingerprint follows their rows without hashing them.
     text = "\n".join([v[2] or "" for v in views] + [m[4] or "" for m in macros])
     named = {m.lower() for m in re.findall(r'(?:"catalog"|\bcatalog)\s*\.\s*"?(\w+)"?', text, re.IGNORECASE)}
     existing = {r[0] for r in con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'catalog'").fetchall()}
-    tables = table_versions(con, sorted((named & existing) - SECRET_TABLES))
-    return {"views": views, "macros": macros, "user_views": user, "catalog_tables": tables}
-
-
-def table_versions(con, tables) -> dict:
-    """A cheap content hash per catalog table (row count and xor of row hashes)."""
-    return {t: con.execute(f'SELECT count(*), bit_xor(hash(t)) FROM catalog."{t}" t').fetchone() for t in tables}
+    tables = sorted((named & existing) - SECRET_TABLES)
+    return {"views": views, "macros": macros, "user_views": user, "catalog_tables": tables,
+            "generation": generation}
 
 
 def fingerprint(defs: dict) -> str:
+    """Names the sandbox file for these definitions and this generation of the copied tables."""
     h = hashlib.sha256()
-    for row in defs["views"] + defs["macros"] + sorted(defs.get("catalog_tables", {}).items()):
+    for row in defs["views"] + defs["macros"] + [list(defs.get("catalog_tables", ())), defs.get("generation")]:
         h.update(repr(row).encode())
     return h.hexdigest()
 
