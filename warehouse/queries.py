@@ -440,12 +440,15 @@ class QueryEngine:
             if fp not in self._sbx_files:
                 path = self._sbx_dir / f"{fp[:24]}.duckdb"
                 path.unlink(missing_ok=True)
+                shutil.rmtree(sandbox.tables_dir(path), ignore_errors=True)
                 sandbox.build(path, defs, source=self._cur())
                 self.sandbox_builds += 1
                 self._sbx_files[fp] = path
             in_use = set(self._sbx_slot.values())
             for old in [f for f in self._sbx_files if f not in in_use]:
-                self._sbx_files.pop(old).unlink(missing_ok=True)  # open readers keep their inode
+                gone = self._sbx_files.pop(old)
+                gone.unlink(missing_ok=True)  # open readers keep their inode
+                shutil.rmtree(sandbox.tables_dir(gone), ignore_errors=True)
             return fp, self._sbx_files[fp], defs
 
     def _run(self, slot: int, qid: str) -> None:
