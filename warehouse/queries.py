@@ -175,6 +175,7 @@ class QueryEngine:
         self._sbx_files: dict[str, Path] = {}
         self._sbx_slot: dict[int, str] = {}
         self.sandbox_builds = 0  # sandbox files written so far (tests count them)
+        self._sbx_views: dict[str, int] = {}  # fingerprint -> the views_generation it was built for
         self.workers: dict[int, WorkerProcess | None] = {}
         # Writes to catalog.queries, which only this engine touches, go through
         # one committer thread, not the warehouse's write_lock: a submit must
@@ -441,12 +442,20 @@ class QueryEngine:
                 path = self._sbx_dir / f"{fp[:24]}.duckdb"
                 path.unlink(missing_ok=True)
                 shutil.rmtree(sandbox.tables_dir(path), ignore_errors=True)
-                sandbox.build(path, defs, source=self._cur())
+                # Only the copied tables moved (views_generation did not): reuse a file's views and macros.
+                same = [self._sbx_files[f] for f, g in self._sbx_views.items()
+                        if g == defs["generation"][0] and f in self._sbx_files]
+                if same:
+                    sandbox.rebuild_tables(same[-1], path, defs, self._cur())
+                else:
+                    sandbox.build(path, defs, source=self._cur())
                 self.sandbox_builds += 1
                 self._sbx_files[fp] = path
+                self._sbx_views[fp] = defs["generation"][0]
             in_use = set(self._sbx_slot.values())
             for old in [f for f in self._sbx_files if f not in in_use]:
                 gone = self._sbx_files.pop(old)
+                self._sbx_views.pop(old, None)
                 gone.unlink(missing_ok=True)  # open readers keep their inode
                 shutil.rmtree(sandbox.tables_dir(gone), ignore_errors=True)
             return fp, self._sbx_files[fp], defs

@@ -359,6 +359,31 @@ def build(path: Path, defs: dict, source=None) -> list[str]:
     return _write_definitions(path, defs, source)
 
 
+def rebuild_tables(base: Path, path: Path, defs: dict, source) -> None:
+    """The sandbox file for `defs` from `base`, a file built for the same views and macros.
+
+    Only the copied catalog tables changed (a moderation decision, a video
+    row): `base` is copied as it is and its table views point at fresh Parquet
+    copies, instead of creating every macro and view again.
+    """
+    shutil.copyfile(base, path)
+    con = duckdb.connect(str(path), config={"python_enable_replacements": False})
+    try:
+        for table in defs.get("catalog_tables", ()):
+            con.execute(_copy_table(source, path, table, replace=True))
+    finally:
+        con.close()
+
+
+def _copy_table(source, path: Path, table: str, replace: bool = False) -> str:
+    """Write catalog `table` as Parquet for the sandbox file `path`; return the view over it."""
+    out = tables_dir(path) / f"{table}.parquet"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lit = "'" + str(out).replace("'", "''") + "'"
+    source.execute(f'COPY (SELECT * FROM catalog."{table}") TO {lit} (FORMAT parquet)')
+    return f'CREATE {"OR REPLACE " if replace else ""}VIEW catalog."{table}" AS SELECT * FROM read_parquet({lit})'
+
+
 def tables_dir(path: Path) -> Path:
     """Where the catalog tables a sandbox file's views read are kept, as Parquet, next to it."""
     path = Path(path)
@@ -382,11 +407,7 @@ def _write_definitions(path: Path, defs: dict, source=None) -> list[str]:
             if source is None:
                 skipped.append(f"catalog.{table}")
                 continue
-            out = tables_dir(path) / f"{table}.parquet"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            lit = "'" + str(out).replace("'", "''") + "'"
-            source.execute(f'COPY (SELECT * FROM catalog."{table}") TO {lit} (FORMAT parquet)')
-            con.execute(f'CREATE VIEW catalog."{table}" AS SELECT * FROM read_parquet({lit})')
+            con.execute(_copy_table(source, path, table))
         for stmt in _macro_statements(defs["macros"]):
             try:
                 con.execute(stmt)

@@ -7,6 +7,9 @@ as the SDK.  Internal building blocks live in the schema `pixql_internal`.
 Columns beyond the base ones come from *column providers*: small modules in this
 package that turn catalog data (concept heads, analyzer runs, moderation
 decisions) into SQL.  Each returns a `ViewParts`; the builder only concatenates.
+`build` is a pure function of the catalog (it reads, never scores or writes);
+`rebuild` runs its statements inside the writer's transaction, which
+`transaction.transaction` does at commit when asked.
 """
 from __future__ import annotations
 
