@@ -146,23 +146,18 @@ class WebhookSender:
         if status == "delivered" and not redeliver:
             return None
         from warehouse import jobs
+        from warehouse.transaction import transaction
 
         with self._submit_lock:
             if self._current(task_id, active=True):
                 raise AlreadyDelivering(f"task {task_id} is being delivered right now")
             delivery_id = uuid.uuid4().hex
             con = self._cursor()
-            with self._lock:
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    jobs.insert(con, self.KIND, {"task_id": task_id, "url": url, "delivery_id": delivery_id},
-                                job_id=delivery_id)
-                    con.execute("UPDATE catalog.moderation_tasks SET delivery_status = 'pending' WHERE task_id = ?",
-                                [task_id])
-                    con.execute("COMMIT")
-                except Exception:
-                    con.execute("ROLLBACK")
-                    raise
+            with transaction(con, self._lock):
+                jobs.insert(con, self.KIND, {"task_id": task_id, "url": url, "delivery_id": delivery_id},
+                            job_id=delivery_id)
+                con.execute("UPDATE catalog.moderation_tasks SET delivery_status = 'pending' WHERE task_id = ?",
+                            [task_id])
             self.runner.enqueue(delivery_id, self.KIND)
         return delivery_id
 

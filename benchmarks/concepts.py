@@ -33,7 +33,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from warehouse import Warehouse, catalog, views  # noqa: E402
+from warehouse import Warehouse, catalog  # noqa: E402
 from warehouse.schema import ASSET_SCHEMA, vectors_table  # noqa: E402
 from warehouse.storage import atomic_write_parquet  # noqa: E402
 
@@ -84,8 +84,7 @@ def build(root: Path, n: int, dim: int, part_rows: int = 100_000, seed: int = 0,
         vp = atomic_write_parquet(vectors_table(ids, {"embedding": X}),
                                   layout.new_part_path(layout.vectors_dir("bench", encoder)))
         a_rel, v_rel = str(ap.relative_to(wh.root)), str(vp.relative_to(wh.root))
-        with wh.write_lock:
-            con.execute("BEGIN TRANSACTION")
+        with wh.transaction(con=con):
             con.execute("INSERT INTO catalog.parts VALUES (?, 'bench', 'assets', NULL, ?, 'bench', ?)", [a_rel, m, now])
             con.execute("INSERT INTO catalog.parts VALUES (?, 'bench', 'vectors', ?, ?, 'bench', ?)", [v_rel, encoder, m, now])
             con.register("new_ids", assets)
@@ -93,7 +92,6 @@ def build(root: Path, n: int, dim: int, part_rows: int = 100_000, seed: int = 0,
                         [a_rel, now])
             con.execute("INSERT INTO catalog.embeddings SELECT coactive_image_id, ?, ? FROM new_ids", [encoder, v_rel])
             con.unregister("new_ids")
-            con.execute("COMMIT")
         if keep_matrix:
             mats.append(X)
     wh.refresh_views()
@@ -127,10 +125,9 @@ def drop_caches(wh, names: list[str]) -> None:
     from warehouse import concept_cache
 
     with wh.write_lock:
-        con = wh.cursor()
-        con.execute("DELETE FROM catalog.concept_scores WHERE list_contains(?, concept)", [names])
-        views.rebuild(con, wh.root)
-        concept_cache.sweep(con, wh.root)
+        with wh.transaction(scores=True) as tx:
+            tx.con.execute("DELETE FROM catalog.concept_scores WHERE list_contains(?, concept)", [names])
+        concept_cache.sweep(tx.con, wh.root)
 
 
 def main() -> None:

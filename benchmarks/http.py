@@ -11,6 +11,10 @@ measures in this process:
            query at a time; latency is submit to rows in hand;
   * poll:  the same with the tutorial's loop (GET every 50 ms, no long poll);
   * http-1: one client alone, 20 queries: latency without queueing;
+  * mod:    as http, while another client records a moderator's decision
+           every 1/--decisions-per-s seconds (each one changes what
+           `moderation_status` reads, so the sandbox must follow it);
+           --decision-rows seeds that many older decisions first;
 and prints queries/s, p50 and p99 latency, and the ratios http/sdk.
 """
 from __future__ import annotations
@@ -98,6 +102,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="server query workers")
     ap.add_argument("--per-token", type=int, default=0,
                     help="--max-running-per-token (all clients share one token; 0: the server's default)")
+    ap.add_argument("--decisions-per-s", type=float, default=5.0, help="decisions during the 'mod' run (0: skip it)")
+    ap.add_argument("--decision-rows", type=int, default=100_000, help="older decisions seeded before the server starts")
     args = ap.parse_args()
 
     from api.cli.demo import write_demo_images
@@ -121,8 +127,16 @@ def main() -> None:
             wh.cursor().sql(sql).fetchall()
             sdk_lat.append(time.perf_counter() - q0)
     sdk_s = time.perf_counter() - t0
+    ids = [r[0] for r in wh.sql("SELECT coactive_image_id FROM catalog.assets ORDER BY path").fetchall()]
+    if args.decision_rows:
+        # Before the server starts, so its first sandbox copies them whatever the change tracking.
+        wh.cursor().execute(
+            "INSERT INTO catalog.moderation_decisions (seq, subject_id, subject_kind, status, reasons, "
+            "decided_by, created_dt) SELECT nextval('catalog.moderation_decision_seq'), 'seeded-' || i, 'asset', "
+            "'approved', '[]', 'model', now() FROM range(?) t(i)", [args.decision_rows])
     wh.close()
     token = make_token(root, "bench", "read")
+    writer = make_token(root, "bench-writer", "write")
 
     srv = Server(root, "--query-workers", str(args.workers), "--max-queued", str(total + 10), "--lazy-model",
                  "--max-running-per-token", str(args.per_token)).start()
@@ -131,6 +145,28 @@ def main() -> None:
         one_s, one_lat = run_http(srv.url, token, 1, 20, True)  # a lone client: latency without queueing
         http_s, http_lat = run_http(srv.url, token, args.clients, args.queries, True)
         poll_s, poll_lat = run_http(srv.url, token, args.clients, args.queries, False)
+        mod = None
+        if args.decisions_per_s > 0:
+            stop, made = threading.Event(), []
+
+            def decide() -> None:
+                with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {writer}"}, timeout=60) as c:
+                    k = 0
+                    while not stop.wait(1 / args.decisions_per_s):
+                        status = ("approved", "review", "rejected")[k % 3]
+                        c.put(f"/api/v1/assets/{ids[k % len(ids)]}/moderation",
+                              json={"status": status, "reason": "bench"}).raise_for_status()
+                        made.append(k)
+                        k += 1
+
+            t = threading.Thread(target=decide, daemon=True)
+            t.start()
+            try:
+                mod_s, mod_lat = run_http(srv.url, token, args.clients, args.queries, True)
+            finally:
+                stop.set()
+                t.join(60)
+            mod = (mod_s, mod_lat, len(made))
         procs = tree_rss(srv.proc.pid)
     finally:
         srv.stop()
@@ -141,6 +177,9 @@ def main() -> None:
     for name, secs, lat in (("sdk", sdk_s, sdk_lat), ("http-1", one_s, one_lat), ("http", http_s, http_lat),
                             ("poll", poll_s, poll_lat)):
         print(f"{name:<10}{len(lat) / secs:>10.1f}{pct(lat, 50) * 1000:>10.1f}{pct(lat, 99) * 1000:>10.1f}")
+    if mod is not None:
+        print(f"{'mod':<10}{len(mod[1]) / mod[0]:>10.1f}{pct(mod[1], 50) * 1000:>10.1f}{pct(mod[1], 99) * 1000:>10.1f}"
+              f"   ({mod[2]} decisions during the run, {args.decision_rows} seeded)")
     print(f"ratio http/sdk: throughput {total / http_s / (total / sdk_s):.3f}x; "
           f"p50 latency of a lone client {pct(one_lat, 50) / pct(sdk_lat, 50):.1f}x "
           f"(HTTP adds the parser check, three catalog commits, the round trip to a worker process, "

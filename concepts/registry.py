@@ -277,43 +277,36 @@ def _commit(wh, name: str, head: HeadSpec, threshold: float, prompts: list, nega
             reuse_cache_of: int | None = None) -> Concept:
     if wh.read_only:
         raise ConceptError("warehouse opened read-only")
-    with wh.write_lock:
-        con = wh.cursor()
-        con.execute("BEGIN TRANSACTION")
-        try:
-            now = catalog.now()
-            if new_concept is not None:
-                con.execute(
-                    "INSERT INTO catalog.concepts VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
-                    [name, new_concept.get("description"), head.encoder, new_concept.get("parent"), threshold, now, now],
-                )
-            if label_rows:
-                con.executemany("INSERT INTO catalog.concept_labels VALUES (?, ?, ?, ?, ?)",
-                                [[name, i, lab, who, now] for i, lab, who in label_rows])
-            n = con.execute("SELECT latest_version FROM catalog.concepts WHERE name = ?", [name]).fetchone()[0] + 1
+    with wh.transaction(scores=True) as tx:
+        con = tx.con
+        now = catalog.now()
+        if new_concept is not None:
             con.execute(
-                "INSERT INTO catalog.concept_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [name, n, head.kind, head.encoder, head.column, head.dim, head.weights.tolist(), float(head.scale),
-                 float(head.bias), head.link, threshold, json.dumps(prompts), json.dumps(negatives),
-                 json.dumps(head.training), now],
+                "INSERT INTO catalog.concepts VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
+                [name, new_concept.get("description"), head.encoder, new_concept.get("parent"), threshold, now, now],
             )
-            con.execute("UPDATE catalog.concepts SET latest_version = ?, threshold = ?, updated_dt = ? WHERE name = ?",
-                        [n, threshold, now, name])
-            if reuse_cache_of is not None:
-                # Same head, same probabilities: the new version points at the old files.
-                con.execute(
-                    "INSERT INTO catalog.concept_scores SELECT concept, ?, seq, path, asset_parts, vector_parts, "
-                    "row_count, ? FROM catalog.concept_scores WHERE concept = ? AND version = ?",
-                    [n, now, name, reuse_cache_of])
-            has_cache = con.execute("SELECT count(*) FROM catalog.concept_scores WHERE concept = ? AND version = ?",
-                                    [name, n]).fetchone()[0]
-            if materialize and not has_cache:
-                concept_cache.materialize(con, wh.root, [head.as_head(name, n, threshold)])
-            views.rebuild(con, wh.root, in_transaction=True)
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+        if label_rows:
+            con.executemany("INSERT INTO catalog.concept_labels VALUES (?, ?, ?, ?, ?)",
+                            [[name, i, lab, who, now] for i, lab, who in label_rows])
+        n = con.execute("SELECT latest_version FROM catalog.concepts WHERE name = ?", [name]).fetchone()[0] + 1
+        con.execute(
+            "INSERT INTO catalog.concept_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [name, n, head.kind, head.encoder, head.column, head.dim, head.weights.tolist(), float(head.scale),
+             float(head.bias), head.link, threshold, json.dumps(prompts), json.dumps(negatives),
+             json.dumps(head.training), now],
+        )
+        con.execute("UPDATE catalog.concepts SET latest_version = ?, threshold = ?, updated_dt = ? WHERE name = ?",
+                    [n, threshold, now, name])
+        if reuse_cache_of is not None:
+            # Same head, same probabilities: the new version points at the old files.
+            con.execute(
+                "INSERT INTO catalog.concept_scores SELECT concept, ?, seq, path, asset_parts, vector_parts, "
+                "row_count, ? FROM catalog.concept_scores WHERE concept = ? AND version = ?",
+                [n, now, name, reuse_cache_of])
+        has_cache = con.execute("SELECT count(*) FROM catalog.concept_scores WHERE concept = ? AND version = ?",
+                                [name, n]).fetchone()[0]
+        if materialize and not has_cache:
+            concept_cache.materialize(con, wh.root, [head.as_head(name, n, threshold)])
     return get(wh, name)
 
 
@@ -465,18 +458,11 @@ def delete(wh, name: str) -> None:
     if children(wh, name):
         raise ConceptError(f"concept {name!r} has child concepts; delete or re-parent them first")
     with wh.write_lock:
-        con = wh.cursor()
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with wh.transaction(scores=True) as tx:
             for table, col in (("concept_scores", "concept"), ("concept_versions", "concept"),
                                ("concept_labels", "concept"), ("concepts", "name")):
-                con.execute(f"DELETE FROM catalog.{table} WHERE {col} = ?", [name])
-            views.rebuild(con, wh.root, in_transaction=True)
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
-        concept_cache.sweep(con, wh.root)
+                tx.con.execute(f"DELETE FROM catalog.{table} WHERE {col} = ?", [name])
+        concept_cache.sweep(tx.con, wh.root)
 
 
 def materialize(wh, names=None, all_versions: bool = False) -> list[tuple[str, int]]:
@@ -497,16 +483,9 @@ def materialize(wh, names=None, all_versions: bool = False) -> list[tuple[str, i
     if not todo:
         return []
     with wh.write_lock:
-        con = wh.cursor()
-        con.execute("BEGIN TRANSACTION")
-        try:
-            concept_cache.materialize(con, wh.root, todo)
-            views.rebuild(con, wh.root, in_transaction=True)
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
-        concept_cache.sweep(con, wh.root)
+        with wh.transaction(scores=True) as tx:
+            concept_cache.materialize(tx.con, wh.root, todo)
+        concept_cache.sweep(tx.con, wh.root)
     return [(h.concept, h.version) for h in todo]
 
 

@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from encoders import get_encoder, normalize_name
-from warehouse import catalog, encoder_sql, views
+from warehouse import catalog, encoder_sql
 from warehouse.schema import ASSET_SCHEMA, vectors_table
 from warehouse.storage import atomic_write_parquet
 
@@ -152,50 +152,46 @@ class _PartWriter:
         analyzed = self.analysis.write(layout, self.dataset)
         now = catalog.now()
         con = self.con
-        with self.wh.write_lock:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                for kind, enc, p, n in new_parts:
-                    rel = str(p.relative_to(root))
-                    con.execute(
-                        "INSERT INTO catalog.parts VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [rel, self.dataset, kind, enc, n, self.run_id, now],
-                    )
-                    if kind == "assets":
-                        con.executemany(
-                            "INSERT INTO catalog.assets VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            [
-                                [r["coactive_image_id"], self.dataset, r["path"], r["sha256"], r["media_type"], rel, now]
-                                for r in self.rows
-                            ],
-                        )
-                    else:
-                        con.executemany(
-                            "INSERT INTO catalog.embeddings VALUES (?, ?, ?)",
-                            [[i, self.encoder, rel] for i in self.vec_ids],
-                        )
-                analysis_store.commit(con, root, self.dataset, self.run_id, analyzed, now)
-                if self.videos:
-                    video_catalog.upsert(con, self.dataset, self.run_id, self.videos.values())
-                # ingest_errors holds the current problem of each path: a newer
-                # error replaces the older one, and a success clears it.
-                touched = list(self.ok_paths | {p for p, _ in self.errors})
-                if touched:
-                    con.execute(
-                        "DELETE FROM catalog.ingest_errors WHERE dataset = ? AND list_contains(?, path)",
-                        [self.dataset, touched],
-                    )
-                if self.errors:
+        with self.wh.transaction(con=con) as tx:
+            for kind, enc, p, n in new_parts:
+                rel = str(p.relative_to(root))
+                con.execute(
+                    "INSERT INTO catalog.parts VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [rel, self.dataset, kind, enc, n, self.run_id, now],
+                )
+                if kind == "assets":
                     con.executemany(
-                        "INSERT INTO catalog.ingest_errors VALUES (?, ?, ?, ?, ?)",
-                        [[self.run_id, self.dataset, p, r, now] for p, r in self.errors],
+                        "INSERT INTO catalog.assets VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [
+                            [r["coactive_image_id"], self.dataset, r["path"], r["sha256"], r["media_type"], rel, now]
+                            for r in self.rows
+                        ],
                     )
-                if new_parts or analyzed:
-                    views.rebuild(con, root, in_transaction=True)
-                con.execute("COMMIT")
-            except Exception:
-                con.execute("ROLLBACK")
-                raise
+                else:
+                    con.executemany(
+                        "INSERT INTO catalog.embeddings VALUES (?, ?, ?)",
+                        [[i, self.encoder, rel] for i in self.vec_ids],
+                    )
+            analysis_store.commit(con, root, self.dataset, self.run_id, analyzed, now)
+            if self.videos:
+                video_catalog.upsert(con, self.dataset, self.run_id, self.videos.values())
+                tx.data_changed()  # coactive_videos reads catalog.videos
+            # ingest_errors holds the current problem of each path: a newer
+            # error replaces the older one, and a success clears it.
+            touched = list(self.ok_paths | {p for p, _ in self.errors})
+            if touched:
+                con.execute(
+                    "DELETE FROM catalog.ingest_errors WHERE dataset = ? AND list_contains(?, path)",
+                    [self.dataset, touched],
+                )
+            if self.errors:
+                con.executemany(
+                    "INSERT INTO catalog.ingest_errors VALUES (?, ?, ?, ?, ?)",
+                    [[self.run_id, self.dataset, p, r, now] for p, r in self.errors],
+                )
+            if new_parts or analyzed:
+                # New asset/vector parts: score caches catch up before the views are built.
+                tx.rebuild_views(scores=bool(new_parts))
         added = len(self.rows)
         self.rows, self.vec_ids, self.vec_cols, self.errors, self.ok_paths = [], [], {}, [], set()
         self.analysis.clear()
@@ -311,8 +307,7 @@ def run(
     sources = expand(paths, manifest, files)
     run_id = run_id or uuid.uuid4().hex[:12]
     report = IngestReport(run_id, dataset, enc_name, total_files=len(sources))
-    with wh.write_lock:
-        con.execute("BEGIN TRANSACTION")
+    with wh.transaction(con=con):
         catalog.register_encoder(con, enc_name, enc.kind, enc.vector_columns)
         catalog.ensure_dataset(con, dataset, enc_name)
         if enc.class_names:
@@ -326,7 +321,6 @@ def run(
             "finished_dt = NULL, error = NULL",
             [run_id, dataset, enc_name, json.dumps([str(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]), catalog.now()],
         )
-        con.execute("COMMIT")
     catalog.LIVE_RUNS.add(run_id)
 
     existing = {r[0] for r in con.execute("SELECT coactive_image_id FROM catalog.assets WHERE dataset = ?", [dataset]).fetchall()}

@@ -142,9 +142,9 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def videos_select(con) -> str:
-    """The SELECT of `coactive_videos`, from the columns `coactive_table_adv` has right now."""
-    cols = [r[0] for r in con.execute("DESCRIBE main.coactive_table_adv").fetchall()]
+def videos_select(columns: list[str]) -> str:
+    """The SELECT of `coactive_videos`, from the column names of `coactive_table_adv`."""
+    cols = list(columns)
     have = set(cols)
     aggs = ["count(*) AS keyframes"]
     out = ["coalesce(k.keyframes, 0) AS keyframes"]

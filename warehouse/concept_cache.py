@@ -247,8 +247,8 @@ def cache_status(con, head: Head, asset_parts: list[str], root: Path | None = No
 def extend(con, root: Path, heads: list[Head]) -> dict[tuple[str, int], bool]:
     """Bring every cached head up to date with the asset parts; return which are complete.
 
-    Runs inside the view rebuild (the caller's transaction): new asset parts are
-    scored from the new vector parts only, and many small increments are merged.
+    Part of `refresh` (the caller's transaction): new asset parts are scored
+    from the new vector parts only, and many small increments are merged.
     """
     asset_parts = catalog.part_paths(con, "assets")
     complete: dict[tuple[str, int], bool] = {}
@@ -291,7 +291,57 @@ def _compact(con, root: Path, head: Head, seq: int) -> None:
 
 
 COMBINED_DIR = "_combined"
-COMBINED_META = "concept_scores_combined"
+COMBINED_META = "concept_scores_combined"  # the segment files (a JSON list), as `sweep` reads them
+SERVED_META = "concept_scores_served"  # {"asset_parts": [...], "members": [[concept, version], ...]}
+
+
+def refresh(con, root: Path) -> list[str]:
+    """Bring score caches up to date and write the combined segments the views read.
+
+    The explicit scoring step (writers ask for it through `transaction(...,
+    scores=True)` after new asset or vector parts, a new concept version, a
+    deletion): stale caches are dropped, caches missing new asset parts are
+    extended, and every complete cache goes into the wide segments.  What it
+    settled is recorded in `catalog.meta` for `usable_segments`, so building
+    views needs no scoring.  Returns the segment paths.
+    """
+    root = Path(root)
+    heads = load_heads(con)
+    complete = extend(con, root, heads)
+    asset_parts = catalog.part_paths(con, "assets")
+    total_rows = con.execute(
+        "SELECT coalesce(sum(row_count), 0) FROM catalog.parts WHERE kind = 'assets'").fetchone()[0]
+    cached = []
+    for h in heads:
+        rows = cache_rows(con, h.concept, h.version) if complete.get((h.concept, h.version)) else []
+        if rows and sum(r[4] for r in rows) == total_rows:
+            cached.append(h)
+    segments = combined_segments(con, root, cached, asset_parts)
+    served = {"asset_parts": asset_parts, "members": [[h.concept, h.version] for h in cached] if segments else []}
+    con.executemany("INSERT OR REPLACE INTO catalog.meta VALUES (?, ?)",
+                    [[COMBINED_META, json.dumps(segments)], [SERVED_META, json.dumps(served)]])
+    return segments
+
+
+def usable_segments(con, heads: list[Head]) -> tuple[list[str], set[tuple[str, int]]]:
+    """(segment paths, the (concept, version)s they serve right now), from catalog rows only.
+
+    What the last `refresh` recorded holds while the asset parts are the same
+    and each member's cache is still complete (re-embedding makes one stale);
+    anything else reads its macro until the next refresh.
+    """
+    rows = dict(con.execute("SELECT key, value FROM catalog.meta WHERE key IN (?, ?)",
+                            [COMBINED_META, SERVED_META]).fetchall())
+    if COMBINED_META not in rows or SERVED_META not in rows:
+        return [], set()
+    segments, served = json.loads(rows[COMBINED_META]), json.loads(rows[SERVED_META])
+    asset_parts = catalog.part_paths(con, "assets")
+    if not segments or served.get("asset_parts") != asset_parts:
+        return [], set()
+    members = {tuple(m) for m in served.get("members", [])}
+    ok = {(h.concept, h.version) for h in heads
+          if (h.concept, h.version) in members and cache_status(con, h, asset_parts) == "complete"}
+    return (segments, ok) if ok else ([], set())
 
 
 def combined_segments(con, root: Path, members: list[Head], asset_parts: list[str]) -> list[str]:

@@ -13,19 +13,18 @@ so the stock DuckDB CLI computes the same numbers without any Python, and DuckDB
 evaluates only the concept columns a query names.  When a version has a
 complete materialised cache (`concept_cache.py`), the view reads it instead:
 all complete caches through one POSITIONAL JOIN over wide segments (a column
-per concept version), so a query reads only the concept columns it names.
-Before that, new asset parts are scored incrementally so caches stay complete.  This module never imports
-code from outside `warehouse`.
+per concept version), so a query reads only the concept columns it names.  Scoring new asset parts
+and writing those segments is `concept_cache.refresh`, a step writers ask for
+(`transaction`, `scores=True`); this module only reads the catalog.  It never
+imports code from outside `warehouse`.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from . import catalog
-from .concept_cache import COMBINED_META, Head, cache_rows, combined_segments, extend, load_heads
+from .concept_cache import Head, load_heads, usable_segments
 from .views import ViewParts, vectors_join
 
 MACRO_PREFIX = "pixql_concept_"
@@ -76,26 +75,18 @@ def contribute(con, root) -> ViewParts:
     if not concepts:
         return parts
 
-    complete = extend(con, root, heads)
-    total_rows = con.execute(
-        "SELECT coalesce(sum(row_count), 0) FROM catalog.parts WHERE kind = 'assets'"
-    ).fetchone()[0]
+    # Which versions the combined segments serve was settled by the last
+    # `concept_cache.refresh`; the rest read their macro.
+    segments, served = usable_segments(con, heads)
     expr: dict[tuple[str, int], str] = {}
-    cached = []
     for h in heads:
         parts.pre.append(macro_statement(h))
-        rows = cache_rows(con, h.concept, h.version) if complete.get((h.concept, h.version)) else []
-        if rows and sum(r[4] for r in rows) == total_rows:
-            cached.append(h)
-    segments = combined_segments(con, root, cached, catalog.part_paths(con, "assets"))
-    con.execute("INSERT OR REPLACE INTO catalog.meta VALUES (?, ?)", [COMBINED_META, json.dumps(segments)])
     if segments:
         files = ", ".join(_quote(root / s) for s in segments)
         parts.joins.append(f"POSITIONAL JOIN (SELECT * FROM read_parquet([{files}])) {SCORES_ALIAS}")
     latest_of = {name: latest for name, latest, _ in concepts}
-    cached_keys = {(c.concept, c.version) for c in cached}
     for h in heads:
-        if segments and (h.concept, h.version) in cached_keys:
+        if (h.concept, h.version) in served:
             expr[(h.concept, h.version)] = f"{SCORES_ALIAS}.{h.concept}_v{h.version}"
         else:
             alias, join = vectors_join(h.encoder)

@@ -40,6 +40,7 @@ from .query_queue import FairQueue, GroupCommit
 from .query_worker import WorkerDied, WorkerProcess, parse_size, sweep_stale_dirs, unique_names  # noqa: F401
 from .errors import Conflict, NotFound, TooMany
 from .storage import TMP_PREFIX
+from .transaction import counters
 
 FINAL = ("Complete", "Error", "Stopped")
 STATUSES = ("Queued", "Running", "Stopping") + FINAL
@@ -80,33 +81,42 @@ class QuerySettings:
 class _Definitions:
     """The view and macro definitions, shared by the workers and re-read only when they change.
 
-    Reading them costs ~0.2 s (duckdb_functions() lists every built-in); every
-    `views.rebuild` bumps `views_generation` in `catalog.meta`, so one cheap
-    lookup per query says whether the cached copy still holds.  The content
-    hashes of the catalog tables the views read are taken fresh each time.
+    Reading them costs ~0.2 s (duckdb_functions() lists every built-in).  The
+    catalog's change counters (`transaction.counters`, one `catalog.meta`
+    lookup per query) say when: `views_generation` moves with every view
+    rebuild, `data_generation` with every write to a catalog table the views
+    read (a moderation decision, a video row).  The definitions are re-read
+    only for the first; either gives the definitions a new fingerprint, hence
+    a new sandbox file.  Writes that bypass the counters (a DuckDB shell on the
+    file while the server runs) are seen within `max_age` seconds for
+    definitions, not for copied rows.
     """
 
     def __init__(self, max_age: float = 60.0):
         self._lock = threading.Lock()
-        self._gen: str | None = None
+        self._gen: int | None = None
         self._defs: dict | None = None
+        self._fp = ""
         self._at = 0.0
         self.max_age = max_age
+        self.reads = 0  # how often the definitions were read (tests count them)
 
-    def views(self, cur) -> dict:
-        row = cur.execute("SELECT value FROM catalog.meta WHERE key = 'views_generation'").fetchone()
-        gen = row[0] if row else None
+    def get(self, cur) -> tuple[str, dict]:
+        """(fingerprint, definitions) for the catalog as committed now."""
+        views_gen, data_gen = counters(cur)
         with self._lock:
-            stale = (self._defs is None or gen is None or gen != self._gen
+            stale = (self._defs is None or views_gen != self._gen
                      or time.monotonic() - self._at > self.max_age)
             if stale:
-                self._defs, self._gen, self._at = sandbox.definitions(cur), gen, time.monotonic()
-            return self._defs
+                self._defs, self._gen, self._at = sandbox.definitions(cur), views_gen, time.monotonic()
+                self.reads += 1
+            if stale or self._defs["generation"] != (views_gen, data_gen):
+                self._defs = dict(self._defs, generation=(views_gen, data_gen))
+                self._fp = sandbox.fingerprint(self._defs)
+            return self._fp, self._defs
 
-    def get(self, cur) -> dict:
-        defs = dict(self.views(cur))
-        defs["catalog_tables"] = sandbox.table_versions(cur, list(defs["catalog_tables"]))
-        return defs
+    def views(self, cur) -> dict:
+        return self.get(cur)[1]
 
 
 class _Active:
@@ -166,6 +176,8 @@ class QueryEngine:
         self._sbx_lock = threading.Lock()
         self._sbx_files: dict[str, Path] = {}
         self._sbx_slot: dict[int, str] = {}
+        self.sandbox_builds = 0  # sandbox files written so far (tests count them)
+        self._sbx_views: dict[str, int] = {}  # fingerprint -> the views_generation it was built for
         self.workers: dict[int, WorkerProcess | None] = {}
         # Writes to catalog.queries, which only this engine touches, go through
         # one committer thread, not the warehouse's write_lock: a submit must
@@ -425,18 +437,29 @@ class QueryEngine:
         return self.workers[i]
 
     def _sandbox_file(self, slot: int) -> tuple[str, Path, dict]:
-        defs = self._definitions.get(self._cur())
-        fp = sandbox.fingerprint(defs)
+        fp, defs = self._definitions.get(self._cur())
         with self._sbx_lock:
             self._sbx_slot[slot] = fp
             if fp not in self._sbx_files:
                 path = self._sbx_dir / f"{fp[:24]}.duckdb"
                 path.unlink(missing_ok=True)
-                sandbox.build(path, defs, source=self._cur())
+                shutil.rmtree(sandbox.tables_dir(path), ignore_errors=True)
+                # Only the copied tables moved (views_generation did not): reuse a file's views and macros.
+                same = [self._sbx_files[f] for f, g in self._sbx_views.items()
+                        if g == defs["generation"][0] and f in self._sbx_files]
+                if same:
+                    sandbox.rebuild_tables(same[-1], path, defs, self._cur())
+                else:
+                    sandbox.build(path, defs, source=self._cur())
+                self.sandbox_builds += 1
                 self._sbx_files[fp] = path
+                self._sbx_views[fp] = defs["generation"][0]
             in_use = set(self._sbx_slot.values())
             for old in [f for f in self._sbx_files if f not in in_use]:
-                self._sbx_files.pop(old).unlink(missing_ok=True)  # open readers keep their inode
+                gone = self._sbx_files.pop(old)
+                self._sbx_views.pop(old, None)
+                gone.unlink(missing_ok=True)  # open readers keep their inode
+                shutil.rmtree(sandbox.tables_dir(gone), ignore_errors=True)
             return fp, self._sbx_files[fp], defs
 
     def _run(self, slot: int, qid: str) -> None:

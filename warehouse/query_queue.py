@@ -6,6 +6,8 @@ import threading
 import time
 from collections import OrderedDict, deque
 
+from .transaction import transaction
+
 
 class FairQueue:
     """Queued query ids, one queue per owner (token), served round-robin under a per-owner cap.
@@ -111,16 +113,12 @@ class GroupCommit:
                     break
                 batch.append(nxt)
             try:
-                cur.execute("BEGIN TRANSACTION")
-                for item in batch:
-                    r = cur.execute(item[0], item[1])
-                    item[4] = r.fetchone() if item[2] else None
-                cur.execute("COMMIT")
+                # No write lock: only this thread writes catalog.queries (see QueryEngine).
+                with transaction(cur):
+                    for item in batch:
+                        r = cur.execute(item[0], item[1])
+                        item[4] = r.fetchone() if item[2] else None
             except Exception:
-                try:
-                    cur.execute("ROLLBACK")
-                except Exception:
-                    pass
                 for item in batch:
                     try:
                         r = cur.execute(item[0], item[1])

@@ -50,8 +50,13 @@ NEVER_ALLOWED = {"results", "uploads", "thumbnails", "tokens"}
 
 # -- layer 2 ------------------------------------------------------------------------------------
 
-def definitions(con) -> dict:
-    """The user-view and macro definitions the sandbox copies, read from the warehouse."""
+def definitions(con, generation=None) -> dict:
+    """The user-view and macro definitions the sandbox copies, read from the warehouse.
+
+    `generation` identifies the content of the copied catalog tables (the
+    query engine passes the catalog's change counters); it goes into the
+    fingerprint as it is.
+    """
     schemas = ", ".join(f"'{s}'" for s in COPIED_SCHEMAS)
     views = con.execute(
         f"SELECT schema_name, view_name, sql FROM duckdb_views() WHERE NOT internal AND schema_name IN ({schemas})"
@@ -64,15 +69,17 @@ def definitions(con) -> dict:
             ORDER BY schema_name, function_name"""
     ).fetchall()
     user = sorted(v for s, v, _ in views if s == "main")
-    # Views may read catalog tables (moderation decisions, video rows, concept
-    # heads): those are copied too, except the ones holding secrets, and a
-    # content hash of each makes the copy follow their changes.
+    # Views may read catalog tables (moderation decisions, video rows): those
+    # are copied too, except the ones holding secrets.  Their writers bump a
+    # change counter (`warehouse.transaction`), which the caller puts in
+    # `generation` so the fingerprint follows their rows without hashing them.
     text = "\n".join([v[2] or "" for v in views] + [m[4] or "" for m in macros])
     named = {m.lower() for m in re.findall(r'(?:"catalog"|\bcatalog)\s*\.\s*"?(\w+)"?', text, re.IGNORECASE)}
     existing = {r[0] for r in con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'catalog'").fetchall()}
-    tables = table_versions(con, sorted((named & existing) - SECRET_TABLES))
-    return {"views": views, "macros": macros, "user_views": user, "catalog_tables": tables}
+    tables = sorted((named & existing) - SECRET_TABLES)
+    return {"views": views, "macros": macros, "user_views": user, "catalog_tables": tables,
+            "generation": generation}
 
 
 def macro_names(defs: dict) -> list[str]:
@@ -80,14 +87,10 @@ def macro_names(defs: dict) -> list[str]:
     return sorted({name for _, name, ftype, *_ in defs["macros"] if ftype == "macro"})
 
 
-def table_versions(con, tables) -> dict:
-    """A cheap content hash per catalog table (row count and xor of row hashes)."""
-    return {t: con.execute(f'SELECT count(*), bit_xor(hash(t)) FROM catalog."{t}" t').fetchone() for t in tables}
-
-
 def fingerprint(defs: dict) -> str:
+    """Names the sandbox file for these definitions and this generation of the copied tables."""
     h = hashlib.sha256()
-    for row in defs["views"] + defs["macros"] + sorted(defs.get("catalog_tables", {}).items()):
+    for row in defs["views"] + defs["macros"] + [list(defs.get("catalog_tables", ())), defs.get("generation")]:
         h.update(repr(row).encode())
     return h.hexdigest()
 
@@ -149,6 +152,10 @@ class SandboxDB:
             self.skip_reasons = {}  # the process that built the file reported them
         self.skipped = list(self.skip_reasons)
         self.allowed_dirs = allowed_directories(self.root, defs)
+        # Like the spill directory, the copies of catalog tables live outside the warehouse.
+        own = [str(self._dir / "spill") + "/"]
+        if defs.get("catalog_tables"):
+            own.append(str(tables_dir(path).resolve()) + "/")
         self.con = duckdb.connect(
             str(path),
             read_only=True,
@@ -165,7 +172,7 @@ class SandboxDB:
         )
         # allowed_directories must be set before external access goes off, and
         # the lock last; the temp dir stays allowed so DuckDB can spill.
-        dirs = ", ".join("'" + d.replace("'", "''") + "'" for d in self.allowed_dirs + [str(self._dir / "spill") + "/"])
+        dirs = ", ".join("'" + d.replace("'", "''") + "'" for d in self.allowed_dirs + own)
         self.con.execute(f"SET allowed_directories = [{dirs}]")
         self.con.execute("SET enable_external_access = false")
         self.con.execute("SET lock_configuration = true")
@@ -241,11 +248,45 @@ def build(path: Path, defs: dict, source=None) -> dict[str, str]:
     return skipped
 
 
-def _write_definitions(path: Path, defs: dict, source=None) -> dict[str, str]:
-    """Create the views, macros and copied catalog tables in a fresh file.
+def rebuild_tables(base: Path, path: Path, defs: dict, source) -> None:
+    """The sandbox file for `defs` from `base`, a file built for the same views and macros.
 
-    Returns {name: DuckDB's reason} for what could not be built.  `source` is
-    a cursor on the warehouse, needed when views read catalog tables.
+    Only the copied catalog tables changed (a moderation decision, a video
+    row): `base` is copied as it is and its table views point at fresh Parquet
+    copies, instead of creating every macro and view again.
+    """
+    shutil.copyfile(base, path)
+    con = duckdb.connect(str(path), config={"python_enable_replacements": False})
+    try:
+        for table in defs.get("catalog_tables", ()):
+            con.execute(_copy_table(source, path, table, replace=True))
+    finally:
+        con.close()
+
+
+def _copy_table(source, path: Path, table: str, replace: bool = False) -> str:
+    """Write catalog `table` as Parquet for the sandbox file `path`; return the view over it."""
+    out = tables_dir(path) / f"{table}.parquet"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lit = "'" + str(out).replace("'", "''") + "'"
+    source.execute(f'COPY (SELECT * FROM catalog."{table}") TO {lit} (FORMAT parquet)')
+    return f'CREATE {"OR REPLACE " if replace else ""}VIEW catalog."{table}" AS SELECT * FROM read_parquet({lit})'
+
+
+def tables_dir(path: Path) -> Path:
+    """Where the catalog tables a sandbox file's views read are kept, as Parquet, next to it."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.tables")
+
+
+def _write_definitions(path: Path, defs: dict, source=None) -> dict[str, str]:
+    """Create the views, macros and copied catalog tables in a fresh file; return {name: DuckDB's reason}
+    for what could not be built.
+
+    `source` is a cursor on the warehouse, needed when views read catalog tables.
+    Those are written as Parquet by DuckDB itself (`tables_dir`) and the file
+    holds views over them: a fraction of the cost of loading them into the
+    file, which every moderation decision would otherwise pay in full.
     """
     con = duckdb.connect(str(path), config={"python_enable_replacements": False})
     skipped: dict[str, str] = {}
@@ -256,12 +297,7 @@ def _write_definitions(path: Path, defs: dict, source=None) -> dict[str, str]:
             if source is None:
                 skipped[f"catalog.{table}"] = "no warehouse cursor to copy it from"
                 continue
-            data = source.execute(f'SELECT * FROM catalog."{table}"').arrow()
-            if hasattr(data, "read_all"):
-                data = data.read_all()
-            con.register("pixql_copy_src", data)
-            con.execute(f'CREATE TABLE catalog."{table}" AS SELECT * FROM pixql_copy_src')
-            con.unregister("pixql_copy_src")
+            con.execute(_copy_table(source, path, table))
         for stmt in _macro_statements(defs["macros"]):
             try:
                 con.execute(stmt)

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import duckdb
 
-from . import catalog, views
+from . import catalog
 from .storage import Layout, default_root
 from .errors import Forbidden, MissingFile
+from .transaction import transaction
 
 
 class Warehouse:
@@ -73,10 +74,23 @@ class Warehouse:
         return self.con.sql(query)
 
     def refresh_views(self) -> None:
+        """Refresh concept score caches and rebuild every view (also run on open)."""
         if self.read_only:
             return
-        with self.write_lock:
-            views.rebuild(self.con, self.layout.root)
+        with self.transaction(scores=True):
+            pass
+
+    def transaction(self, views: bool = False, scores: bool = False, con=None):
+        """The write lock and one catalog transaction; see `warehouse.transaction`.
+
+        `views`/`scores` rebuild the views (after refreshing concept score
+        caches) at commit, as `tx.rebuild_views()` does from inside the block;
+        `con` runs it on that cursor instead of a new one.
+        """
+        if self.read_only:
+            raise Forbidden("warehouse opened read-only")
+        return transaction(con if con is not None else self.cursor(), self.write_lock, self.layout.root,
+                           views=views, scores=scores)
 
     def datasets(self) -> duckdb.DuckDBPyRelation:
         return self.con.sql(
@@ -141,19 +155,8 @@ class Warehouse:
         return self._catalog_write(lambda con: reset_ocr_pattern(con, flag))
 
     def _catalog_write(self, change):
-        if self.read_only:
-            raise Forbidden("warehouse opened read-only")
-        con = self.cursor()
-        with self.write_lock:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                result = change(con)
-                views.rebuild(con, self.layout.root, in_transaction=True)
-                con.execute("COMMIT")
-            except Exception:
-                con.execute("ROLLBACK")
-                raise
-        return result
+        with self.transaction(views=True) as tx:
+            return change(tx.con)
 
     # -- concepts (facade over `concepts`, imported lazily like `ingest`) ---------------
     def create_concept(self, name: str, prompts=None, negative_prompts=None, positive=None, negative=None, **options):

@@ -7,9 +7,14 @@ as the SDK.  Internal building blocks live in the schema `pixql_internal`.
 Columns beyond the base ones come from *column providers*: small modules in this
 package that turn catalog data (concept heads, analyzer runs, moderation
 decisions) into SQL.  Each returns a `ViewParts`; the builder only concatenates.
+`build` is a pure function of the catalog (it reads, never scores or writes);
+`rebuild` runs its statements inside the writer's transaction, which
+`transaction.transaction` does at commit when asked.
 """
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,8 +49,10 @@ class ViewParts:
     `columns` go into both user views, `adv_columns` only
     into `coactive_table_adv`; `views` are extra (name, SELECT) user views built
     after the two tables (e.g. `coactive_videos`).  A view's SELECT may be a
-    callable `f(con) -> str`, called once the two tables exist, so it can build
-    on columns other providers added (e.g. every concept's `_latest_prob`).
+    callable `f(columns) -> str` given the column names of `coactive_table_adv`,
+    so it can build on columns other providers added (e.g. every concept's
+    `_latest_prob`).  Providers only read the catalog: they never score nor
+    write files (see `build`).
     """
 
     pre: list[str] = field(default_factory=list)
@@ -89,26 +96,24 @@ def _providers():
     return [encoder_sql, concept_sql, analyzer_sql, moderation_sql]
 
 
-def rebuild(con, root: Path, in_transaction: bool = False) -> None:
-    """Replace every view from the current catalog, in one transaction.
+def rebuild(con, root: Path) -> None:
+    """Replace every view from the current catalog, inside the caller's transaction.
 
-    Writers that change the catalog call this with `in_transaction=True` inside
-    their own transaction, so catalog rows and view definitions commit together.
+    Writers do not call this directly: `transaction.transaction` does at commit
+    (when asked to), so catalog rows, views and the change counter commit together.
     """
-    if in_transaction:
-        _rebuild(con, root)
-        return
-    con.execute("BEGIN TRANSACTION")
-    try:
-        _rebuild(con, root)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
+    for stmt in build(con, root):
+        con.execute(stmt)
 
 
-def _rebuild(con, root: Path) -> None:
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {INTERNAL}")
+def build(con, root: Path) -> list[str]:
+    """The statements that (re)create every view and macro: a pure function of the catalog.
+
+    It only reads (catalog rows, the macros that exist): no scoring, no file
+    writes, the same list for the same catalog.  Concept score caches are
+    brought up to date beforehand by `concept_cache.refresh`, when a writer asks.
+    """
+    out = [f"CREATE SCHEMA IF NOT EXISTS {INTERNAL}"]
     asset_parts = catalog.part_paths(con, "assets")
     if asset_parts:
         src = _parquet_source(root, asset_parts)
@@ -116,25 +121,23 @@ def _rebuild(con, root: Path) -> None:
         assets_sql = f"SELECT {cols} FROM {src}"
     else:
         assets_sql = empty_select(ASSET_SCHEMA)
-    con.execute(f"CREATE OR REPLACE VIEW {INTERNAL}.assets AS {assets_sql}")
+    out.append(f"CREATE OR REPLACE VIEW {INTERNAL}.assets AS {assets_sql}")
 
-    for (encoder, columns_json) in con.execute("SELECT name, vector_columns FROM catalog.encoders").fetchall():
+    for (encoder, columns_json) in con.execute(
+            "SELECT name, vector_columns FROM catalog.encoders ORDER BY name").fetchall():
         parts = catalog.part_paths(con, "vectors", encoder=encoder)
         if parts:
             vec_sql = f"SELECT * FROM {_parquet_source(root, parts)}"
         else:
-            import json
-
             dims = json.loads(columns_json)
             cols = ", ".join(f"NULL::FLOAT[{d}] AS {c}" for c, d in dims.items())
             vec_sql = f"SELECT NULL::VARCHAR AS coactive_image_id, {cols} WHERE false"
-        con.execute(f"CREATE OR REPLACE VIEW {vectors_view_name(encoder)} AS {vec_sql}")
+        out.append(f"CREATE OR REPLACE VIEW {vectors_view_name(encoder)} AS {vec_sql}")
 
     parts = ViewParts()
     for provider in _providers():
         parts.extend(provider.contribute(con, root))
-    for stmt in parts.pre:
-        con.execute(stmt)
+    out += parts.pre
 
     # POSITIONAL JOINs (materialised concept scores, aligned row by row with the
     # asset parts) must bind to the asset scan itself, before any hash join
@@ -147,7 +150,7 @@ def _rebuild(con, root: Path) -> None:
     adv_joins = join_clause(parts.joins + [j for j in parts.adv_joins if j not in parts.joins])
     base = ", ".join(f"a.{c}" for c in BASE_COLUMNS)
     extra = "".join(f",\n  {c}" for c in parts.columns)
-    con.execute(
+    out.append(
         f"CREATE OR REPLACE VIEW main.coactive_table AS\nSELECT {base}{extra}\n"
         f"FROM {INTERNAL}.assets a\n  {joins}"
     )
@@ -155,20 +158,29 @@ def _rebuild(con, root: Path) -> None:
         "CAST(a.metadata AS JSON) AS metadata" if c == "metadata" else f"a.{c}" for c in ADV_BASE_COLUMNS
     )
     adv_extra = "".join(f",\n  {c}" for c in parts.adv_columns)
-    con.execute(
+    out.append(
         f"CREATE OR REPLACE VIEW main.coactive_table_adv AS\nSELECT {base}, {adv_base}{extra}{adv_extra}\n"
         f"FROM {INTERNAL}.assets a\n  {adv_joins}"
     )
     for name, select in parts.views:
         if callable(select):
-            select = select(con)
-        con.execute(f"CREATE OR REPLACE VIEW main.{name} AS {select}")
-    # Bumped with every rebuild, in the same transaction: the query engine polls
-    # it to know when its sandbox copies of the views are stale.
-    con.execute(
-        "INSERT INTO catalog.meta VALUES ('views_generation', '1') ON CONFLICT (key) "
-        "DO UPDATE SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR)"
-    )
+            select = select(adv_column_names(parts))
+        out.append(f"CREATE OR REPLACE VIEW main.{name} AS {select}")
+    return out
+
+
+_ALIAS = re.compile(r'\bAS\s+("?)([A-Za-z_][A-Za-z0-9_]*)\1\s*$', re.IGNORECASE)
+
+
+def adv_column_names(parts: ViewParts) -> list[str]:
+    """The columns of `coactive_table_adv` built from `parts`, as DuckDB names them."""
+    return [column_name(c) for c in BASE_COLUMNS + ADV_BASE_COLUMNS + parts.columns + parts.adv_columns]
+
+
+def column_name(expr: str) -> str:
+    """The name a select-list item gets: its trailing `AS name`, else the column it names."""
+    m = _ALIAS.search(expr)
+    return m.group(2) if m else expr.rsplit(".", 1)[-1].strip().strip('"')
 
 
 def user_views(con) -> list[str]:

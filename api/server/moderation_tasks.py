@@ -49,20 +49,13 @@ class ModerationService:
     def submit(self, items: list[dict], policy, callback_url: str, dataset: str | None, user: str | None) -> dict:
         task_id = uuid.uuid4().hex
         request = {"items": items, "policy": policy, "dataset": dataset, "user": user}
-        con = self.state.cursor()
-        with self.state.wh.write_lock:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                con.execute(
-                    "INSERT INTO catalog.moderation_tasks (task_id, status, policy, callback_url, request, "
-                    "delivery_status, created_by, created_dt) VALUES (?, 'queued', ?, ?, ?, 'pending', ?, ?)",
-                    [task_id, json.dumps(policy) if isinstance(policy, dict) else policy, callback_url,
-                     json.dumps(request), user, catalog.now()])
-                jobs.insert(con, KIND, {"task_id": task_id}, owner=user, job_id=task_id)
-                con.execute("COMMIT")
-            except Exception:
-                con.execute("ROLLBACK")
-                raise
+        with self.state.wh.transaction(con=self.state.cursor()) as tx:
+            tx.con.execute(
+                "INSERT INTO catalog.moderation_tasks (task_id, status, policy, callback_url, request, "
+                "delivery_status, created_by, created_dt) VALUES (?, 'queued', ?, ?, ?, 'pending', ?, ?)",
+                [task_id, json.dumps(policy) if isinstance(policy, dict) else policy, callback_url,
+                 json.dumps(request), user, catalog.now()])
+            jobs.insert(tx.con, KIND, {"task_id": task_id}, owner=user, job_id=task_id)
         self.moderator.mark_pending([Item(**it) for it in items], task_id)
         self.runner.enqueue(task_id, KIND)
         return self.task(task_id, with_result=False)

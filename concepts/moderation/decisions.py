@@ -38,9 +38,10 @@ def insert(con, subject_id: str, kind: str, status: str, reasons: list, pol: Pol
 
 
 def record(wh, *args, **kw) -> None:
-    """`insert` as its own write (under the warehouse's write lock)."""
-    with wh.write_lock:
-        insert(wh.cursor(), *args, **kw)
+    """`insert` as its own transaction; `moderation_status` reads these rows, so the change counter moves."""
+    with wh.transaction() as tx:
+        tx.data_changed()
+        insert(tx.con, *args, **kw)
 
 
 def check_status(status: str) -> str:

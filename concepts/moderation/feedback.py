@@ -54,15 +54,9 @@ def give(wh, subjects, item, verdict: str, categories: list[str] | None = None, 
         raise Invalid(f"asset {aid} has no {SIM_ENCODER} vectors to compare with; "
                          f"run `pixql embed --encoder {SIM_ENCODER}` on its dataset")
     concepts = [c for c in categories if registry.exists(wh, c)]
-    with wh.write_lock:
-        con = wh.cursor()
-        con.execute("BEGIN TRANSACTION")
-        try:
-            _record(con, aid, verdict, categories, concepts, user, comment)
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+    with wh.transaction() as tx:  # the list entry, the decision and the labels: all or nothing
+        tx.data_changed()
+        _record(tx.con, aid, verdict, categories, concepts, user, comment)
     labels = [_train(wh, cat, cat in concepts, user) for cat in categories]
     return {"coactive_image_id": aid, "verdict": verdict, "list": "blocklist" if verdict == "block" else "passlist",
             "categories": categories, "labels": labels, "status": VERDICTS[verdict]}

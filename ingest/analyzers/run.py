@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from warehouse import catalog, views
+from warehouse import catalog
 
 from ..decode import DecodedAsset, decode_source
 from ..sources import Source
@@ -90,21 +90,15 @@ class _Committer:
         written = self.buffer.write(layout, self.dataset)
         now = catalog.now()
         con = self.con
-        with self.wh.write_lock:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                store.commit(con, layout.root, self.dataset, self.run_id, written, now)
-                if self.errors:
-                    con.executemany(
-                        "INSERT INTO catalog.ingest_errors VALUES (?, ?, ?, ?, ?)",
-                        [[self.run_id, self.dataset, p, r, now] for p, r in self.errors],
-                    )
-                if written:
-                    views.rebuild(con, layout.root, in_transaction=True)
-                con.execute("COMMIT")
-            except Exception:
-                con.execute("ROLLBACK")
-                raise
+        with self.wh.transaction(con=con) as tx:
+            store.commit(con, layout.root, self.dataset, self.run_id, written, now)
+            if self.errors:
+                con.executemany(
+                    "INSERT INTO catalog.ingest_errors VALUES (?, ?, ?, ?, ?)",
+                    [[self.run_id, self.dataset, p, r, now] for p, r in self.errors],
+                )
+            if written:
+                tx.rebuild_views()
         self.buffer.clear()
         self.errors = []
         return n
@@ -179,15 +173,8 @@ def analyze(wh, dataset: str, analyzers, batch_size: int = 16, part_rows: int = 
     started = time.perf_counter()
     report = AnalyzeReport(run_id or uuid.uuid4().hex[:12], dataset, names)
     if register:
-        with wh.write_lock:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                store.register(con, dataset, list(objs.values()))
-                views.rebuild(con, wh.layout.root, in_transaction=True)
-                con.execute("COMMIT")
-            except Exception:
-                con.execute("ROLLBACK")
-                raise
+        with wh.transaction(views=True, con=con):
+            store.register(con, dataset, list(objs.values()))
     todo = missing(con, dataset, names)
     by_path: dict[tuple[str, str], set[str]] = {}
     for aid, (path, media, _) in todo.items():

@@ -1,0 +1,99 @@
+"""The one way to write the catalog: `transaction()`, and the change counters it bumps.
+
+    with wh.transaction() as tx:            # the write lock, BEGIN ... COMMIT
+        tx.con.execute("INSERT INTO catalog.... ")
+        tx.rebuild_views()                  # view SQL changes: rebuilt just before COMMIT
+        tx.rebuild_views(scores=True)       # asset/vector parts or concept heads changed
+        tx.data_changed()                   # rows of a table the views read (SANDBOX_TABLES)
+
+Any exception inside the block rolls everything back: catalog rows, view
+definitions and counters commit together or not at all.
+
+Two counters in `catalog.meta` say what changed, so the query engine needs one
+lookup per query instead of hashing tables:
+
+* `views_generation`: view and macro definitions (bumped by every rebuild);
+* `data_generation`: rows of the catalog tables the views read, which the
+  query sandbox copies (moderation decisions, videos).
+
+Concept score caches (`concept_cache.refresh`) are refreshed here only when
+a writer asks (`scores=True`), before the views are built from the catalog:
+building views never scores nor writes files.
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager, nullcontext
+
+VIEWS_GENERATION = "views_generation"
+DATA_GENERATION = "data_generation"
+
+# Catalog tables user views read (the sandbox copies them); a write to any of
+# them must call `data_changed()` in its transaction.  tests/test_views_seam.py
+# checks that the views read no other catalog table.
+SANDBOX_TABLES = frozenset({"moderation_decisions", "videos"})
+
+
+def bump(con, key: str) -> None:
+    """Add one to counter `key` in the caller's transaction."""
+    con.execute(
+        "INSERT INTO catalog.meta VALUES (?, '1') ON CONFLICT (key) "
+        "DO UPDATE SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR)", [key])
+
+
+def counters(con) -> tuple[int, int]:
+    """(views_generation, data_generation) as committed; 0 for a counter never bumped."""
+    got = dict(con.execute("SELECT key, value FROM catalog.meta WHERE key IN (?, ?)",
+                           [VIEWS_GENERATION, DATA_GENERATION]).fetchall())
+    return int(got.get(VIEWS_GENERATION, 0)), int(got.get(DATA_GENERATION, 0))
+
+
+class Transaction:
+    """What a writer changed, acted on at commit; `con` is the cursor the transaction runs on."""
+
+    def __init__(self, con, root=None, views: bool = False, scores: bool = False):
+        self.con, self.root = con, root
+        self._views, self._scores, self._data = views or scores, scores, False
+
+    def rebuild_views(self, scores: bool = False) -> None:
+        """Rebuild the views before COMMIT; with `scores`, first bring concept score caches up to date."""
+        if self.root is None:
+            raise ValueError("this transaction has no warehouse root: it cannot rebuild views")
+        self._views = True
+        self._scores = self._scores or scores
+
+    def data_changed(self) -> None:
+        """Rows of a table in SANDBOX_TABLES changed: query sandboxes must copy them again."""
+        self._data = True
+
+    def _before_commit(self) -> None:
+        if self._scores:
+            from . import concept_cache
+
+            concept_cache.refresh(self.con, self.root)
+        if self._views:
+            from . import views
+
+            views.rebuild(self.con, self.root)
+            bump(self.con, VIEWS_GENERATION)
+        if self._data:
+            bump(self.con, DATA_GENERATION)
+
+
+@contextmanager
+def transaction(con, lock: threading.RLock | None = None, root=None, views: bool = False,
+                scores: bool = False):
+    """BEGIN on `con` holding `lock`; COMMIT (after the rebuilds asked for) or ROLLBACK on error."""
+    with lock if lock is not None else nullcontext():
+        con.execute("BEGIN TRANSACTION")
+        tx = Transaction(con, root, views, scores)
+        try:
+            yield tx
+            tx._before_commit()
+            con.execute("COMMIT")
+        except BaseException:
+            try:
+                con.execute("ROLLBACK")
+            except Exception:  # the error that got us here is the one to report
+                pass
+            raise
