@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-from . import catalog, views
+from . import catalog, migrations, views
 from .storage import Layout, default_root
 
 
@@ -37,11 +37,20 @@ class Warehouse:
             if not layout.db_path.exists():
                 raise FileNotFoundError(f"no warehouse at {layout.root} (missing {layout.db_path.name})")
             con = duckdb.connect(str(layout.db_path), read_only=True)
+            try:
+                migrations.check(con)  # an older schema needs a writable open to upgrade
+            except Exception:
+                con.close()
+                raise
             return cls(layout, con, True)
         layout.root.mkdir(parents=True, exist_ok=True)
         con = duckdb.connect(str(layout.db_path))
         wh = cls(layout, con, False)
-        catalog.create(con)
+        try:
+            catalog.create(con)
+        except Exception:
+            con.close()  # a refused or failed migration leaves the file as it was, and unheld
+            raise
         layout.remove_temporaries()
         catalog.sweep_orphans(con, layout.root)
         # Paths inside views are absolute; rebuilding on open keeps them right
