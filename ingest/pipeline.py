@@ -156,23 +156,11 @@ class _PartWriter:
             try:
                 for kind, enc, p, n in new_parts:
                     rel = str(p.relative_to(root))
-                    con.execute(
-                        "INSERT INTO catalog.parts VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [rel, self.dataset, kind, enc, n, self.run_id, now],
-                    )
+                    catalog.insert_part(con, rel, self.dataset, kind, enc, n, self.run_id, now)
                     if kind == "assets":
-                        con.executemany(
-                            "INSERT INTO catalog.assets VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            [
-                                [r["coactive_image_id"], self.dataset, r["path"], r["sha256"], r["media_type"], rel, now]
-                                for r in self.rows
-                            ],
-                        )
+                        catalog.insert_assets(con, self.dataset, rel, self.rows, now)
                     else:
-                        con.executemany(
-                            "INSERT INTO catalog.embeddings VALUES (?, ?, ?)",
-                            [[i, self.encoder, rel] for i in self.vec_ids],
-                        )
+                        catalog.insert_embeddings(con, self.vec_ids, self.encoder, rel)
                 analysis_store.commit(con, root, self.dataset, self.run_id, analyzed, now)
                 if self.videos:
                     video_catalog.upsert(con, self.dataset, self.run_id, self.videos.values())
@@ -184,11 +172,7 @@ class _PartWriter:
                         "DELETE FROM catalog.ingest_errors WHERE dataset = ? AND list_contains(?, path)",
                         [self.dataset, touched],
                     )
-                if self.errors:
-                    con.executemany(
-                        "INSERT INTO catalog.ingest_errors VALUES (?, ?, ?, ?, ?)",
-                        [[self.run_id, self.dataset, p, r, now] for p, r in self.errors],
-                    )
+                catalog.record_ingest_errors(con, self.run_id, self.dataset, self.errors, now)
                 if new_parts or analyzed:
                     views.rebuild(con, root, in_transaction=True)
                 con.execute("COMMIT")

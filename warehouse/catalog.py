@@ -68,7 +68,7 @@ def close_interrupted_runs(con) -> list[str]:
 
 def register_encoder(con, name: str, kind: str, vector_columns: dict[str, int]) -> None:
     con.execute(
-        """INSERT INTO catalog.encoders VALUES (?, ?, ?, ?)
+        """INSERT INTO catalog.encoders (name, kind, vector_columns, created_dt) VALUES (?, ?, ?, ?)
            ON CONFLICT (name) DO UPDATE SET vector_columns = excluded.vector_columns""",
         [name, kind, json.dumps(vector_columns), now()],
     )
@@ -77,7 +77,7 @@ def register_encoder(con, name: str, kind: str, vector_columns: dict[str, int]) 
 def register_class_names(con, encoder: str, names: list[str]) -> None:
     if con.execute("SELECT count(*) FROM catalog.class_names WHERE encoder = ?", [encoder]).fetchone()[0]:
         return
-    con.executemany("INSERT INTO catalog.class_names VALUES (?, ?, ?)", [[encoder, i, n] for i, n in enumerate(names)])
+    insert(con, "class_names", [dict(encoder=encoder, class_index=i, name=n) for i, n in enumerate(names)])
 
 
 def encoder_columns(con, name: str) -> dict[str, int]:
@@ -90,7 +90,7 @@ def ensure_dataset(con, name: str, encoder: str, description: str | None = None)
     row = con.execute("SELECT encoder FROM catalog.datasets WHERE name = ?", [name]).fetchone()
     if row:
         return row[0]
-    con.execute("INSERT INTO catalog.datasets VALUES (?, ?, ?, ?)", [name, encoder, description, now()])
+    insert(con, "datasets", dict(name=name, encoder=encoder, description=description, created_dt=now()))
     return encoder
 
 
@@ -121,3 +121,107 @@ def sweep_orphans(con, root: Path) -> list[Path]:
             except OSError:
                 pass
     return removed
+
+
+# -- named writes: columns by name, so a migration that adds one cannot shift them -------
+def insert(con, table: str, rows: dict | list[dict], on_conflict: str = "", or_replace: bool = False) -> None:
+    """Insert row dicts (all with the same keys) into `catalog.<table>`, naming every column.
+
+    `on_conflict` is appended as written (e.g. "ON CONFLICT DO NOTHING"); `or_replace`
+    makes it INSERT OR REPLACE.
+    """
+    rows = [rows] if isinstance(rows, dict) else list(rows)
+    if not rows:
+        return
+    cols = list(rows[0])
+    verb = "INSERT OR REPLACE INTO" if or_replace else "INSERT INTO"
+    sql = (f"{verb} catalog.{table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+           + (f" {on_conflict}" if on_conflict else ""))
+    con.executemany(sql, [[r[c] for c in cols] for r in rows])
+
+
+def insert_part(con, path: str, dataset: str, kind: str, encoder: str | None, row_count: int,
+                run_id: str | None, created_dt: datetime) -> None:
+    insert(con, "parts", dict(path=path, dataset=dataset, kind=kind, encoder=encoder, row_count=row_count,
+                              run_id=run_id, created_dt=created_dt))
+
+
+def insert_assets(con, dataset: str, part: str, rows: list[dict], created_dt: datetime) -> None:
+    """Asset rows of one part; each row has coactive_image_id, path, sha256, media_type."""
+    insert(con, "assets", [dict(coactive_image_id=r["coactive_image_id"], dataset=dataset, path=r["path"],
+                                sha256=r["sha256"], media_type=r["media_type"], part=part, created_dt=created_dt)
+                           for r in rows])
+
+
+def insert_embeddings(con, ids: list[str], encoder: str, part: str) -> None:
+    insert(con, "embeddings", [dict(coactive_image_id=i, encoder=encoder, part=part) for i in ids])
+
+
+def insert_labels(con, concept: str, rows, created_dt: datetime) -> None:
+    """(coactive_image_id, label, created_by) rows appended to a concept's label history."""
+    insert(con, "concept_labels", [dict(concept=concept, coactive_image_id=i, label=lab, created_by=who,
+                                        created_dt=created_dt) for i, lab, who in rows])
+
+
+def record_ingest_errors(con, run_id: str | None, dataset: str | None, errors, created_dt: datetime) -> None:
+    """(path, reason) pairs as the current ingest errors of their paths."""
+    insert(con, "ingest_errors", [dict(run_id=run_id, dataset=dataset, path=p, reason=r, created_dt=created_dt)
+                                  for p, r in errors])
+
+
+# -- named reads ----------------------------------------------------------------------
+_DATASET_SUMMARY = """SELECT d.name AS dataset, d.encoder, d.created_dt,
+          (SELECT count(*) FROM catalog.assets a WHERE a.dataset = d.name) AS assets,
+          (SELECT list(DISTINCT p.encoder ORDER BY p.encoder) FROM catalog.parts p
+            WHERE p.dataset = d.name AND p.kind = 'vectors') AS encoders,
+          (SELECT count(*) FROM catalog.ingest_errors e WHERE e.dataset = d.name) AS errors
+   FROM catalog.datasets d"""
+
+
+def dataset_summaries(con, name: str | None = None) -> duckdb.DuckDBPyRelation:
+    """Datasets (or the one named) with asset count, vector encoders and error count, by name."""
+    if name is None:
+        return con.sql(_DATASET_SUMMARY + " ORDER BY d.name")
+    return con.sql(_DATASET_SUMMARY + " WHERE d.name = $name ORDER BY d.name", params={"name": name})
+
+
+def dataset_exists(con, name: str) -> bool:
+    return con.execute("SELECT count(*) FROM catalog.datasets WHERE name = ?", [name]).fetchone()[0] > 0
+
+
+def dataset_errors(con, dataset: str, limit: int) -> list[dict]:
+    """The current ingest errors of a dataset's files, oldest first."""
+    rows = con.execute("SELECT run_id, path, reason, created_dt FROM catalog.ingest_errors WHERE dataset = ?"
+                       " ORDER BY created_dt, path LIMIT ?", [dataset, limit]).fetchall()
+    return [dict(zip(["run_id", "path", "reason", "created_dt"], r)) for r in rows]
+
+
+# Asset reads go through the `pixql_internal.assets` view (warehouse/views.py), which
+# joins these rows with their part's decoded columns (width, height, keyframe fields).
+ASSET_FIELDS = ["coactive_image_id", "dataset", "path", "media_type", "width", "height", "created_dt",
+                "keyframe_time_ms"]
+
+
+def asset(con, asset_id: str) -> dict | None:
+    row = con.execute(f"SELECT {', '.join(ASSET_FIELDS)} FROM pixql_internal.assets WHERE coactive_image_id = ?",
+                      [asset_id]).fetchone()
+    return dict(zip(ASSET_FIELDS, row)) if row else None
+
+
+def asset_id_at_path(con, path: str) -> str | None:
+    """The asset stored at `path` (for a video: its first keyframe)."""
+    row = con.execute("SELECT coactive_image_id FROM pixql_internal.assets WHERE path = ?"
+                      " ORDER BY keyframe_index NULLS FIRST LIMIT 1", [path]).fetchone()
+    return row[0] if row else None
+
+
+def video(con, video_id: str) -> dict | None:
+    row = con.execute("SELECT path, dataset, duration_ms FROM catalog.videos WHERE coactive_video_id = ?",
+                      [video_id]).fetchone()
+    return dict(zip(["path", "dataset", "duration_ms"], row)) if row else None
+
+
+def video_keyframes(con, video_id: str) -> list[tuple[str, int, int]]:
+    """(coactive_image_id, keyframe_index, keyframe_time_ms) of a video, in order."""
+    return con.execute("SELECT coactive_image_id, keyframe_index, keyframe_time_ms FROM pixql_internal.assets"
+                       " WHERE coactive_video_id = ? ORDER BY keyframe_index", [video_id]).fetchall()

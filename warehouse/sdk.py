@@ -87,14 +87,7 @@ class Warehouse:
             views.rebuild(self.con, self.layout.root)
 
     def datasets(self) -> duckdb.DuckDBPyRelation:
-        return self.con.sql(
-            """SELECT d.name AS dataset, d.encoder, d.created_dt,
-                      (SELECT count(*) FROM catalog.assets a WHERE a.dataset = d.name) AS assets,
-                      (SELECT list(DISTINCT p.encoder ORDER BY p.encoder) FROM catalog.parts p
-                        WHERE p.dataset = d.name AND p.kind = 'vectors') AS encoders,
-                      (SELECT count(*) FROM catalog.ingest_errors e WHERE e.dataset = d.name) AS errors
-               FROM catalog.datasets d ORDER BY d.name"""
-        )
+        return catalog.dataset_summaries(self.con)
 
     def errors(self, dataset: str | None = None, run_id: str | None = None) -> duckdb.DuckDBPyRelation:
         sql = "SELECT run_id, dataset, path, reason, created_dt FROM catalog.ingest_errors WHERE true"

@@ -93,11 +93,7 @@ class _Committer:
             con.execute("BEGIN TRANSACTION")
             try:
                 store.commit(con, layout.root, self.dataset, self.run_id, written, now)
-                if self.errors:
-                    con.executemany(
-                        "INSERT INTO catalog.ingest_errors VALUES (?, ?, ?, ?, ?)",
-                        [[self.run_id, self.dataset, p, r, now] for p, r in self.errors],
-                    )
+                catalog.record_ingest_errors(con, self.run_id, self.dataset, self.errors, now)
                 if written:
                     views.rebuild(con, layout.root, in_transaction=True)
                 con.execute("COMMIT")
