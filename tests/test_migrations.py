@@ -150,3 +150,20 @@ def test_a_failing_migration_rolls_back_whole_and_keeps_the_version(fresh_root, 
 def test_migrations_are_numbered_one_by_one():
     assert [m[0] for m in migrations.MIGRATIONS] == list(range(1, len(migrations.MIGRATIONS) + 1))
     assert migrations.LATEST == len(migrations.MIGRATIONS)
+
+
+def test_pixql_sql_on_a_release_warehouse_says_in_one_line_how_to_upgrade(release_warehouse, tmp_path):
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    root = _copy(release_warehouse, tmp_path)
+    result = CliRunner().invoke(app, ["sql", "SELECT count(*) FROM coactive_table", "--root", str(root)])
+    out = result.output.strip()
+    assert result.exit_code == 1 and "Traceback" not in out and len(out.splitlines()) == 1, out
+    assert out.startswith("error: cannot open warehouse") and "open it writable once" in out
+    with Warehouse.open(root):
+        pass
+    result = CliRunner().invoke(app, ["sql", "SELECT count(*) AS n FROM coactive_table", "--root", str(root),
+                                      "--format", "csv"])
+    assert result.exit_code == 0 and result.output.split() == ["n", "23"], result.output
