@@ -75,7 +75,7 @@ def webhook_secret(con, write_lock=None) -> str:
         return row[0]
     lock = write_lock or threading.Lock()
     with lock:
-        con.execute("INSERT INTO catalog.meta VALUES (?, ?) ON CONFLICT DO NOTHING", [SECRET_KEY, secrets.token_hex(32)])
+        con.execute("INSERT INTO catalog.meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING", [SECRET_KEY, secrets.token_hex(32)])
     return con.execute("SELECT value FROM catalog.meta WHERE key = ?", [SECRET_KEY]).fetchone()[0]
 
 

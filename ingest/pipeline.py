@@ -273,8 +273,7 @@ def run(
     validate_dataset_name(dataset)
     started = time.perf_counter()
     con = wh.cursor()
-    row = con.execute("SELECT encoder FROM catalog.datasets WHERE name = ?", [dataset]).fetchone()
-    enc_name = normalize_name(encoder or (row[0] if row else None))
+    enc_name = normalize_name(encoder or catalog.dataset_encoder(con, dataset))
     enc = get_encoder(enc_name)  # fails early, before any row is written
     requested = parse_analyzers(analyzers)
     active = [get_analyzer(n) for n in requested]  # AnalyzerUnavailable says how to install
@@ -307,15 +306,8 @@ def run(
         con.execute("COMMIT")
     catalog.LIVE_RUNS.add(run_id)
 
-    existing = {r[0] for r in con.execute("SELECT coactive_image_id FROM catalog.assets WHERE dataset = ?", [dataset]).fetchall()}
-    embedded = {
-        r[0]
-        for r in con.execute(
-            "SELECT e.coactive_image_id FROM catalog.embeddings e JOIN catalog.assets a USING (coactive_image_id) "
-            "WHERE a.dataset = ? AND e.encoder = ?",
-            [dataset, enc_name],
-        ).fetchall()
-    }
+    existing = catalog.asset_ids(con, dataset)
+    embedded = catalog.asset_ids(con, dataset, embedded_by=enc_name)
     analyzed = {an.name: analysis_store.analyzed_ids(con, dataset, an.name) for an in active}
     video_options = dict(video_options or {})
     video_options["known_videos"] = video_catalog.known_videos(con, dataset, enc_name)
@@ -452,12 +444,7 @@ def reembed(wh, dataset: str, encoder: str, **options) -> IngestReport:
     only vectors are written, never duplicate asset rows.
     """
     con = wh.cursor()
-    if not con.execute("SELECT 1 FROM catalog.datasets WHERE name = ?", [dataset]).fetchone():
+    if not catalog.dataset_exists(con, dataset):
         raise KeyError(f"unknown dataset {dataset!r}")
-    paths = [
-        r[0]
-        for r in con.execute(
-            "SELECT DISTINCT path FROM catalog.assets WHERE dataset = ? ORDER BY path", [dataset]
-        ).fetchall()
-    ]
+    paths = catalog.asset_paths(con, dataset)
     return run(wh, paths, dataset=dataset, encoder=encoder, **options)

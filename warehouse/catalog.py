@@ -185,6 +185,27 @@ def dataset_summaries(con, name: str | None = None) -> duckdb.DuckDBPyRelation:
     return con.sql(_DATASET_SUMMARY + " WHERE d.name = $name ORDER BY d.name", params={"name": name})
 
 
+def dataset_encoder(con, name: str) -> str | None:
+    """The dataset's default encoder; None for a dataset not made yet."""
+    row = con.execute("SELECT encoder FROM catalog.datasets WHERE name = ?", [name]).fetchone()
+    return row[0] if row else None
+
+
+def asset_ids(con, dataset: str, embedded_by: str | None = None) -> set[str]:
+    """Ids of the dataset's assets (only those with `embedded_by` vectors, if given)."""
+    if embedded_by is None:
+        rows = con.execute("SELECT coactive_image_id FROM catalog.assets WHERE dataset = ?", [dataset])
+    else:
+        rows = con.execute("SELECT e.coactive_image_id FROM catalog.embeddings e JOIN catalog.assets a"
+                           " USING (coactive_image_id) WHERE a.dataset = ? AND e.encoder = ?", [dataset, embedded_by])
+    return {r[0] for r in rows.fetchall()}
+
+
+def asset_paths(con, dataset: str) -> list[str]:
+    return [r[0] for r in con.execute("SELECT DISTINCT path FROM catalog.assets WHERE dataset = ? ORDER BY path",
+                                      [dataset]).fetchall()]
+
+
 def dataset_exists(con, name: str) -> bool:
     return con.execute("SELECT count(*) FROM catalog.datasets WHERE name = ?", [name]).fetchone()[0] > 0
 
