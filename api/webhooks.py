@@ -83,7 +83,7 @@ def webhook_secret(con, write_lock=None) -> str:
         return row[0]
     lock = write_lock or threading.Lock()
     with lock:
-        con.execute("INSERT INTO catalog.meta VALUES (?, ?) ON CONFLICT DO NOTHING", [SECRET_KEY, secrets.token_hex(32)])
+        con.execute("INSERT INTO catalog.meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING", [SECRET_KEY, secrets.token_hex(32)])
     return con.execute("SELECT value FROM catalog.meta WHERE key = ?", [SECRET_KEY]).fetchone()[0]
 
 
@@ -217,9 +217,9 @@ class WebhookSender:
 
     def _record(self, delivery_id, task_id, attempt, url, code, error, ok) -> None:
         with self._lock:
-            self._cursor().execute(
-                "INSERT INTO catalog.webhook_deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [delivery_id, task_id, attempt, url, code, error, ok, catalog.now()])
+            catalog.insert(self._cursor(), "webhook_deliveries", dict(
+                delivery_id=delivery_id, task_id=task_id, attempt=attempt, url=url, status_code=code,
+                error=error, ok=ok, sent_dt=catalog.now()))
 
     def _attempt(self, ctx) -> dict:
         """One attempt of a delivery (the `webhook` job); a failure before the last raises Retry."""

@@ -85,12 +85,14 @@ def build(root: Path, n: int, dim: int, part_rows: int = 100_000, seed: int = 0,
                                   layout.new_part_path(layout.vectors_dir("bench", encoder)))
         a_rel, v_rel = str(ap.relative_to(wh.root)), str(vp.relative_to(wh.root))
         with wh.transaction(con=con):
-            con.execute("INSERT INTO catalog.parts VALUES (?, 'bench', 'assets', NULL, ?, 'bench', ?)", [a_rel, m, now])
-            con.execute("INSERT INTO catalog.parts VALUES (?, 'bench', 'vectors', ?, ?, 'bench', ?)", [v_rel, encoder, m, now])
+            catalog.insert_part(con, a_rel, "bench", "assets", None, m, "bench", now)
+            catalog.insert_part(con, v_rel, "bench", "vectors", encoder, m, "bench", now)
             con.register("new_ids", assets)
-            con.execute("INSERT INTO catalog.assets SELECT coactive_image_id, 'bench', path, NULL, 'image', ?, ? FROM new_ids",
+            con.execute("INSERT INTO catalog.assets (coactive_image_id, dataset, path, sha256, media_type, part,"
+                        " created_dt) SELECT coactive_image_id, 'bench', path, NULL, 'image', ?, ? FROM new_ids",
                         [a_rel, now])
-            con.execute("INSERT INTO catalog.embeddings SELECT coactive_image_id, ?, ? FROM new_ids", [encoder, v_rel])
+            con.execute("INSERT INTO catalog.embeddings (coactive_image_id, encoder, part)"
+                        " SELECT coactive_image_id, ?, ? FROM new_ids", [encoder, v_rel])
             con.unregister("new_ids")
         if keep_matrix:
             mats.append(X)

@@ -281,26 +281,25 @@ def _commit(wh, name: str, head: HeadSpec, threshold: float, prompts: list, nega
         con = tx.con
         now = catalog.now()
         if new_concept is not None:
-            con.execute(
-                "INSERT INTO catalog.concepts VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
-                [name, new_concept.get("description"), head.encoder, new_concept.get("parent"), threshold, now, now],
-            )
+            catalog.insert(con, "concepts", dict(
+                name=name, description=new_concept.get("description"), encoder=head.encoder,
+                parent=new_concept.get("parent"), threshold=threshold, latest_version=0, created_dt=now,
+                updated_dt=now))
         if label_rows:
-            con.executemany("INSERT INTO catalog.concept_labels VALUES (?, ?, ?, ?, ?)",
-                            [[name, i, lab, who, now] for i, lab, who in label_rows])
+            catalog.insert_labels(con, name, label_rows, now)
         n = con.execute("SELECT latest_version FROM catalog.concepts WHERE name = ?", [name]).fetchone()[0] + 1
-        con.execute(
-            "INSERT INTO catalog.concept_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [name, n, head.kind, head.encoder, head.column, head.dim, head.weights.tolist(), float(head.scale),
-             float(head.bias), head.link, threshold, json.dumps(prompts), json.dumps(negatives),
-             json.dumps(head.training), now],
-        )
+        catalog.insert(con, "concept_versions", dict(
+            concept=name, version=n, kind=head.kind, encoder=head.encoder, vector_column=head.column,
+            dim=head.dim, weights=head.weights.tolist(), scale=float(head.scale), bias=float(head.bias),
+            link=head.link, threshold=threshold, prompts=json.dumps(prompts),
+            negative_prompts=json.dumps(negatives), training=json.dumps(head.training), created_dt=now))
         con.execute("UPDATE catalog.concepts SET latest_version = ?, threshold = ?, updated_dt = ? WHERE name = ?",
                     [n, threshold, now, name])
         if reuse_cache_of is not None:
             # Same head, same probabilities: the new version points at the old files.
             con.execute(
-                "INSERT INTO catalog.concept_scores SELECT concept, ?, seq, path, asset_parts, vector_parts, "
+                "INSERT INTO catalog.concept_scores (concept, version, seq, path, asset_parts, vector_parts, "
+                "row_count, created_dt) SELECT concept, ?, seq, path, asset_parts, vector_parts, "
                 "row_count, ? FROM catalog.concept_scores WHERE concept = ? AND version = ?",
                 [n, now, name, reuse_cache_of])
         has_cache = con.execute("SELECT count(*) FROM catalog.concept_scores WHERE concept = ? AND version = ?",
@@ -423,8 +422,7 @@ def _relabel(wh, c: Concept, rows, retrain: bool, materialize: bool) -> Concept:
     if not retrain:
         with wh.write_lock:
             now = catalog.now()
-            wh.cursor().executemany("INSERT INTO catalog.concept_labels VALUES (?, ?, ?, ?, ?)",
-                                    [[c.name, i, lab, who, now] for i, lab, who in rows])
+            catalog.insert_labels(wh.cursor(), c.name, rows, now)
         return get(wh, c.name)
     lab = current_labels(_cur(wh), c.name)
     for i, value, _ in rows:

@@ -155,23 +155,11 @@ class _PartWriter:
         with self.wh.transaction(con=con) as tx:
             for kind, enc, p, n in new_parts:
                 rel = str(p.relative_to(root))
-                con.execute(
-                    "INSERT INTO catalog.parts VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [rel, self.dataset, kind, enc, n, self.run_id, now],
-                )
+                catalog.insert_part(con, rel, self.dataset, kind, enc, n, self.run_id, now)
                 if kind == "assets":
-                    con.executemany(
-                        "INSERT INTO catalog.assets VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [
-                            [r["coactive_image_id"], self.dataset, r["path"], r["sha256"], r["media_type"], rel, now]
-                            for r in self.rows
-                        ],
-                    )
+                    catalog.insert_assets(con, self.dataset, rel, self.rows, now)
                 else:
-                    con.executemany(
-                        "INSERT INTO catalog.embeddings VALUES (?, ?, ?)",
-                        [[i, self.encoder, rel] for i in self.vec_ids],
-                    )
+                    catalog.insert_embeddings(con, self.vec_ids, self.encoder, rel)
             analysis_store.commit(con, root, self.dataset, self.run_id, analyzed, now)
             if self.videos:
                 video_catalog.upsert(con, self.dataset, self.run_id, self.videos.values())
@@ -184,11 +172,7 @@ class _PartWriter:
                     "DELETE FROM catalog.ingest_errors WHERE dataset = ? AND list_contains(?, path)",
                     [self.dataset, touched],
                 )
-            if self.errors:
-                con.executemany(
-                    "INSERT INTO catalog.ingest_errors VALUES (?, ?, ?, ?, ?)",
-                    [[self.run_id, self.dataset, p, r, now] for p, r in self.errors],
-                )
+            catalog.record_ingest_errors(con, self.run_id, self.dataset, self.errors, now)
             if new_parts or analyzed:
                 # New asset/vector parts: score caches catch up before the views are built.
                 tx.rebuild_views(scores=bool(new_parts))
@@ -291,8 +275,7 @@ def run(
     validate_dataset_name(dataset)
     started = time.perf_counter()
     con = wh.cursor()
-    row = con.execute("SELECT encoder FROM catalog.datasets WHERE name = ?", [dataset]).fetchone()
-    enc_name = normalize_name(encoder or (row[0] if row else None))
+    enc_name = normalize_name(encoder or catalog.dataset_encoder(con, dataset))
     enc = get_encoder(enc_name)  # fails early, before any row is written
     requested = parse_analyzers(analyzers)
     active = [get_analyzer(n) for n in requested]  # AnalyzerUnavailable says how to install
@@ -323,15 +306,8 @@ def run(
         )
     catalog.LIVE_RUNS.add(run_id)
 
-    existing = {r[0] for r in con.execute("SELECT coactive_image_id FROM catalog.assets WHERE dataset = ?", [dataset]).fetchall()}
-    embedded = {
-        r[0]
-        for r in con.execute(
-            "SELECT e.coactive_image_id FROM catalog.embeddings e JOIN catalog.assets a USING (coactive_image_id) "
-            "WHERE a.dataset = ? AND e.encoder = ?",
-            [dataset, enc_name],
-        ).fetchall()
-    }
+    existing = catalog.asset_ids(con, dataset)
+    embedded = catalog.asset_ids(con, dataset, embedded_by=enc_name)
     analyzed = {an.name: analysis_store.analyzed_ids(con, dataset, an.name) for an in active}
     video_options = dict(video_options or {})
     video_options["known_videos"] = video_catalog.known_videos(con, dataset, enc_name)
@@ -468,12 +444,7 @@ def reembed(wh, dataset: str, encoder: str, **options) -> IngestReport:
     only vectors are written, never duplicate asset rows.
     """
     con = wh.cursor()
-    if not con.execute("SELECT 1 FROM catalog.datasets WHERE name = ?", [dataset]).fetchone():
+    if not catalog.dataset_exists(con, dataset):
         raise NotFound(f"unknown dataset {dataset!r}")
-    paths = [
-        r[0]
-        for r in con.execute(
-            "SELECT DISTINCT path FROM catalog.assets WHERE dataset = ? ORDER BY path", [dataset]
-        ).fetchall()
-    ]
+    paths = catalog.asset_paths(con, dataset)
     return run(wh, paths, dataset=dataset, encoder=encoder, **options)

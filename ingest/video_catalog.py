@@ -8,12 +8,11 @@ def upsert(con, dataset: str, run_id: str, infos) -> None:
     now = catalog.now()
     for v in infos:
         con.execute("DELETE FROM catalog.videos WHERE coactive_video_id = ?", [v.coactive_video_id])
-        con.execute(
-            "INSERT INTO catalog.videos VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [v.coactive_video_id, dataset, v.path, v.sha256, v.size_bytes, v.container, v.codec,
-             v.width, v.height, v.duration_ms, v.fps, v.sample_fps, v.max_frames, v.frames_sampled,
-             v.status, v.error, run_id, now],
-        )
+        catalog.insert(con, "videos", dict(
+            coactive_video_id=v.coactive_video_id, dataset=dataset, path=v.path, sha256=v.sha256,
+            size_bytes=v.size_bytes, container=v.container, codec=v.codec, width=v.width, height=v.height,
+            duration_ms=v.duration_ms, fps=v.fps, sample_fps=v.sample_fps, max_frames=v.max_frames,
+            frames_sampled=v.frames_sampled, status=v.status, error=v.error, run_id=run_id, created_dt=now))
 
 
 def known_videos(con, dataset: str, encoder: str) -> dict[str, dict]:

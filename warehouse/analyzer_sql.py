@@ -81,10 +81,8 @@ def set_ocr_pattern(con, flag: str, pattern: str | None, description: str | None
             con.execute("SELECT regexp_matches('', ?, 'i')", [pattern]).fetchall()
         except Exception as e:
             raise Invalid(f"invalid pattern for {flag!r} (RE2 syntax): {e}") from None
-    con.execute(
-        "INSERT OR REPLACE INTO catalog.ocr_patterns VALUES (?, ?, ?, ?)",
-        [flag, pattern, description, catalog.now()],
-    )
+    catalog.insert(con, "ocr_patterns", dict(flag=flag, pattern=pattern, description=description,
+                                             created_dt=catalog.now()), or_replace=True)
 
 
 def reset_ocr_pattern(con, flag: str) -> bool:

@@ -4,6 +4,10 @@ The catalog lives in the DuckDB schema `catalog` so that users' tables (the view
 in `main`) and bookkeeping never mix.  A Parquet part exists on disk before the
 catalog row that references it is committed; a part without a row is an orphan
 from a killed writer and is ignored by the views and deleted by `sweep_orphans`.
+
+The tables are created and upgraded by the ordered migrations in
+`warehouse/migrations.py`; this module holds the named reads and writes of them,
+so callers (routers included) name what they want instead of writing SQL.
 """
 from __future__ import annotations
 
@@ -13,289 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-SCHEMA_VERSION = 1
-
-DDL = [
-    "CREATE SCHEMA IF NOT EXISTS catalog",
-    """CREATE TABLE IF NOT EXISTS catalog.meta(
-        key VARCHAR PRIMARY KEY, value VARCHAR)""",
-    """CREATE TABLE IF NOT EXISTS catalog.datasets(
-        name VARCHAR PRIMARY KEY,
-        encoder VARCHAR NOT NULL,
-        description VARCHAR,
-        created_dt TIMESTAMP NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS catalog.encoders(
-        name VARCHAR PRIMARY KEY,
-        kind VARCHAR NOT NULL,
-        vector_columns JSON NOT NULL,
-        created_dt TIMESTAMP NOT NULL)""",
-    # Video ingest (ingest/video.py): one row per video; its keyframes are assets.
-    # sample_fps/max_frames are fixed at the first ingest so keyframe ids stay stable;
-    # status is 'partial' while its keyframes are still being committed.
-    """CREATE TABLE IF NOT EXISTS catalog.videos(
-        coactive_video_id VARCHAR PRIMARY KEY,
-        dataset VARCHAR NOT NULL,
-        path VARCHAR NOT NULL,
-        sha256 VARCHAR NOT NULL,
-        size_bytes BIGINT,
-        container VARCHAR,
-        codec VARCHAR,
-        width INTEGER,
-        height INTEGER,
-        duration_ms BIGINT,
-        fps DOUBLE,
-        sample_fps DOUBLE NOT NULL,
-        max_frames INTEGER,
-        frames_sampled INTEGER NOT NULL,
-        status VARCHAR NOT NULL,
-        error VARCHAR,
-        run_id VARCHAR,
-        created_dt TIMESTAMP NOT NULL)""",
-    # Analyzers (ingest/analyzers): columns maps each output column to its DuckDB type.
-    """CREATE TABLE IF NOT EXISTS catalog.analyzers(
-        name VARCHAR PRIMARY KEY,
-        version VARCHAR,
-        columns JSON NOT NULL,
-        created_dt TIMESTAMP NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS catalog.dataset_analyzers(
-        dataset VARCHAR NOT NULL,
-        analyzer VARCHAR NOT NULL,
-        created_dt TIMESTAMP NOT NULL,
-        PRIMARY KEY (dataset, analyzer))""",
-    """CREATE TABLE IF NOT EXISTS catalog.analyses(
-        coactive_image_id VARCHAR NOT NULL,
-        analyzer VARCHAR NOT NULL,
-        part VARCHAR NOT NULL,
-        PRIMARY KEY (coactive_image_id, analyzer))""",
-    # User overrides of the OCR moderation patterns (defaults: warehouse/analyzer_sql.py);
-    # a NULL pattern switches a default flag off.
-    """CREATE TABLE IF NOT EXISTS catalog.ocr_patterns(
-        flag VARCHAR PRIMARY KEY,
-        pattern VARCHAR,
-        description VARCHAR,
-        created_dt TIMESTAMP NOT NULL)""",
-    # kind: 'assets' | 'vectors' | 'analyzer'; encoder holds the encoder name for
-    # vectors and the analyzer name for analyzer parts.
-    """CREATE TABLE IF NOT EXISTS catalog.parts(
-        path VARCHAR PRIMARY KEY,
-        dataset VARCHAR NOT NULL,
-        kind VARCHAR NOT NULL,
-        encoder VARCHAR,
-        row_count BIGINT NOT NULL,
-        run_id VARCHAR,
-        created_dt TIMESTAMP NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS catalog.assets(
-        coactive_image_id VARCHAR PRIMARY KEY,
-        dataset VARCHAR NOT NULL,
-        path VARCHAR NOT NULL,
-        sha256 VARCHAR,
-        media_type VARCHAR NOT NULL,
-        part VARCHAR NOT NULL,
-        created_dt TIMESTAMP NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS catalog.embeddings(
-        coactive_image_id VARCHAR NOT NULL,
-        encoder VARCHAR NOT NULL,
-        part VARCHAR NOT NULL,
-        PRIMARY KEY (coactive_image_id, encoder))""",
-    """CREATE TABLE IF NOT EXISTS catalog.ingest_runs(
-        run_id VARCHAR PRIMARY KEY,
-        dataset VARCHAR NOT NULL,
-        encoder VARCHAR,
-        sources JSON,
-        status VARCHAR NOT NULL,
-        started_dt TIMESTAMP NOT NULL,
-        finished_dt TIMESTAMP,
-        files_seen BIGINT DEFAULT 0,
-        assets_added BIGINT DEFAULT 0,
-        skipped BIGINT DEFAULT 0,
-        errors BIGINT DEFAULT 0)""",
-    # SQL an encoder adds to the views (written by ingest from the encoder, read by
-    # warehouse/encoder_sql.py): kind 'macro' | 'column'; {vectors} and {class_names}
-    # stand for the vectors alias and the list literal of catalog.class_names.
-    """CREATE TABLE IF NOT EXISTS catalog.encoder_sql(
-        encoder VARCHAR NOT NULL,
-        position INTEGER NOT NULL,
-        kind VARCHAR NOT NULL,
-        sql VARCHAR NOT NULL,
-        PRIMARY KEY (encoder, position))""",
-    """CREATE TABLE IF NOT EXISTS catalog.class_names(
-        encoder VARCHAR NOT NULL,
-        class_index INTEGER NOT NULL,
-        name VARCHAR NOT NULL,
-        PRIMARY KEY (encoder, class_index))""",
-    # Concepts (owned by concepts/ and warehouse/concept_sql.py).  A head is data:
-    # prob = link(scale * <vector_column> . weights + bias), link 'logistic' | 'linear'.
-    """CREATE TABLE IF NOT EXISTS catalog.concepts(
-        name VARCHAR PRIMARY KEY,
-        description VARCHAR,
-        encoder VARCHAR NOT NULL,
-        parent VARCHAR,
-        threshold DOUBLE NOT NULL,
-        latest_version INTEGER NOT NULL,
-        created_dt TIMESTAMP NOT NULL,
-        updated_dt TIMESTAMP NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS catalog.concept_versions(
-        concept VARCHAR NOT NULL,
-        version INTEGER NOT NULL,
-        kind VARCHAR NOT NULL,
-        encoder VARCHAR NOT NULL,
-        vector_column VARCHAR NOT NULL,
-        dim INTEGER NOT NULL,
-        weights FLOAT[] NOT NULL,
-        scale DOUBLE NOT NULL,
-        bias DOUBLE NOT NULL,
-        link VARCHAR NOT NULL,
-        threshold DOUBLE NOT NULL,
-        prompts JSON,
-        negative_prompts JSON,
-        training JSON,
-        created_dt TIMESTAMP NOT NULL,
-        PRIMARY KEY (concept, version))""",
-    # Append-only: the newest row per (concept, asset) is the asset's label;
-    # label 'none' withdraws an earlier one.
-    """CREATE TABLE IF NOT EXISTS catalog.concept_labels(
-        concept VARCHAR NOT NULL,
-        coactive_image_id VARCHAR NOT NULL,
-        label VARCHAR NOT NULL,
-        created_by VARCHAR,
-        created_dt TIMESTAMP NOT NULL)""",
-    # Materialised scores: files of one `prob` column aligned row by row with the
-    # asset parts listed in `asset_parts` (concatenated in `seq` order).
-    """CREATE TABLE IF NOT EXISTS catalog.concept_scores(
-        concept VARCHAR NOT NULL,
-        version INTEGER NOT NULL,
-        seq INTEGER NOT NULL,
-        path VARCHAR NOT NULL,
-        asset_parts JSON NOT NULL,
-        vector_parts JSON NOT NULL,
-        row_count BIGINT NOT NULL,
-        created_dt TIMESTAMP NOT NULL,
-        PRIMARY KEY (concept, version, seq))""",
-    """CREATE TABLE IF NOT EXISTS catalog.ingest_errors(
-        run_id VARCHAR,
-        dataset VARCHAR,
-        path VARCHAR NOT NULL,
-        reason VARCHAR NOT NULL,
-        created_dt TIMESTAMP NOT NULL)""",
-    # HTTP API (warehouse/queries.py): one row per submitted query; results in
-    # results/<query_id>.parquet.  columns: [{name, type}] of the result.
-    """CREATE TABLE IF NOT EXISTS catalog.queries(
-        query_id VARCHAR PRIMARY KEY,
-        query VARCHAR NOT NULL,
-        dataset_id VARCHAR,
-        embedding_id VARCHAR,
-        status VARCHAR NOT NULL,
-        created_dt TIMESTAMP NOT NULL,
-        start_dt TIMESTAMP,
-        end_dt TIMESTAMP,
-        total_row_count BIGINT,
-        columns JSON,
-        error VARCHAR,
-        owner VARCHAR)""",
-    # Moderation (concepts/policy.py, concepts/moderation.py, api/webhooks.py).
-    # Policies: one row per version; overrides holds {category: threshold | null (ignore)}.
-    """CREATE TABLE IF NOT EXISTS catalog.moderation_policies(
-        name VARCHAR NOT NULL,
-        version INTEGER NOT NULL,
-        overrides JSON NOT NULL,
-        review_band DOUBLE NOT NULL,
-        similarity DOUBLE NOT NULL,
-        description VARCHAR,
-        created_dt TIMESTAMP NOT NULL,
-        created_by VARCHAR,
-        deleted_dt TIMESTAMP,
-        PRIMARY KEY (name, version))""",
-    # Every decision ever made; subject is an asset (image or keyframe) or a video.
-    # decided_by: 'model' | 'user'; a user's decision outranks any model decision.
-    "CREATE SEQUENCE IF NOT EXISTS catalog.moderation_decision_seq",
-    """CREATE TABLE IF NOT EXISTS catalog.moderation_decisions(
-        seq BIGINT PRIMARY KEY,
-        subject_id VARCHAR NOT NULL,
-        subject_kind VARCHAR NOT NULL,
-        status VARCHAR NOT NULL,
-        reasons JSON,
-        policy VARCHAR,
-        policy_version INTEGER,
-        policy_spec VARCHAR,
-        decided_by VARCHAR NOT NULL,
-        user_name VARCHAR,
-        comment VARCHAR,
-        task_id VARCHAR,
-        created_dt TIMESTAMP NOT NULL)""",
-    # A user decision keeps the model verdict it replaced (NULL on older rows and model rows),
-    # so the overturn rate reads it directly; older warehouses gain the column on open.
-    "ALTER TABLE catalog.moderation_decisions ADD COLUMN IF NOT EXISTS model_status VARCHAR",
-    # Similar-image lists: an asset marked block/pass; its vector is read from the store.
-    """CREATE TABLE IF NOT EXISTS catalog.moderation_feedback(
-        coactive_image_id VARCHAR PRIMARY KEY,
-        verdict VARCHAR NOT NULL,
-        categories JSON,
-        encoder VARCHAR NOT NULL,
-        comment VARCHAR,
-        created_by VARCHAR,
-        created_dt TIMESTAMP NOT NULL)""",
-    # Results by content hash and policy fingerprint (+ model state), until expires_dt.
-    """CREATE TABLE IF NOT EXISTS catalog.moderation_cache(
-        cache_key VARCHAR PRIMARY KEY,
-        sha256 VARCHAR NOT NULL,
-        policy VARCHAR,
-        result JSON NOT NULL,
-        created_dt TIMESTAMP NOT NULL,
-        expires_dt TIMESTAMP NOT NULL)""",
-    # Asynchronous moderation requests and their callback deliveries.
-    """CREATE TABLE IF NOT EXISTS catalog.moderation_tasks(
-        task_id VARCHAR PRIMARY KEY,
-        status VARCHAR NOT NULL,
-        policy VARCHAR,
-        callback_url VARCHAR,
-        request JSON,
-        result JSON,
-        error VARCHAR,
-        delivery_status VARCHAR,
-        delivered_dt TIMESTAMP,
-        created_by VARCHAR,
-        created_dt TIMESTAMP NOT NULL,
-        finished_dt TIMESTAMP)""",
-    """CREATE TABLE IF NOT EXISTS catalog.webhook_deliveries(
-        delivery_id VARCHAR NOT NULL,
-        task_id VARCHAR NOT NULL,
-        attempt INTEGER NOT NULL,
-        url VARCHAR NOT NULL,
-        status_code INTEGER,
-        error VARCHAR,
-        ok BOOLEAN NOT NULL,
-        sent_dt TIMESTAMP NOT NULL)""",
-    # Background jobs (warehouse/jobs.py): ingestion, async moderation, webhook deliveries.
-    # status: Queued | Running | Complete | Error | Stopped (the query vocabulary).
-    """CREATE TABLE IF NOT EXISTS catalog.jobs(
-        job_id VARCHAR PRIMARY KEY,
-        kind VARCHAR NOT NULL,
-        params JSON,
-        status VARCHAR NOT NULL,
-        counters JSON,
-        error VARCHAR,
-        owner VARCHAR,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        not_before TIMESTAMP,
-        created_dt TIMESTAMP NOT NULL,
-        start_dt TIMESTAMP,
-        end_dt TIMESTAMP)""",
-    # HTTP API tokens (api/auth.py): only the SHA-256 of the secret is stored.
-    """CREATE TABLE IF NOT EXISTS catalog.api_tokens(
-        client_id VARCHAR PRIMARY KEY,
-        name VARCHAR NOT NULL,
-        scope VARCHAR NOT NULL,
-        secret_sha256 VARCHAR NOT NULL,
-        created_dt TIMESTAMP NOT NULL,
-        revoked_dt TIMESTAMP)""",
-]
-
-
-# Columns added after a table first shipped: applied on every open, idempotent, so a
-# warehouse made by older code upgrades in place (ordered migrations come later).
-ADDED_COLUMNS = [
-    "ALTER TABLE catalog.ingest_runs ADD COLUMN IF NOT EXISTS error VARCHAR",
-]
+from . import migrations
 
 # Ingest runs alive in this process.  DuckDB lets one process write the file, so a run
 # found 'Running' on open that is not in here belongs to a process that is gone.
@@ -308,17 +30,19 @@ def now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def create(con: duckdb.DuckDBPyConnection) -> None:
-    for stmt in DDL + ADDED_COLUMNS:
-        con.execute(stmt)
-    close_interrupted_runs(con)
-    con.execute(
-        "INSERT INTO catalog.meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
-        [str(SCHEMA_VERSION)],
-    )
-    from .encoder_sql import upgrade
+def create(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Bring the catalog to the latest schema (warehouse/migrations.py), then housekeep.
 
-    upgrade(con)
+    Returns the numbers of the migrations applied (none for an up-to-date warehouse).
+    """
+    applied = migrations.migrate(con)
+    housekeep(con)
+    return applied
+
+
+def housekeep(con: duckdb.DuckDBPyConnection) -> None:
+    """What a writable open tidies that is not schema: runs a dead process left Running."""
+    close_interrupted_runs(con)
 
 
 def run_counts(con, run_id: str) -> tuple[int, int]:
@@ -344,7 +68,7 @@ def close_interrupted_runs(con) -> list[str]:
 
 def register_encoder(con, name: str, kind: str, vector_columns: dict[str, int]) -> None:
     con.execute(
-        """INSERT INTO catalog.encoders VALUES (?, ?, ?, ?)
+        """INSERT INTO catalog.encoders (name, kind, vector_columns, created_dt) VALUES (?, ?, ?, ?)
            ON CONFLICT (name) DO UPDATE SET vector_columns = excluded.vector_columns""",
         [name, kind, json.dumps(vector_columns), now()],
     )
@@ -353,7 +77,7 @@ def register_encoder(con, name: str, kind: str, vector_columns: dict[str, int]) 
 def register_class_names(con, encoder: str, names: list[str]) -> None:
     if con.execute("SELECT count(*) FROM catalog.class_names WHERE encoder = ?", [encoder]).fetchone()[0]:
         return
-    con.executemany("INSERT INTO catalog.class_names VALUES (?, ?, ?)", [[encoder, i, n] for i, n in enumerate(names)])
+    insert(con, "class_names", [dict(encoder=encoder, class_index=i, name=n) for i, n in enumerate(names)])
 
 
 def encoder_columns(con, name: str) -> dict[str, int]:
@@ -366,7 +90,7 @@ def ensure_dataset(con, name: str, encoder: str, description: str | None = None)
     row = con.execute("SELECT encoder FROM catalog.datasets WHERE name = ?", [name]).fetchone()
     if row:
         return row[0]
-    con.execute("INSERT INTO catalog.datasets VALUES (?, ?, ?, ?)", [name, encoder, description, now()])
+    insert(con, "datasets", dict(name=name, encoder=encoder, description=description, created_dt=now()))
     return encoder
 
 
@@ -397,3 +121,128 @@ def sweep_orphans(con, root: Path) -> list[Path]:
             except OSError:
                 pass
     return removed
+
+
+# -- named writes: columns by name, so a migration that adds one cannot shift them -------
+def insert(con, table: str, rows: dict | list[dict], on_conflict: str = "", or_replace: bool = False) -> None:
+    """Insert row dicts (all with the same keys) into `catalog.<table>`, naming every column.
+
+    `on_conflict` is appended as written (e.g. "ON CONFLICT DO NOTHING"); `or_replace`
+    makes it INSERT OR REPLACE.
+    """
+    rows = [rows] if isinstance(rows, dict) else list(rows)
+    if not rows:
+        return
+    cols = list(rows[0])
+    verb = "INSERT OR REPLACE INTO" if or_replace else "INSERT INTO"
+    sql = (f"{verb} catalog.{table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+           + (f" {on_conflict}" if on_conflict else ""))
+    con.executemany(sql, [[r[c] for c in cols] for r in rows])
+
+
+def insert_part(con, path: str, dataset: str, kind: str, encoder: str | None, row_count: int,
+                run_id: str | None, created_dt: datetime) -> None:
+    insert(con, "parts", dict(path=path, dataset=dataset, kind=kind, encoder=encoder, row_count=row_count,
+                              run_id=run_id, created_dt=created_dt))
+
+
+def insert_assets(con, dataset: str, part: str, rows: list[dict], created_dt: datetime) -> None:
+    """Asset rows of one part; each row has coactive_image_id, path, sha256, media_type."""
+    insert(con, "assets", [dict(coactive_image_id=r["coactive_image_id"], dataset=dataset, path=r["path"],
+                                sha256=r["sha256"], media_type=r["media_type"], part=part, created_dt=created_dt)
+                           for r in rows])
+
+
+def insert_embeddings(con, ids: list[str], encoder: str, part: str) -> None:
+    insert(con, "embeddings", [dict(coactive_image_id=i, encoder=encoder, part=part) for i in ids])
+
+
+def insert_labels(con, concept: str, rows, created_dt: datetime) -> None:
+    """(coactive_image_id, label, created_by) rows appended to a concept's label history."""
+    insert(con, "concept_labels", [dict(concept=concept, coactive_image_id=i, label=lab, created_by=who,
+                                        created_dt=created_dt) for i, lab, who in rows])
+
+
+def record_ingest_errors(con, run_id: str | None, dataset: str | None, errors, created_dt: datetime) -> None:
+    """(path, reason) pairs as the current ingest errors of their paths."""
+    insert(con, "ingest_errors", [dict(run_id=run_id, dataset=dataset, path=p, reason=r, created_dt=created_dt)
+                                  for p, r in errors])
+
+
+# -- named reads ----------------------------------------------------------------------
+_DATASET_SUMMARY = """SELECT d.name AS dataset, d.encoder, d.created_dt,
+          (SELECT count(*) FROM catalog.assets a WHERE a.dataset = d.name) AS assets,
+          (SELECT list(DISTINCT p.encoder ORDER BY p.encoder) FROM catalog.parts p
+            WHERE p.dataset = d.name AND p.kind = 'vectors') AS encoders,
+          (SELECT count(*) FROM catalog.ingest_errors e WHERE e.dataset = d.name) AS errors
+   FROM catalog.datasets d"""
+
+
+def dataset_summaries(con, name: str | None = None) -> duckdb.DuckDBPyRelation:
+    """Datasets (or the one named) with asset count, vector encoders and error count, by name."""
+    if name is None:
+        return con.sql(_DATASET_SUMMARY + " ORDER BY d.name")
+    return con.sql(_DATASET_SUMMARY + " WHERE d.name = $name ORDER BY d.name", params={"name": name})
+
+
+def dataset_encoder(con, name: str) -> str | None:
+    """The dataset's default encoder; None for a dataset not made yet."""
+    row = con.execute("SELECT encoder FROM catalog.datasets WHERE name = ?", [name]).fetchone()
+    return row[0] if row else None
+
+
+def asset_ids(con, dataset: str, embedded_by: str | None = None) -> set[str]:
+    """Ids of the dataset's assets (only those with `embedded_by` vectors, if given)."""
+    if embedded_by is None:
+        rows = con.execute("SELECT coactive_image_id FROM catalog.assets WHERE dataset = ?", [dataset])
+    else:
+        rows = con.execute("SELECT e.coactive_image_id FROM catalog.embeddings e JOIN catalog.assets a"
+                           " USING (coactive_image_id) WHERE a.dataset = ? AND e.encoder = ?", [dataset, embedded_by])
+    return {r[0] for r in rows.fetchall()}
+
+
+def asset_paths(con, dataset: str) -> list[str]:
+    return [r[0] for r in con.execute("SELECT DISTINCT path FROM catalog.assets WHERE dataset = ? ORDER BY path",
+                                      [dataset]).fetchall()]
+
+
+def dataset_exists(con, name: str) -> bool:
+    return con.execute("SELECT count(*) FROM catalog.datasets WHERE name = ?", [name]).fetchone()[0] > 0
+
+
+def dataset_errors(con, dataset: str, limit: int) -> list[dict]:
+    """The current ingest errors of a dataset's files, oldest first."""
+    rows = con.execute("SELECT run_id, path, reason, created_dt FROM catalog.ingest_errors WHERE dataset = ?"
+                       " ORDER BY created_dt, path LIMIT ?", [dataset, limit]).fetchall()
+    return [dict(zip(["run_id", "path", "reason", "created_dt"], r)) for r in rows]
+
+
+# Asset reads go through the `pixql_internal.assets` view (warehouse/views.py), which
+# joins these rows with their part's decoded columns (width, height, keyframe fields).
+ASSET_FIELDS = ["coactive_image_id", "dataset", "path", "media_type", "width", "height", "created_dt",
+                "keyframe_time_ms"]
+
+
+def asset(con, asset_id: str) -> dict | None:
+    row = con.execute(f"SELECT {', '.join(ASSET_FIELDS)} FROM pixql_internal.assets WHERE coactive_image_id = ?",
+                      [asset_id]).fetchone()
+    return dict(zip(ASSET_FIELDS, row)) if row else None
+
+
+def asset_id_at_path(con, path: str) -> str | None:
+    """The asset stored at `path` (for a video: its first keyframe)."""
+    row = con.execute("SELECT coactive_image_id FROM pixql_internal.assets WHERE path = ?"
+                      " ORDER BY keyframe_index NULLS FIRST LIMIT 1", [path]).fetchone()
+    return row[0] if row else None
+
+
+def video(con, video_id: str) -> dict | None:
+    row = con.execute("SELECT path, dataset, duration_ms FROM catalog.videos WHERE coactive_video_id = ?",
+                      [video_id]).fetchone()
+    return dict(zip(["path", "dataset", "duration_ms"], row)) if row else None
+
+
+def video_keyframes(con, video_id: str) -> list[tuple[str, int, int]]:
+    """(coactive_image_id, keyframe_index, keyframe_time_ms) of a video, in order."""
+    return con.execute("SELECT coactive_image_id, keyframe_index, keyframe_time_ms FROM pixql_internal.assets"
+                       " WHERE coactive_video_id = ? ORDER BY keyframe_index", [video_id]).fetchall()

@@ -14,16 +14,6 @@ from .views import ViewParts, vectors_join
 
 KINDS = ("macro", "column")
 
-# What the release before `catalog.encoder_sql` computed for the default encoder
-# from its class names alone: the rows `upgrade` writes into such a warehouse.
-_LEGACY = {"imagenet-lite0": [
-    ("macro", "CREATE OR REPLACE MACRO pixql_imagenet_class(i) AS {class_names}[i]"),
-    ("column", "pixql_imagenet_class(list_position({vectors}.probs::FLOAT[], "
-               "list_max({vectors}.probs::FLOAT[]))) AS imagenet_top_class"),
-    ("column", "list_max({vectors}.probs::FLOAT[]) AS imagenet_top_prob"),
-]}
-
-
 def register(con, encoder: str, rows: list[tuple[str, str]]) -> None:
     """Store (replace) the SQL fragments of `encoder`, in order."""
     for kind, _ in rows:
@@ -31,17 +21,8 @@ def register(con, encoder: str, rows: list[tuple[str, str]]) -> None:
             raise ValueError(f"encoder SQL kind must be one of {KINDS}, got {kind!r}")
     con.execute("DELETE FROM catalog.encoder_sql WHERE encoder = ?", [encoder])
     if rows:
-        con.executemany("INSERT INTO catalog.encoder_sql VALUES (?, ?, ?, ?)",
+        con.executemany("INSERT INTO catalog.encoder_sql (encoder, position, kind, sql) VALUES (?, ?, ?, ?)",
                         [[encoder, i, kind, sql] for i, (kind, sql) in enumerate(rows)])
-
-
-def upgrade(con) -> None:
-    """A warehouse written before encoder SQL was stored gets the rows that release implied."""
-    have = {r[0] for r in con.execute("SELECT DISTINCT encoder FROM catalog.encoder_sql").fetchall()}
-    named = {r[0] for r in con.execute("SELECT DISTINCT encoder FROM catalog.class_names").fetchall()}
-    for encoder, rows in _LEGACY.items():
-        if encoder in named and encoder not in have:
-            register(con, encoder, rows)
 
 
 def _literal(names: list[str]) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-from . import catalog
+from . import catalog, migrations
 from .storage import Layout, default_root
 from .errors import Forbidden, MissingFile
 from .transaction import transaction
@@ -39,11 +39,20 @@ class Warehouse:
             if not layout.db_path.exists():
                 raise MissingFile(f"no warehouse at {layout.root} (missing {layout.db_path.name})")
             con = duckdb.connect(str(layout.db_path), read_only=True)
+            try:
+                migrations.check(con)  # an older schema needs a writable open to upgrade
+            except Exception:
+                con.close()
+                raise
             return cls(layout, con, True)
         layout.root.mkdir(parents=True, exist_ok=True)
         con = duckdb.connect(str(layout.db_path))
         wh = cls(layout, con, False)
-        catalog.create(con)
+        try:
+            catalog.create(con)
+        except Exception:
+            con.close()  # a refused or failed migration leaves the file as it was, and unheld
+            raise
         layout.remove_temporaries()
         catalog.sweep_orphans(con, layout.root)
         # Paths inside views are absolute; rebuilding on open keeps them right
@@ -93,14 +102,7 @@ class Warehouse:
                            views=views, scores=scores)
 
     def datasets(self) -> duckdb.DuckDBPyRelation:
-        return self.con.sql(
-            """SELECT d.name AS dataset, d.encoder, d.created_dt,
-                      (SELECT count(*) FROM catalog.assets a WHERE a.dataset = d.name) AS assets,
-                      (SELECT list(DISTINCT p.encoder ORDER BY p.encoder) FROM catalog.parts p
-                        WHERE p.dataset = d.name AND p.kind = 'vectors') AS encoders,
-                      (SELECT count(*) FROM catalog.ingest_errors e WHERE e.dataset = d.name) AS errors
-               FROM catalog.datasets d ORDER BY d.name"""
-        )
+        return catalog.dataset_summaries(self.con)
 
     def errors(self, dataset: str | None = None, run_id: str | None = None) -> duckdb.DuckDBPyRelation:
         sql = "SELECT run_id, dataset, path, reason, created_dt FROM catalog.ingest_errors WHERE true"

@@ -98,14 +98,13 @@ def timeline(wh, video_id: str, top: int) -> dict:
     from concepts.moderation import Moderator
     from api.server.errors import NotFound
 
+    from warehouse import catalog
+
     con = wh.cursor()
-    video = con.execute("SELECT path, dataset, duration_ms FROM catalog.videos WHERE coactive_video_id = ?",
-                        [video_id]).fetchone()
+    video = catalog.video(con, video_id)
     if video is None:
         raise NotFound(f"no video {video_id!r}")
-    frames = con.execute(
-        "SELECT coactive_image_id, keyframe_index, keyframe_time_ms FROM pixql_internal.assets "
-        "WHERE coactive_video_id = ? ORDER BY keyframe_index", [video_id]).fetchall()
+    frames = catalog.video_keyframes(con, video_id)
     scores = Moderator(wh).scores(con, [f[0] for f in frames]) if frames else {}
     peak: dict[str, float] = {}
     for s in scores.values():
@@ -123,7 +122,8 @@ def timeline(wh, video_id: str, top: int) -> dict:
             worst = {"category": chosen[0], "score": vals[k], "keyframe_index": frames[k][1],
                      "time_ms": frames[k][2], "coactive_image_id": frames[k][0]}
     return {
-        "coactive_video_id": video_id, "path": video[0], "dataset": video[1], "duration_ms": video[2],
+        "coactive_video_id": video_id, "path": video["path"], "dataset": video["dataset"],
+        "duration_ms": video["duration_ms"],
         "keyframes": [{"coactive_image_id": f[0], "keyframe_index": f[1], "time_ms": f[2]} for f in frames],
         "series": series, "worst": worst,
     }

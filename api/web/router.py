@@ -128,13 +128,12 @@ def thumbnail_by_path(state: State, who: Reader, path: str = Query(..., min_leng
     """
     from api.server.routers.assets import thumbnail_bytes
 
-    row = state.cursor().execute(
-        "SELECT coactive_image_id FROM pixql_internal.assets WHERE path = ? ORDER BY keyframe_index NULLS FIRST LIMIT 1",
-        [path],
-    ).fetchone()
-    if row is None:
+    from warehouse import catalog
+
+    asset_id = catalog.asset_id_at_path(state.cursor(), path)
+    if asset_id is None:
         raise NotFound(f"no asset at path {path!r}")
-    data = thumbnail_bytes(state, row[0], size)
+    data = thumbnail_bytes(state, asset_id, size)
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 

@@ -92,11 +92,7 @@ class _Committer:
         con = self.con
         with self.wh.transaction(con=con) as tx:
             store.commit(con, layout.root, self.dataset, self.run_id, written, now)
-            if self.errors:
-                con.executemany(
-                    "INSERT INTO catalog.ingest_errors VALUES (?, ?, ?, ?, ?)",
-                    [[self.run_id, self.dataset, p, r, now] for p, r in self.errors],
-                )
+            catalog.record_ingest_errors(con, self.run_id, self.dataset, self.errors, now)
             if written:
                 tx.rebuild_views()
         self.buffer.clear()

@@ -21,15 +21,12 @@ def register(con, dataset: str, analyzers: list[Analyzer]) -> None:
     """Record the analyzers and that `dataset` uses them (inside the caller's transaction)."""
     now = catalog.now()
     for an in analyzers:
-        con.execute(
-            """INSERT INTO catalog.analyzers VALUES (?, ?, ?, ?)
-               ON CONFLICT (name) DO UPDATE SET version = excluded.version, columns = excluded.columns""",
-            [an.name, an.version, json.dumps(an.sql_types), now],
-        )
-        con.execute(
-            "INSERT INTO catalog.dataset_analyzers VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-            [dataset, an.name, now],
-        )
+        catalog.insert(con, "analyzers", dict(name=an.name, version=an.version, columns=json.dumps(an.sql_types),
+                                              created_dt=now),
+                       on_conflict="ON CONFLICT (name) DO UPDATE SET version = excluded.version, "
+                                   "columns = excluded.columns")
+        catalog.insert(con, "dataset_analyzers", dict(dataset=dataset, analyzer=an.name, created_dt=now),
+                       on_conflict="ON CONFLICT DO NOTHING")
 
 
 def dataset_analyzers(con, dataset: str) -> list[str]:
@@ -82,8 +79,5 @@ def commit(con, root, dataset: str, run_id: str, written, now) -> None:
     """Catalog rows for written parts; call inside the transaction that commits the assets."""
     for name, p, ids in written:
         rel = str(p.relative_to(root))
-        con.execute(
-            "INSERT INTO catalog.parts VALUES (?, ?, 'analyzer', ?, ?, ?, ?)",
-            [rel, dataset, name, len(ids), run_id, now],
-        )
-        con.executemany("INSERT INTO catalog.analyses VALUES (?, ?, ?)", [[i, name, rel] for i in ids])
+        catalog.insert_part(con, rel, dataset, "analyzer", name, len(ids), run_id, now)
+        catalog.insert(con, "analyses", [dict(coactive_image_id=i, analyzer=name, part=rel) for i in ids])

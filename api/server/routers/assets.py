@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
 
 from warehouse.errors import Unprocessable
+from warehouse import catalog
 from warehouse.storage import atomic_write_bytes
 
 from ..deps import Reader, State
@@ -23,15 +24,10 @@ router = APIRouter(prefix="/api/v1/assets", tags=["assets"])
 
 
 def _row(state, asset_id: str) -> dict:
-    row = state.cursor().execute(
-        "SELECT coactive_image_id, dataset, path, media_type, width, height, created_dt, keyframe_time_ms"
-        " FROM pixql_internal.assets WHERE coactive_image_id = ?",
-        [asset_id],
-    ).fetchone()
+    row = catalog.asset(state.cursor(), asset_id)
     if row is None:
         raise NotFound(f"unknown asset {asset_id!r}")
-    keys = ["coactive_image_id", "dataset", "path", "media_type", "width", "height", "created_dt", "keyframe_time_ms"]
-    return dict(zip(keys, row))
+    return row
 
 
 def _open_image(row: dict, size: int):

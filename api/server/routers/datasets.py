@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
+from warehouse import catalog
+
 from ..deps import Reader, State
 from ..errors import NotFound
 from ..models import Dataset, Table
@@ -25,19 +27,10 @@ def _tables(state) -> list[Table]:
 
 def _datasets(state, name: str | None = None) -> list[Dataset]:
     # The SDK's wh.datasets() uses the shared connection; request threads use their own cursor.
-    rows = state.cursor().execute(
-        """SELECT d.name, d.encoder, d.created_dt,
-                  (SELECT count(*) FROM catalog.assets a WHERE a.dataset = d.name),
-                  (SELECT list(DISTINCT p.encoder ORDER BY p.encoder) FROM catalog.parts p
-                    WHERE p.dataset = d.name AND p.kind = 'vectors'),
-                  (SELECT count(*) FROM catalog.ingest_errors e WHERE e.dataset = d.name)
-           FROM catalog.datasets d ORDER BY d.name"""
-    ).fetchall()
+    rows = catalog.dataset_summaries(state.cursor(), name).fetchall()
     tables = _tables(state)
     out = []
     for dataset, encoder, created, assets, encoders, errors in rows:
-        if name is not None and dataset != name:
-            continue
         out.append(Dataset(dataset_id=dataset, encoder=encoder, created_dt=created, asset_count=assets,
                            encoders=encoders or [], error_count=errors, tables=tables))
     return out
@@ -59,14 +52,10 @@ def get_dataset(dataset_id: str, state: State, who: Reader):
 @router.get("/datasets/{dataset_id}/errors")
 def dataset_errors(dataset_id: str, state: State, who: Reader, limit: int = Query(100, ge=1, le=10_000)):
     """Files of this dataset that could not be ingested, with the reason."""
-    if not _datasets(state, dataset_id):
+    con = state.cursor()
+    if not catalog.dataset_exists(con, dataset_id):
         raise NotFound(f"unknown dataset {dataset_id!r}")
-    rows = state.cursor().execute(
-        "SELECT run_id, path, reason, created_dt FROM catalog.ingest_errors WHERE dataset = ?"
-        " ORDER BY created_dt, path LIMIT ?",
-        [dataset_id, limit],
-    ).fetchall()
-    return [dict(zip(["run_id", "path", "reason", "created_dt"], r)) for r in rows]
+    return catalog.dataset_errors(con, dataset_id, limit)
 
 
 @router.get("/tables", response_model=list[Table])
