@@ -97,7 +97,8 @@ def stop_query(query_id: str, state: State, who: Reader):
     return _response(state, state.engine.stop(query_id))
 
 
-@router.get("/{query_id}/csv")
+@router.get("/{query_id}/csv", response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}}, "description": "A header row, then every row."}})
 def query_csv(query_id: str, state: State, who: Reader):
     """All rows of a complete query as CSV, streamed."""
     rec = _visible(state, who, query_id)
