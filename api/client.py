@@ -1,22 +1,30 @@
-"""`Client`: the PixQL HTTP API from Python, returning polars DataFrames.
+"""`Client`: the PixQL HTTP API from Python, returning polars (or pandas, or Arrow) frames.
 
     from api.client import Client
     c = Client("http://127.0.0.1:8000", "pxq_...:secret")
     df = c.query("SELECT coactive_image_id, path FROM coactive_table WHERE fight = 1 LIMIT 10")
-    df.to_pandas()                      # for pandas users
+    c.query("SELECT ...", frame="pandas")   # or "arrow"
 
-`query` submits, polls (long polls with backoff), pages through every row and
-raises `QueryError` if the query ends in `Error` or `Stopped`.
+`query` submits, polls (long polls with backoff), downloads the result's Parquet
+file (`GET /api/v1/queries/{id}/parquet`) and raises `QueryError` if the query
+ends in `Error` or `Stopped`.  The file carries the exact Arrow schema DuckDB
+produced, so the frames equal `Warehouse.sql(...).pl()` / `.df()` / `.arrow()`
+column for column, types included; the JSON pages (`rows`, `status`) stay for
+the Coactive-shaped API.
 """
 from __future__ import annotations
 
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
+import duckdb
 import httpx
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from warehouse.errors import PixqlError
 
@@ -37,29 +45,24 @@ class QueryError(PixqlError, RuntimeError):
         super().__init__(f"query {record.get('query_id')} {record.get('status')}: {record.get('error') or ''}".rstrip(": "))
 
 
-_ARROW_TO_POLARS = {
-    "int8": pl.Int8, "int16": pl.Int16, "int32": pl.Int32, "int64": pl.Int64,
-    "uint8": pl.UInt8, "uint16": pl.UInt16, "uint32": pl.UInt32, "uint64": pl.UInt64,
-    "float": pl.Float32, "halffloat": pl.Float32, "double": pl.Float64, "bool": pl.Boolean,
-    "string": pl.Utf8, "large_string": pl.Utf8, "date32[day]": pl.Date,
-}
+Frame = Literal["polars", "pandas", "arrow"]
+FRAMES = ("polars", "pandas", "arrow")
 
 
-def _frame(columns: list[str], types: list[str], rows: list[dict]) -> pl.DataFrame:
-    data = {c: [r["data"].get(c) for r in rows] for c in columns}
-    series = []
-    for c, t in zip(columns, types):
-        values = data[c]
-        if t in _ARROW_TO_POLARS:
-            series.append(pl.Series(c, values, dtype=_ARROW_TO_POLARS[t], strict=False))
-        elif t.startswith("timestamp"):
-            series.append(pl.Series(c, [datetime.fromisoformat(v) if v else None for v in values],
-                                    dtype=pl.Datetime("us")))
-        elif t.startswith("decimal"):
-            series.append(pl.Series(c, values, dtype=pl.Float64, strict=False))
-        else:
-            series.append(pl.Series(c, values, strict=False))
-    return pl.DataFrame(series)
+def _frame(table: pa.Table, frame: Frame):
+    if frame == "arrow":
+        return table
+    if frame == "polars":
+        return pl.from_arrow(table)
+    if frame == "pandas":
+        # Through DuckDB, so the conversion is the one `Warehouse.sql(...).df()` makes
+        # (nullable integers, dates as datetime64, decimals as floats), not pyarrow's.
+        con = duckdb.connect()
+        try:
+            return con.from_arrow(table).df()
+        finally:
+            con.close()
+    raise ValueError(f"frame must be one of {', '.join(FRAMES)}, not {frame!r}")
 
 
 class Client:
@@ -80,17 +83,21 @@ class Client:
         self.close()
 
     # -- plumbing --------------------------------------------------------------------------
+    @staticmethod
+    def _raise(r: httpx.Response):
+        try:
+            body = r.json()
+            detail = body.get("detail") if isinstance(body, dict) else body
+        except ValueError:
+            body, detail = r.text, r.text
+        if isinstance(detail, list):  # FastAPI's 422 list of problems
+            detail = "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail)
+        raise ApiError(r.status_code, str(detail), body)
+
     def _request(self, method: str, path: str, **kw) -> Any:
         r = self._http.request(method, path, **kw)
         if r.status_code >= 400:
-            try:
-                body = r.json()
-                detail = body.get("detail") if isinstance(body, dict) else body
-            except ValueError:
-                body, detail = r.text, r.text
-            if isinstance(detail, list):  # FastAPI's 422 list of problems
-                detail = "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail)
-            raise ApiError(r.status_code, str(detail), body)
+            self._raise(r)
         if r.status_code == 204 or not r.content:
             return None
         if r.headers.get("content-type", "").startswith("application/json"):
@@ -151,6 +158,7 @@ class Client:
                 delay = min(delay * 2, 1.0)
 
     def rows(self, query_id: str) -> Iterable[tuple[list[str], list[str], list[dict]]]:
+        """The JSON pages of a complete query (the Coactive shape), `page_size` rows at a time."""
         offset = 0
         while True:
             rec = self.status(query_id, offset=offset, limit=self.page_size)
@@ -160,20 +168,33 @@ class Client:
                 return
             offset = res["next_offset"]
 
-    def result(self, query_id: str) -> pl.DataFrame:
-        columns, types, rows = [], [], []
-        for columns, types, page in self.rows(query_id):
-            rows.extend(page)
-        return _frame(columns, types, rows)
+    def arrow(self, query_id: str) -> pa.Table:
+        """Every row of a complete query, read from its Parquet file."""
+        # Spooled: a small result stays in memory, a large one goes to disk, not twice into RAM.
+        with tempfile.SpooledTemporaryFile(max_size=64 << 20) as buf:
+            with self._http.stream("GET", f"/api/v1/queries/{query_id}/parquet") as r:
+                if r.status_code >= 400:
+                    r.read()
+                    self._raise(r)
+                for chunk in r.iter_bytes():
+                    buf.write(chunk)
+            buf.seek(0)
+            return pq.read_table(buf)
+
+    def result(self, query_id: str, frame: Frame = "polars"):
+        """Every row of a complete query as a polars (default), pandas or Arrow frame."""
+        return _frame(self.arrow(query_id), frame)
 
     def query(self, sql: str, dataset_id: str | None = None, embedding_id: str | None = None,
-              timeout: float | None = None) -> pl.DataFrame:
-        """Run SQL and return every row as a polars DataFrame (`.to_pandas()` for pandas)."""
+              timeout: float | None = None, frame: Frame = "polars"):
+        """Run SQL and return every row as a polars DataFrame (`frame="pandas"` or `"arrow"` for the others)."""
+        if frame not in FRAMES:  # before the query runs, not after
+            raise ValueError(f"frame must be one of {', '.join(FRAMES)}, not {frame!r}")
         rec = self.submit(sql, dataset_id, embedding_id)
         rec = self.wait(rec["query_id"], timeout)
         if rec["status"] != "Complete":
             raise QueryError(rec)
-        return self.result(rec["query_id"])
+        return self.result(rec["query_id"], frame)
 
     def csv(self, query_id: str) -> bytes:
         return self._request("GET", f"/api/v1/queries/{query_id}/csv")

@@ -157,7 +157,7 @@ def open_warehouse(root: Path | None, read_only: bool = False, must_exist: bool 
 
     `busy_hint` tells the user what to do instead when a running server holds the lock.
     """
-    from warehouse import Warehouse
+    from pixql import Warehouse
 
     path = resolve_root(root)
     if must_exist and not (path / "pixql.duckdb").exists():

@@ -72,7 +72,7 @@ DEMO_QUERIES = [
 
 
 def run_demo(root: Path, progress: bool = True) -> None:
-    from warehouse import Warehouse
+    from pixql import Warehouse
 
     wh = Warehouse.open(root)
     images = write_demo_images(wh.root / "demo-images")

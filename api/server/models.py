@@ -254,3 +254,70 @@ class ConceptVersionOut(_Out):
     negative_prompts: list
     training: dict
     created_dt: datetime
+
+
+# -- documented shapes of plain-dict answers ----------------------------------------------------
+Num = int | float  # a union keeps the number as the route produced it (no 3.0 -> 3 coercion)
+
+
+class Open(BaseModel):
+    """A response shape whose listed fields are the contract; a key added later passes through
+    unchanged rather than being dropped, so documenting a route never changes what it answers."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class Health(Open):
+    status: Literal["ok"]
+
+
+class Readiness(Open):
+    status: Literal["ready", "starting"]
+    warehouse: str | bool = Field(description="The warehouse root, or false before it is open.")
+    model: Literal["loaded", "loading", "lazy", "error"] | bool
+    model_error: str | None = None
+    auth: bool | None = None
+
+
+class LabelOut(Open):
+    coactive_image_id: str
+    path: str | None
+    label: Literal["positive", "negative"]
+    created_by: str | None
+    created_dt: str = Field(description="ISO 8601, UTC")
+
+
+class Candidate(Open):
+    coactive_image_id: str
+    dataset: str
+    path: str
+    prob: Num
+    uncertainty: Num = Field(description="1 at the threshold, 0 at the far end of [0, 1].")
+
+
+class Estimate(Open):
+    concept: str
+    version: int
+    threshold: Num
+    assets: int
+    scored: int
+    count: int = Field(description="Assets at or over the threshold.")
+    fraction: Num
+    expected_positives: Num
+    ci95_low: Num
+    ci95_high: Num
+    method: str
+
+
+class IngestErrorOut(Open):
+    run_id: str | None
+    path: str
+    reason: str
+    created_dt: datetime
+
+
+class Session(Open):
+    client_id: str | None
+    name: str | None
+    scope: Scope
+    auth: bool

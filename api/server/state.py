@@ -13,7 +13,7 @@ import logging
 import threading
 
 from api.auth import Verifier
-from warehouse import Warehouse
+from pixql import Warehouse
 from warehouse.jobs import JobRunner
 from warehouse.queries import QueryEngine, QuerySettings
 

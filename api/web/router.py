@@ -17,6 +17,8 @@ from fastapi.templating import Jinja2Templates
 
 from api.server.deps import Reader, State
 from api.server.errors import NotFound
+from api.server.models import Session
+from api.server.models_moderation import WebQueue
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -111,7 +113,7 @@ def vendored(lib: str, name: str):
     return FileResponse(path, media_type=media, headers={"Cache-Control": "public, max-age=86400"})
 
 
-@router.get("/web/api/session")
+@router.get("/web/api/session", response_model=Session)
 def session(state: State, who: Reader):
     """Who the bearer token belongs to; the login form calls it to check a token."""
     return {"client_id": who.client_id, "name": who.name, "scope": who.scope, "auth": state.settings.auth}
@@ -137,7 +139,7 @@ def thumbnail_by_path(state: State, who: Reader, path: str = Query(..., min_leng
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
-@router.get("/web/api/queue")
+@router.get("/web/api/queue", response_model=WebQueue, response_model_exclude_unset=True)
 def review_queue(state: State, who: Reader,
                  status: Literal["approved", "rejected", "review", "any"] | None = Query("review"),
                  dataset: str | None = None, category: str | None = None, policy: str | None = None,

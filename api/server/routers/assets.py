@@ -81,7 +81,8 @@ def get_thumbnail(asset_id: str, state: State, who: Reader, size: int = Query(25
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
-@router.get("/{asset_id}/image")
+@router.get("/{asset_id}/image", response_class=FileResponse,
+            responses={200: {"content": {"application/octet-stream": {}}, "description": "The file as ingested."}})
 def get_image(asset_id: str, state: State, who: Reader):
     """The original file (for a keyframe: the video it came from)."""
     row = _row(state, asset_id)

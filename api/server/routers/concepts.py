@@ -10,7 +10,8 @@ from dataclasses import asdict
 from fastapi import APIRouter, Query, Response
 
 from ..deps import Reader, State, Writer
-from ..models import ConceptCreate, ConceptOut, ConceptUpdate, ConceptVersionOut, LabelsPatch
+from ..models import (Candidate, ConceptCreate, ConceptOut, ConceptUpdate, ConceptVersionOut, Estimate, LabelOut,
+                      LabelsPatch)
 from warehouse.errors import Invalid
 
 router = APIRouter(prefix="/api/v1/concepts", tags=["concepts"])
@@ -63,7 +64,7 @@ def delete_concept(name: str, state: State, who: Writer):
     return Response(status_code=204)
 
 
-@router.get("/{name}/labels")
+@router.get("/{name}/labels", response_model=list[LabelOut])
 def get_labels(name: str, state: State, who: Reader):
     from concepts import registry
 
@@ -85,7 +86,7 @@ def patch_labels(name: str, body: LabelsPatch, state: State, who: Writer):
     return _out(registry.set_labels(state.wh, name, positive=pos, negative=neg, remove=remove, created_by=by))
 
 
-@router.get("/{name}/candidates")
+@router.get("/{name}/candidates", response_model=list[Candidate])
 def candidates(name: str, state: State, who: Reader, n: int = Query(20, ge=1, le=1000),
                dataset: str | None = None):
     """The most uncertain unlabeled assets: label these next."""
@@ -94,7 +95,7 @@ def candidates(name: str, state: State, who: Reader, n: int = Query(20, ge=1, le
     return active.candidates(state.wh, name, n, dataset=dataset)
 
 
-@router.get("/{name}/estimate")
+@router.get("/{name}/estimate", response_model=Estimate)
 def estimate(name: str, state: State, who: Reader, dataset: str | None = None):
     """How many assets are above the threshold, with a 95% interval on the expected count."""
     from concepts import active

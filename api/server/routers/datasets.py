@@ -7,7 +7,7 @@ from warehouse import catalog
 
 from ..deps import Reader, State
 from ..errors import NotFound
-from ..models import Dataset, Table
+from ..models import Dataset, IngestErrorOut, Table
 
 router = APIRouter(prefix="/api/v1", tags=["datasets"])
 
@@ -49,7 +49,7 @@ def get_dataset(dataset_id: str, state: State, who: Reader):
     return found[0]
 
 
-@router.get("/datasets/{dataset_id}/errors")
+@router.get("/datasets/{dataset_id}/errors", response_model=list[IngestErrorOut])
 def dataset_errors(dataset_id: str, state: State, who: Reader, limit: int = Query(100, ge=1, le=10_000)):
     """Files of this dataset that could not be ingested, with the reason."""
     con = state.cursor()

@@ -4,15 +4,17 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from ..models import Health, Readiness
+
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health")
+@router.get("/health", response_model=Health)
 def health():
     return {"status": "ok"}
 
 
-@router.get("/ready")
+@router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness, "description": "Not ready yet."}})
 def ready(request: Request):
     state = getattr(request.app.state, "pixql", None)
     if state is None:

@@ -12,6 +12,8 @@ from typing import Literal
 from fastapi import APIRouter, Query
 
 from ..deps import Reader, State
+from ..models_insights import (ConceptCount, Dashboard, DaySeries, Ingested, Overturns, QueueNow, Subjects,
+                              Threshold, Timeline)
 
 router = APIRouter(prefix="/api/v1/insights", tags=["insights"])
 
@@ -19,7 +21,7 @@ Since = Query(None, description="first day (UTC), default 29 days before `until`
 Until = Query(None, description="last day (UTC, inclusive), default today")
 
 
-@router.get("/dashboard")
+@router.get("/dashboard", response_model=Dashboard)
 def dashboard(state: State, who: Reader, since: date | None = Since, until: date | None = Until,
               dataset: str | None = None, concepts: int = Query(10, ge=0, le=100)):
     """Everything `/web/dashboard` draws, in one call: see the other routes for each part."""
@@ -39,7 +41,7 @@ def dashboard(state: State, who: Reader, since: date | None = Since, until: date
     }
 
 
-@router.get("/ingested")
+@router.get("/ingested", response_model=Ingested)
 def ingested(state: State, who: Reader, since: date | None = Since, until: date | None = Until,
              dataset: str | None = None):
     """Rows of coactive_table per day of created_dt, one series per media type."""
@@ -49,7 +51,7 @@ def ingested(state: State, who: Reader, since: date | None = Since, until: date 
     return insights.ingested(state.cursor(), s, u, dataset or None)
 
 
-@router.get("/flagged")
+@router.get("/flagged", response_model=DaySeries)
 def flagged(state: State, who: Reader, since: date | None = Since, until: date | None = Until,
             dataset: str | None = None):
     """Assets and videos the model rejected or sent to review, per day and top-level category."""
@@ -59,7 +61,7 @@ def flagged(state: State, who: Reader, since: date | None = Since, until: date |
     return insights.flagged(state.cursor(), s, u, dataset or None)
 
 
-@router.get("/queue")
+@router.get("/queue", response_model=QueueNow)
 def queue(state: State, who: Reader, dataset: str | None = None):
     """The moderation queue now, by current status."""
     from api.web import insights
@@ -67,7 +69,7 @@ def queue(state: State, who: Reader, dataset: str | None = None):
     return insights.queue_now(state.cursor(), dataset or None)
 
 
-@router.get("/decisions")
+@router.get("/decisions", response_model=DaySeries)
 def decisions(state: State, who: Reader, since: date | None = Since, until: date | None = Until,
               dataset: str | None = None):
     """Subjects decided per day, by the status decided (model and people)."""
@@ -77,7 +79,7 @@ def decisions(state: State, who: Reader, since: date | None = Since, until: date
     return insights.decisions(state.cursor(), s, u, dataset or None)
 
 
-@router.get("/overturns")
+@router.get("/overturns", response_model=Overturns)
 def overturns(state: State, who: Reader, since: date | None = Since, until: date | None = Until,
               dataset: str | None = None):
     """Per top-level category, the share of the model's verdicts that a person changed."""
@@ -87,7 +89,7 @@ def overturns(state: State, who: Reader, since: date | None = Since, until: date
     return insights.overturns(state.cursor(), s, u, dataset or None)
 
 
-@router.get("/subjects")
+@router.get("/subjects", response_model=Subjects)
 def subjects(state: State, who: Reader, drill: Literal["flagged", "decided", "overturned"],
              since: date | None = Since, until: date | None = Until, dataset: str | None = None,
              day: date | None = None, category: str | None = None, status: str | None = None):
@@ -99,7 +101,7 @@ def subjects(state: State, who: Reader, drill: Literal["flagged", "decided", "ov
     return {"drill": drill, "total": len(ids), "subject_ids": sorted(ids)}
 
 
-@router.get("/concepts")
+@router.get("/concepts", response_model=list[ConceptCount])
 def top_concepts(state: State, who: Reader, dataset: str | None = None, limit: int = Query(10, ge=1, le=100)):
     """Concepts by the number of assets at or over their threshold, with the estimate's 95% interval."""
     from api.web import concept_charts
@@ -107,7 +109,7 @@ def top_concepts(state: State, who: Reader, dataset: str | None = None, limit: i
     return concept_charts.top_concepts(state.wh, dataset or None, limit)
 
 
-@router.get("/concepts/{name}/threshold")
+@router.get("/concepts/{name}/threshold", response_model=Threshold)
 def concept_threshold(name: str, state: State, who: Reader,
                       threshold: float | None = Query(None, ge=0.0, le=1.0, description="default: the saved one"),
                       bins: int = Query(50, ge=2, le=200), dataset: str | None = None):
@@ -117,7 +119,7 @@ def concept_threshold(name: str, state: State, who: Reader,
     return concept_charts.threshold(state.wh, name, threshold, bins, dataset or None)
 
 
-@router.get("/videos/{video_id}/timeline")
+@router.get("/videos/{video_id}/timeline", response_model=Timeline)
 def video_timeline(video_id: str, state: State, who: Reader, top: int = Query(3, ge=1, le=10)):
     """Per-keyframe scores of the video's highest-scoring top-level categories, and its worst frame."""
     from api.web import concept_charts

@@ -36,6 +36,7 @@ from concepts import policy as policies
 from concepts import taxonomy
 from concepts.moderation import MAX_SYNC_ITEMS, Item
 
+from .. import models_moderation as M
 from ..deps import Admin, Reader, State, Writer, model_ready
 from ..errors import NotFound, TooLarge
 from ..moderation_tasks import service
@@ -128,7 +129,9 @@ def _policy(con, spec):
     return policies.resolve(con, spec)
 
 
-@router.post("/moderate", openapi_extra=_MODERATE_BODY)
+@router.post("/moderate", openapi_extra=_MODERATE_BODY,
+             response_model=M.ModerationReport, response_model_exclude_unset=True,
+             responses={202: {"model": M.ModerationTask, "description": "Accepted (with callback_url): the task."}})
 async def moderate(request: Request, state: State, who: Writer, intake: IntakeDep):
     """Moderate up to 50 items now, or more with `callback_url` (202 and a task id; the result is POSTed,
     signed, to the callback).  Each result: `status` (approved | rejected | review | error), the
@@ -182,12 +185,12 @@ def _limit(n: int, callback_url: str | None) -> None:
         raise TooLarge(f"a moderation request takes at most {MAX_ASYNC_ITEMS} items, got {n}")
 
 
-@router.get("/moderate/tasks/{task_id}")
+@router.get("/moderate/tasks/{task_id}", response_model=M.ModerationTask, response_model_exclude_unset=True)
 def get_task(task_id: str, state: State, who: Reader):
     return service(state).task(task_id)
 
 
-@router.post("/moderate/tasks/{task_id}/redeliver", status_code=202)
+@router.post("/moderate/tasks/{task_id}/redeliver", status_code=202, response_model=M.Redelivery)
 def redeliver(task_id: str, state: State, who: Writer):
     """POST the task's result to its callback again (a new X-PixQL-Delivery id, the same signed body)."""
     svc = service(state)
@@ -195,14 +198,14 @@ def redeliver(task_id: str, state: State, who: Writer):
     return {"task_id": task_id, "delivery_id": svc.sender.redeliver(task_id)}
 
 
-@router.get("/moderate/tasks/{task_id}/deliveries")
+@router.get("/moderate/tasks/{task_id}/deliveries", response_model=M.Deliveries)
 def deliveries(task_id: str, state: State, who: Reader):
     svc = service(state)
     task = svc.task(task_id, with_result=False)
     return {"task_id": task_id, "delivery_status": task["delivery_status"], "attempts": svc.sender.attempts(task_id)}
 
 
-@router.get("/moderation")
+@router.get("/moderation", response_model=M.ModerationQueue)
 def moderation_queue(state: State, who: Reader,
                      status: Literal["approved", "rejected", "review", "pending"] | None = Query(None),
                      dataset: str | None = None,
@@ -211,40 +214,40 @@ def moderation_queue(state: State, who: Reader,
     return service(state).moderator.queue(status, offset, limit, dataset)
 
 
-@router.get("/moderation/categories")
+@router.get("/moderation/categories", response_model=M.Categories)
 def categories(state: State, who: Reader):
     return {"categories": taxonomy.report(state.wh)}
 
 
-@router.get("/moderation/cache")
+@router.get("/moderation/cache", response_model=M.CacheStats)
 def cache_stats(state: State, who: Reader):
     return service(state).moderator.cache_stats()
 
 
-@router.delete("/moderation/cache")
+@router.delete("/moderation/cache", response_model=M.CacheCleared)
 def clear_cache(state: State, who: Writer, sha256: str | None = None, expired_only: bool = False):
     return {"removed": service(state).moderator.clear_cache(sha256, expired_only)}
 
 
-@router.get("/moderation/webhook-secret")
+@router.get("/moderation/webhook-secret", response_model=M.WebhookSecret)
 def get_webhook_secret(state: State, who: Admin):
     """The HMAC-SHA256 key of `X-PixQL-Signature: sha256=<hex>` on callbacks."""
     return {"secret": webhook_secret(state.cursor(), state.wh.write_lock), "header": "X-PixQL-Signature",
             "algorithm": "HMAC-SHA256 over the raw request body, hex, prefixed 'sha256='"}
 
 
-@router.get("/assets/{asset_id}/moderation")
+@router.get("/assets/{asset_id}/moderation", response_model=M.SubjectModeration)
 def asset_moderation(asset_id: str, state: State, who: Reader):
     return service(state).moderator.decision(asset_id)
 
 
-@router.put("/assets/{asset_id}/moderation")
+@router.put("/assets/{asset_id}/moderation", response_model=M.SubjectModeration)
 def override(asset_id: str, body: OverrideRequest, state: State, who: Writer):
     """A moderator's decision; recorded with who and why, and never undone by a later model run."""
     return service(state).moderator.override(asset_id, body.status, body.reason, who.name)
 
 
-@router.post("/feedback", status_code=201, openapi_extra=_FEEDBACK_BODY)
+@router.post("/feedback", status_code=201, openapi_extra=_FEEDBACK_BODY, response_model=M.FeedbackOut)
 async def feedback(request: Request, state: State, who: Writer, intake: IntakeDep):
     """Put an image on the block or pass list (later look-alikes get its verdict); with `categories`,
     also a positive (block) or negative (pass) label on those category concepts.  JSON, or a multipart
@@ -268,7 +271,7 @@ async def feedback(request: Request, state: State, who: Writer, intake: IntakeDe
                                    body.comment)
 
 
-@router.get("/feedback")
+@router.get("/feedback", response_model=M.FeedbackList)
 def list_feedback(state: State, who: Reader, verdict: Literal["block", "pass"] | None = None):
     return {"items": service(state).moderator.feedback_list(verdict)}
 
@@ -299,12 +302,12 @@ async def _policy_body(request: Request, name: str | None = None) -> policies.Po
     return policies.from_json(obj)
 
 
-@router.get("/policies")
+@router.get("/policies", response_model=M.PolicyList)
 def list_policies(state: State, who: Reader):
     return {"policies": [p.to_json() for p in policies.list_all(state.cursor())]}
 
 
-@router.post("/policies", status_code=201)
+@router.post("/policies", status_code=201, response_model=M.PolicyOut)
 async def create_policy(request: Request, state: State, who: Writer):
     """`{"spec": "strict:female_underwear:0.85:explicit_nudity:0.7:revealing_clothes:ignore"}` or
     `{"name": "strict", "thresholds": {"weapons": 0.3, "alcohol": "ignore"}, "review_band": 0.1,
@@ -314,12 +317,12 @@ async def create_policy(request: Request, state: State, who: Writer):
         return policies.save(state.cursor(), pol, who.name).to_json()
 
 
-@router.get("/policies/{name}")
+@router.get("/policies/{name}", response_model=M.PolicyOut)
 def get_policy(name: str, state: State, who: Reader, version: int | None = Query(None, ge=1)):
     return policies.get(state.cursor(), name, version).to_json()
 
 
-@router.get("/policies/{name}/versions")
+@router.get("/policies/{name}/versions", response_model=M.PolicyVersions)
 def policy_versions(name: str, state: State, who: Reader):
     vs = policies.versions(state.cursor(), name)
     if not vs:
@@ -327,7 +330,7 @@ def policy_versions(name: str, state: State, who: Reader):
     return {"name": name, "versions": [p.to_json() for p in vs]}
 
 
-@router.put("/policies/{name}")
+@router.put("/policies/{name}", response_model=M.PolicyOut)
 async def put_policy(name: str, request: Request, state: State, who: Writer):
     """Replace the policy's settings: version N+1 (old versions stay, decisions name theirs)."""
     pol = await _policy_body(request, name)

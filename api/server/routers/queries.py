@@ -1,4 +1,4 @@
-"""`/api/v1/queries`: submit SQL, poll its status, page or stream its rows, stop it."""
+"""`/api/v1/queries`: submit SQL, poll its status, page its rows (JSON), download them (CSV, Parquet), stop it."""
 from __future__ import annotations
 
 import asyncio
@@ -6,11 +6,12 @@ import time
 
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
 from warehouse.queries import FINAL, QueryConflict, QueryNotFound
 
 from ..deps import Reader, State
+from ..errors import NotFound
 from ..models import QueryList, QueryRequest, QueryResponse, QueryResults, QueryStatus
 
 router = APIRouter(prefix="/api/v1/queries", tags=["queries"])
@@ -96,7 +97,8 @@ def stop_query(query_id: str, state: State, who: Reader):
     return _response(state, state.engine.stop(query_id))
 
 
-@router.get("/{query_id}/csv")
+@router.get("/{query_id}/csv", response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}}, "description": "A header row, then every row."}})
 def query_csv(query_id: str, state: State, who: Reader):
     """All rows of a complete query as CSV, streamed."""
     rec = _visible(state, who, query_id)
@@ -107,3 +109,19 @@ def query_csv(query_id: str, state: State, who: Reader):
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{query_id}.csv"'},
     )
+
+
+PARQUET = "application/vnd.apache.parquet"
+
+
+@router.get("/{query_id}/parquet", response_class=FileResponse,
+            responses={200: {"content": {PARQUET: {}}, "description": "The result file, as the worker wrote it."}})
+def query_parquet(query_id: str, state: State, who: Reader):
+    """All rows of a complete query as the Parquet file the engine keeps: exact column types (the client reads it)."""
+    rec = _visible(state, who, query_id)
+    if rec["status"] != "Complete":
+        raise QueryConflict(f"query {query_id} is {rec['status']}; Parquet is available once it is Complete")
+    path = state.engine.result_path(query_id)
+    if not path.is_file():  # deleted behind the server's back: say so rather than fail mid-response
+        raise NotFound(f"the result file of query {query_id} is gone")
+    return FileResponse(path, media_type=PARQUET, filename=f"{query_id}.parquet")

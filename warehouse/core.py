@@ -1,11 +1,13 @@
-"""`Warehouse`: the one entry point to a PixQL data directory from Python.
+"""`WarehouseCore`: a PixQL data directory opened at the storage layer.
 
-    wh = Warehouse.open("pixql-data")        # created if missing
-    wh.ingest(["photos/"], dataset="photos")
-    wh.sql("SELECT count(*) FROM coactive_table").pl()
+It owns what the `warehouse` package alone can do: opening (catalog creation,
+sweeping temporaries), the catalog-backed listings, `sql`, cursors, view
+rebuilding and catalog writes.  Ingest, concepts and labels live in the layers
+above; the user-facing `Warehouse` (`pixql/warehouse.py`) subclasses this
+class and adds them, so nothing here imports upward.
 
 `sql` returns DuckDB's own relation, so `.pl()`, `.df()`, `.arrow()` and
-`.fetchall()` behave exactly as in DuckDB.  The SDK is the trusted local path:
+`.fetchall()` behave exactly as in DuckDB.  This is the trusted local path:
 it runs SQL unsandboxed, like the DuckDB shell; the HTTP API sandboxes.
 """
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .errors import Forbidden, MissingFile
 from .transaction import transaction
 
 
-class Warehouse:
+class WarehouseCore:
     def __init__(self, layout: Layout, con: duckdb.DuckDBPyConnection, read_only: bool):
         self.layout = layout
         self.con = con
@@ -33,7 +35,7 @@ class Warehouse:
 
     # -- opening ---------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike | None = None, read_only: bool = False) -> "Warehouse":
+    def open(cls, path: str | os.PathLike | None = None, read_only: bool = False) -> "WarehouseCore":
         layout = Layout(path if path is not None else default_root())
         if read_only:
             if not layout.db_path.exists():
@@ -67,7 +69,7 @@ class Warehouse:
     def close(self) -> None:
         self.con.close()
 
-    def __enter__(self) -> "Warehouse":
+    def __enter__(self) -> "WarehouseCore":
         return self
 
     def __exit__(self, *exc) -> None:
@@ -120,30 +122,6 @@ class Warehouse:
         return self.con.sql("SELECT * FROM catalog.ingest_runs ORDER BY started_dt")
 
     # -- writing ---------------------------------------------------------------
-    def ingest(self, paths, dataset: str = "default", encoder: str | None = None, **options):
-        """Ingest images from directories, globs or file lists; see `ingest.pipeline.run`.
-
-        The warehouse package imports nothing else at module level; this facade
-        reaches into `ingest` lazily so `from warehouse import Warehouse` stays
-        the single entry point the notebook user needs.
-        """
-        from ingest.pipeline import run
-
-        return run(self, paths, dataset=dataset, encoder=encoder, **options)
-
-    def embed(self, dataset: str, encoder: str, **options):
-        """Compute a second (or missing) vector set for a dataset's existing assets."""
-        from ingest.pipeline import reembed
-
-        return reembed(self, dataset=dataset, encoder=encoder, **options)
-
-    def analyze(self, dataset: str, analyzers, **options):
-        """Run analyzers (nsfw, ocr, faces, nudity) on a dataset's assets that lack them;
-        see `ingest.analyzers.run.analyze`."""
-        from ingest.analyzers.run import analyze
-
-        return analyze(self, dataset, analyzers, **options)
-
     def set_ocr_flag(self, flag: str, pattern: str | None, description: str | None = None) -> None:
         """Add, replace or (pattern=None) switch off an `ocr_flags` pattern; views update at once."""
         from .analyzer_sql import set_ocr_pattern
@@ -159,63 +137,3 @@ class Warehouse:
     def _catalog_write(self, change):
         with self.transaction(views=True) as tx:
             return change(tx.con)
-
-    # -- concepts (facade over `concepts`, imported lazily like `ingest`) ---------------
-    def create_concept(self, name: str, prompts=None, negative_prompts=None, positive=None, negative=None, **options):
-        """A concept from prompts and/or labelled examples (ids or paths); see `concepts.registry.create`."""
-        from concepts import registry
-
-        return registry.create(self, name, prompts=prompts, negative_prompts=negative_prompts,
-                               positive=positive, negative=negative, **options)
-
-    def concept(self, name: str):
-        from concepts import registry
-
-        return registry.get(self, name)
-
-    def concepts(self, parent: str | None = None):
-        from concepts import registry
-
-        return registry.list_concepts(self, parent=parent)
-
-    def concept_versions(self, name: str):
-        from concepts import registry
-
-        return registry.versions(self, name)
-
-    def update_concept(self, name: str, **changes):
-        from concepts import registry
-
-        return registry.update(self, name, **changes)
-
-    def delete_concept(self, name: str) -> None:
-        from concepts import registry
-
-        registry.delete(self, name)
-
-    def label(self, concept: str, positive=None, negative=None, **options):
-        """Add positive/negative examples (ids or paths) and train the next version."""
-        from concepts import registry
-
-        return registry.add_labels(self, concept, positive=positive, negative=negative, **options)
-
-    def candidates(self, concept: str, n: int = 20, **options) -> list[dict]:
-        from concepts import active
-
-        return active.candidates(self, concept, n, **options)
-
-    def estimate(self, concept: str, **options) -> dict:
-        from concepts import active
-
-        return active.estimate(self, concept, **options)
-
-    def classify(self, paths, concepts=None, **options) -> list[dict]:
-        """Probabilities and tags per file for the concept library (files are not added unless add=True)."""
-        from concepts import classify
-
-        return classify.classify(self, paths, concepts=concepts, **options)
-
-    def install_default_concepts(self, **options) -> list[str]:
-        from concepts import library
-
-        return library.install_defaults(self, **options)
