@@ -9,7 +9,6 @@ versions keep reading the old vectors, so a pinned `<c>_v<N>_prob` never changes
 from __future__ import annotations
 
 import encoders
-from warehouse import catalog
 
 from .heads import ConceptError, ConceptNotFound
 from .registry import (Concept, _build_head, _commit, _current_split, _head_of, _kept_threshold, list_concepts,
