@@ -140,8 +140,7 @@ def ingest(root: Path, images: Path, batch_size: int, workers: int | None):
 
 def install(wh) -> dict[str, str]:
     """Install the library and the moderation categories; return {column name: origin}."""
-    from concepts import library, registry, taxonomy
-    from concepts.heads import HeadSpec
+    from concepts import catalogue, library, registry, taxonomy
 
     wh.install_default_concepts()
     taxonomy.ensure_concepts(wh)
@@ -149,13 +148,12 @@ def install(wh) -> dict[str, str]:
     made = {e.name: "library" for e in library.DEFAULTS}
     made.update({n: "moderation" for n in taxonomy.CATEGORIES if n not in made})
     for name in MODERATION:
-        cat = taxonomy.CATEGORIES[name]
-        classes = cat.imagenet_classes or taxonomy._parent_classes(name)
-        # The library took the name: the same head under another name.
-        if made.get(name) == "library" and classes and not registry.exists(wh, f"moderation_{name}"):
-            head = HeadSpec("model", taxonomy.BUILTIN_ENCODER, "probs", taxonomy.builtin_weights(classes),
-                            1.0, 0.0, "linear", {"source": "pixql moderation taxonomy"})
-            registry.create_from_head(wh, f"moderation_{name}", head, threshold=0.5)
+        # The library took the name: the moderation definition's head under another name.
+        mdef = catalogue.moderation_definition(catalogue.BY_NAME[name])
+        made_head = catalogue.head_for(mdef, taxonomy.BUILTIN_ENCODER) if mdef else None
+        if made.get(name) == "library" and made_head and not registry.exists(wh, f"moderation_{name}"):
+            head, prompts, negatives = made_head
+            registry.create_from_head(wh, f"moderation_{name}", head, prompts=prompts, negative_prompts=negatives)
             made[f"moderation_{name}"] = "moderation"
     return made
 
@@ -173,7 +171,7 @@ def cell(m: dict | None) -> str:
 def tables(res: dict) -> str:
     lines = [f"Dev set `{res['devset']}` ({res['images']} images), held-out split, encoder `{res['encoder']}`; "
              f"labelled rows: mean of {res['seeds']} seeds, k positives + {NEG_PER_POS}k negatives.", "",
-             "| concept | origin | label (test pos / n) | threshold | AUROC | TPR@thr | FPR@thr | TPR@FPR≤2% |",
+             "| concept | origin | label (test pos / n) | threshold (source) | AUROC | TPR@thr | FPR@thr | TPR@FPR≤2% |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     unmeasured = []
     for r in res["zero_shot"]:
@@ -182,7 +180,8 @@ def tables(res: dict) -> str:
             unmeasured.append(f"{r['concept']} ({r['label'] or 'no label'}, {m['n_pos']} held-out positives)")
             continue
         lab = f"{r['label']} ({m['n_pos']} / {m['n']})" if r["label"] else "no labels"
-        lines.append(f"| {r['concept']} | {r['origin']} | {lab} | {r['threshold']:.2f} | {fmt(m['auroc'])} | "
+        src = (r.get("threshold_source") or "").split(" ")[0].rstrip(":")
+        lines.append(f"| {r['concept']} | {r['origin']} | {lab} | {r['threshold']:.3g} ({src}) | {fmt(m['auroc'])} | "
                      f"{fmt(m['tpr'], 2)} | {fmt(m['fpr'])} | {fmt(m['tpr_at_2fpr'], 2)} |")
     shots = res["shots"]
     if unmeasured:
@@ -238,6 +237,10 @@ def main() -> None:
               f"in {ingest_s:.0f}s; {len(ids)} of {len(items)} images in the warehouse")
         encoder = registry.default_encoder(wh)
         origins = install(wh)
+        # A reused --root may hold versions made before the default rule: give them its threshold.
+        for c in registry.list_concepts(wh):
+            if c.threshold_source != registry.USER:
+                registry.recalibrate(wh, c.name)
         bench = Bench(wh, items, ids)
         res = {"devset": devset.NAME, "images": len(ids), "encoder": encoder, "seeds": args.seeds, "shots": shots,
                "composition": devset.composition(items), "neg_per_pos": NEG_PER_POS, "zero_shot": [], "few_shot": []}
@@ -250,6 +253,8 @@ def main() -> None:
             probe_names[prompt] = f"qprobe_{k}"
             if registry.exists(wh, probe_names[prompt]):  # a reused --root
                 wh.delete_concept(probe_names[prompt])
+            for stale in [c.name for c in registry.list_concepts(wh) if c.name.startswith("qbench_")]:
+                wh.delete_concept(stale)  # left by an interrupted run
             wh.create_concept(probe_names[prompt], prompts=[prompt])
             subjects.append((probe_names[prompt], lab, "probe"))
         for concept, lab, origin in subjects:
@@ -259,7 +264,7 @@ def main() -> None:
             m = bench.evaluate(concept, lab) if lab else metrics([], [], [])
             shown = next((f'"{p}"' for p, n in probe_names.items() if n == concept), concept)
             res["zero_shot"].append({"concept": shown, "column": concept, "origin": origin, "label": lab,
-                                     "threshold": c.threshold,
+                                     "threshold": c.threshold, "threshold_source": c.threshold_source,
                                      "metrics": m})
             print(f"  zero-shot {concept:<28} {lab or '-':<18} AUROC {fmt(m['auroc'])}", flush=True)
 

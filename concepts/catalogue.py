@@ -36,7 +36,7 @@ class Entry:
     proxy: bool = False
     library: bool = False
     category: bool = False
-    threshold: float = 0.5
+    threshold: float | None = None  # None: the default rule (concepts/calibrate.py)
     note: str = ""  # what the built-in definition sees, for the moderation report
 
 

@@ -43,6 +43,8 @@ class HeadSpec:
     bias: float = 0.0
     link: str = "logistic"
     training: dict = field(default_factory=dict)
+    # (labels, out-of-fold probabilities) of a labelled head, for its default threshold; not stored.
+    cv: tuple | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         self.weights = np.asarray(self.weights, dtype=np.float32).reshape(-1)

@@ -8,7 +8,9 @@ on ImageNet encoders the classifier rows weighted by the ConSE memberships)
 and the projection x.d enters the fit as one extra, lightly penalised feature: with few labels the head leans on the
 prompt, with many the labels win.  The result is again linear in x.
 Probabilities are the logistic model's own (calibrated to the labelled class
-balance); cross-validated AUROC is recorded when there are enough labels.
+balance, not the warehouse's: `concepts/calibrate.py` sets the default threshold);
+cross-validated AUROC is recorded when there are enough labels, and the out-of-fold
+probabilities go to the threshold rule.
 """
 from __future__ import annotations
 
@@ -137,6 +139,7 @@ def labeled_head(con, root, encoder: str, column: str, dim: int, positive: list[
             cv[te] = X[te] @ w_k + b_k
         training["cv_auroc"] = _auc(y, cv)
         training["cv_folds"] = k
+        head.cv = (y.astype(bool), 1.0 / (1.0 + np.exp(-np.clip(cv, -50, 50))))
     head.training = training
     return head
 

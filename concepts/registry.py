@@ -9,11 +9,14 @@ more labels are needed).
     add_labels(wh, "handgun", positive=[id_or_path, ...], negative=[...])   -> Concept (version N+1)
     update(wh, "handgun", prompts=[...], negative_prompts=[...])    -> new version
     set_threshold(wh, "handgun", 0.7)                                -> new version, same head
+    recalibrate(wh, "handgun")                                       -> new version at the default threshold
     get / list_concepts / versions / version / labels / children / delete / materialize
 
 Any change to prompts, labels or threshold makes version N+1 (old versions stay
 queryable as `<name>_v<N>_prob` in `coactive_table_adv`); the description and
-parent change in place.  Concepts form a two-level taxonomy through `parent`.
+parent change in place.  A threshold left out (None) is set by the default rule
+of `concepts/calibrate.py` (a new version's, from its own scores or labels); a
+threshold the user gave is kept across retraining until `recalibrate`.  Concepts form a two-level taxonomy through `parent`.
 The new version, its labels, its materialised scores and the rebuilt views
 commit in one transaction.
 """
@@ -29,19 +32,21 @@ import numpy as np
 import encoders
 from warehouse import catalog, concept_cache, views
 
+from . import calibrate
 from .heads import ConceptError, ConceptNotFound, HeadSpec, NotEnoughLabels, class_names, labeled_column
 from .labeled import existing_encoder_dim, labeled_head
 from .text import text_head
 
 __all__ = [
     "Concept", "Version", "ConceptError", "ConceptNotFound", "NotEnoughLabels",
-    "create", "create_from_head", "update", "set_threshold", "add_labels", "set_labels", "remove_labels", "train",
+    "create", "create_from_head", "update", "set_threshold", "recalibrate", "add_labels", "set_labels", "remove_labels", "train",
     "get", "exists", "list_concepts", "versions", "version", "labels", "children", "delete",
     "materialize", "resolve_assets", "validate_name", "default_encoder",
 ]
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_THRESHOLD = None  # the default rule, concepts/calibrate.py
+USER = "user"
 LABEL_VALUES = {"positive", "negative", "none"}
 
 
@@ -60,6 +65,7 @@ class Concept:
     negative_prompts: list = field(default_factory=list)
     positive_labels: int = 0
     negative_labels: int = 0
+    threshold_source: str | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -85,6 +91,7 @@ class Version:
     training: dict
     created_dt: datetime
     weights: list | None = None
+    threshold_source: str | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -118,11 +125,12 @@ def get(wh, name: str) -> Concept:
         raise ConceptNotFound(f"no concept named {name!r}")
     c = Concept(*row)
     v = con.execute(
-        "SELECT kind, prompts, negative_prompts FROM catalog.concept_versions WHERE concept = ? AND version = ?",
+        "SELECT kind, prompts, negative_prompts, training FROM catalog.concept_versions WHERE concept = ? AND version = ?",
         [name, c.latest_version],
     ).fetchone()
     if v:
         c.kind, c.prompts, c.negative_prompts = v[0], json.loads(v[1] or "[]"), json.loads(v[2] or "[]")
+        c.threshold_source = _source(json.loads(v[3] or "{}"), c.threshold)
     c.positive_labels, c.negative_labels = _label_counts(con, name)
     return c
 
@@ -143,10 +151,21 @@ _VERSION_COLS = ("concept, version, kind, encoder, vector_column, dim, scale, bi
                  "prompts, negative_prompts, training, created_dt, weights")
 
 
+def _source(training: dict, threshold: float) -> str:
+    """Where a version's threshold came from; versions older than the default rule had 0.5 unless
+    the user set one (then it is kept like any user threshold)."""
+    if training.get("threshold_source"):
+        return training["threshold_source"]
+    if training.get("change") == "threshold" or threshold != 0.5:
+        return USER
+    return "legacy 0.5 (before the default rule; `pixql concept recalibrate`)"
+
+
 def _version(row, with_weights: bool) -> Version:
+    training = json.loads(row[12] or "{}")
     return Version(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9],
-                   json.loads(row[10] or "[]"), json.loads(row[11] or "[]"), json.loads(row[12] or "{}"),
-                   row[13], list(row[14]) if with_weights else None)
+                   json.loads(row[10] or "[]"), json.loads(row[11] or "[]"), training,
+                   row[13], list(row[14]) if with_weights else None, _source(training, row[9]))
 
 
 def versions(wh, name: str) -> list[Version]:
@@ -213,7 +232,9 @@ def validate_name(wh, name: str, existing_ok: bool = False) -> str:
     return name
 
 
-def _threshold(t) -> float:
+def _threshold(t) -> float | None:
+    if t is None:
+        return None
     try:
         t = float(t)
     except (TypeError, ValueError):
@@ -272,11 +293,16 @@ def _build_head(wh, encoder: str, prompts: list, negatives: list, pos: list[str]
     raise ConceptError("a concept needs prompts or labelled examples (at least one of them)")
 
 
-def _commit(wh, name: str, head: HeadSpec, threshold: float, prompts: list, negatives: list,
+def _commit(wh, name: str, head: HeadSpec, threshold: float | None, prompts: list, negatives: list,
             new_concept: dict | None = None, label_rows: list | None = None, materialize: bool = True,
-            reuse_cache_of: int | None = None) -> Concept:
+            reuse_cache_of: int | None = None, source: str | None = None) -> Concept:
     if wh.read_only:
         raise ConceptError("warehouse opened read-only")
+    if threshold is None:
+        threshold, source = calibrate.default_threshold(wh.cursor(), wh.root, head, head.cv)
+    else:
+        source = source or USER
+    head.training = {**head.training, "threshold_source": source}
     with wh.transaction(scores=True) as tx:
         con = tx.con
         now = catalog.now()
@@ -293,8 +319,8 @@ def _commit(wh, name: str, head: HeadSpec, threshold: float, prompts: list, nega
             dim=head.dim, weights=head.weights.tolist(), scale=float(head.scale), bias=float(head.bias),
             link=head.link, threshold=threshold, prompts=json.dumps(prompts),
             negative_prompts=json.dumps(negatives), training=json.dumps(head.training), created_dt=now))
-        con.execute("UPDATE catalog.concepts SET latest_version = ?, threshold = ?, updated_dt = ? WHERE name = ?",
-                    [n, threshold, now, name])
+        con.execute("UPDATE catalog.concepts SET latest_version = ?, threshold = ?, encoder = ?, updated_dt = ? "
+                    "WHERE name = ?", [n, threshold, head.encoder, now, name])
         if reuse_cache_of is not None:
             # Same head, same probabilities: the new version points at the old files.
             con.execute(
@@ -373,7 +399,7 @@ def update(wh, name: str, prompts=None, negative_prompts=None, threshold: float 
     pos = [i for i, v in lab.items() if v == "positive"]
     neg = [i for i, v in lab.items() if v == "negative"]
     head = _build_head(wh, c.encoder, new_prompts, new_neg, pos, neg)
-    t = _threshold(threshold) if threshold is not None else c.threshold
+    t = _threshold(threshold) if threshold is not None else _kept_threshold(c)
     return _commit(wh, name, head, t, new_prompts, new_neg, materialize=materialize)
 
 
@@ -385,6 +411,33 @@ def set_threshold(wh, name: str, threshold: float, materialize: bool = True) -> 
     head.training = {**v.training, "derived_from": v.version, "change": "threshold"}
     return _commit(wh, name, head, t, v.prompts, v.negative_prompts, materialize=materialize,
                    reuse_cache_of=v.version)
+
+
+def recalibrate(wh, name: str, materialize: bool = True) -> Concept:
+    """A new version with the same head at the default threshold (`concepts/calibrate.py`), from
+    today's stored scores and labels; the concept as it is when the threshold would not change."""
+    v = version(wh, name, with_weights=True)
+    head = _head_of(v)
+    pos, neg = _current_split(wh, name)
+    if head.kind in ("labeled", "text+labeled") and len(pos) >= calibrate.MIN_LABELS \
+            and len(neg) >= calibrate.MIN_LABELS:
+        head.cv = _build_head(wh, v.encoder, v.prompts, v.negative_prompts, pos, neg).cv
+    t, source = calibrate.default_threshold(_cur(wh), wh.root, head, head.cv)
+    if abs(t - v.threshold) < 1e-12 and v.threshold_source == source:
+        return get(wh, name)
+    head.training = {**v.training, "derived_from": v.version, "change": "recalibrate"}
+    return _commit(wh, name, head, t, v.prompts, v.negative_prompts, materialize=materialize,
+                   reuse_cache_of=v.version, source=source)
+
+
+def _current_split(wh, name: str) -> tuple[list[str], list[str]]:
+    lab = current_labels(_cur(wh), name)
+    return [i for i, v in lab.items() if v == "positive"], [i for i, v in lab.items() if v == "negative"]
+
+
+def _kept_threshold(c: Concept) -> float | None:
+    """The threshold a retrained version inherits: the user's, else None (the default rule)."""
+    return c.threshold if c.threshold_source == USER else None
 
 
 def set_labels(wh, name: str, positive=None, negative=None, remove=None, created_by: str | None = None,
@@ -437,7 +490,7 @@ def _relabel(wh, c: Concept, rows, retrain: bool, materialize: bool) -> Concept:
     else:
         v = version(wh, c.name, with_weights=True)
         head = _build_head(wh, c.encoder, c.prompts, c.negative_prompts, [], []) if c.prompts else _head_of(v)
-    return _commit(wh, c.name, head, c.threshold, c.prompts, c.negative_prompts, label_rows=rows,
+    return _commit(wh, c.name, head, _kept_threshold(c), c.prompts, c.negative_prompts, label_rows=rows,
                    materialize=materialize)
 
 
@@ -448,7 +501,7 @@ def train(wh, name: str, materialize: bool = True) -> Concept:
     pos = [i for i, v in lab.items() if v == "positive"]
     neg = [i for i, v in lab.items() if v == "negative"]
     head = _build_head(wh, c.encoder, c.prompts, c.negative_prompts, pos, neg)
-    return _commit(wh, name, head, c.threshold, c.prompts, c.negative_prompts, materialize=materialize)
+    return _commit(wh, name, head, _kept_threshold(c), c.prompts, c.negative_prompts, materialize=materialize)
 
 
 def delete(wh, name: str) -> None:

@@ -90,7 +90,23 @@ class Encoder:
         cols = getattr(type(self), "vector_columns", None)
         return dict(cols) if isinstance(cols, dict) else {}
 
+    # How `preprocess` fits an image into the square input: "crop" (resize the short side, centre
+    # crop: what the ImageNet weights were evaluated with), "letterbox" (resize the long side and
+    # pad to a square with the mean colour: the whole image is seen) or "both" (the two views
+    # stacked as 6 channels; `encode` averages the model's outputs over them).  An encoder name
+    # carries it (`imagenet-lite0:letterbox`), so vectors of each setting are stored apart.
+    PREPROCESS_MODES = ("crop", "letterbox", "both")
+    preprocess_mode: str = "crop"
+
     def preprocess(self, im: Image.Image) -> torch.Tensor:
+        """uint8 (3, S, S) for "crop" and "letterbox", (6, S, S) for "both" (crop view first)."""
+        if self.preprocess_mode == "letterbox":
+            return self._letterbox(im)
+        if self.preprocess_mode == "both":
+            return torch.cat([self._crop(im), self._letterbox(im)], 0)
+        return self._crop(im)
+
+    def _crop(self, im: Image.Image) -> torch.Tensor:
         """Resize the short side to input_size/crop_pct and take the centre crop, in one pass.
 
         Resampling only the crop box (PIL's `box=`) gives the same pixels as
@@ -105,6 +121,23 @@ class Encoder:
         arr = np.asarray(im, dtype=np.uint8)
         return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
+    def _letterbox(self, im: Image.Image) -> torch.Tensor:
+        """Resize the long side to input_size and centre the image on a mean-colour square.
+
+        The pad is the normalisation mean, so it becomes 0 after `_normalise`: the
+        network sees "nothing" there rather than a black or white frame.
+        """
+        size = self.input_size
+        w, h = im.size
+        scale = size / max(w, h)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        im = im.resize((nw, nh), self.interpolation, reducing_gap=3.0)
+        pad = tuple(int(round(255 * m)) for m in self.mean)
+        canvas = Image.new("RGB", (size, size), pad)
+        canvas.paste(im, ((size - nw) // 2, (size - nh) // 2))
+        arr = np.asarray(canvas, dtype=np.uint8)
+        return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
     def _normalise(self, batch: torch.Tensor) -> torch.Tensor:
         x = batch.float().div_(255.0)
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
@@ -115,6 +148,9 @@ class Encoder:
     def encode(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
         """uint8 (B,3,H,W) -> {column: float32 (B,D)} for every vector column."""
         self.load()
+        if batch.shape[1] == 6:  # "both": the two views through the model, outputs averaged
+            a, b = self._forward(self._normalise(batch[:, :3])), self._forward(self._normalise(batch[:, 3:]))
+            return {k: ((a[k] + b[k]) / 2).astype(np.float32) for k in a}
         return self._forward(self._normalise(batch))
 
     def encode_images(self, images: list[Image.Image]) -> dict[str, np.ndarray]:

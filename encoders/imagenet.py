@@ -53,6 +53,26 @@ class ImagenetEncoder(Encoder):
     labeled_column = "features"
     sql_prefix: str | None = None
 
+    # `<name>:letterbox` / `<name>:both` is the same model with another `preprocess_mode`
+    # (encoders/base.py); its vectors are stored under that name, its SQL columns get the suffix.
+    @classmethod
+    def handles(cls, name: str) -> bool:
+        base, _, mode = name.partition(":")
+        return base == cls.name and (not mode or mode in ("letterbox", "both"))
+
+    def __init__(self, name: str | None = None):
+        super().__init__(name)
+        _, _, mode = self.name.partition(":")
+        if mode:
+            self.preprocess_mode = mode
+            self.sql_prefix = f"{self.sql_prefix or type(self).name.replace('-', '_')}_{mode}"
+            self.usage = f"{type(self).name}[:letterbox|:both]"
+
+    @property
+    def base_name(self) -> str:
+        """The model without the preprocessing suffix (a preprocessing variant shares its heads)."""
+        return self.name.partition(":")[0]
+
     @property
     def class_names(self) -> list[str]:
         return imagenet_class_names()

@@ -43,7 +43,7 @@ def load_lite0() -> torch.nn.Module:
 @register
 class ImagenetLite0(ImagenetEncoder):
     name = "imagenet-lite0"
-    usage = "imagenet-lite0"
+    usage = "imagenet-lite0[:letterbox|:both]"
     vector_columns = {"features": 1280, "probs": 1000}
     sql_prefix = "imagenet"  # the column names this encoder has always had
 

@@ -60,7 +60,8 @@ def create(
     negative: Optional[List[str]] = typer.Option(None, "--negative", "-n", help="Negative text prompt (repeatable)."),
     positive_example: Optional[List[str]] = typer.Option(None, "--positive", help="Positive example: asset id or path."),
     negative_example: Optional[List[str]] = typer.Option(None, "--negative-example", help="Negative example: id or path."),
-    threshold: float = typer.Option(0.5, "--threshold", "-t", help="Probability at which NAME = 1."),
+    threshold: Optional[float] = typer.Option(
+        None, "--threshold", "-t", help="Probability at which NAME = 1 (default: the calibration rule, see README)."),
     description: Optional[str] = typer.Option(None, "--description", "-d"),
     encoder: Optional[str] = typer.Option(None, "--encoder", "-e", help="Vectors to read (default: the warehouse's)."),
     parent: Optional[str] = typer.Option(None, "--parent", help="Parent concept (two-level taxonomy)."),
@@ -83,7 +84,8 @@ def _print_concept(c, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(c.to_dict(), indent=2, default=str))
     else:
-        typer.echo(f"{c.name} v{c.latest_version} ({c.kind}, {c.encoder}) threshold {c.threshold}; "
+        typer.echo(f"{c.name} v{c.latest_version} ({c.kind}, {c.encoder}) threshold {c.threshold:.4g} "
+                   f"({c.threshold_source}); "
                    f"labels +{c.positive_labels}/-{c.negative_labels}; columns: {c.name}, {c.name}_latest_prob")
 
 
@@ -121,6 +123,24 @@ def threshold(name: str, value: float, root: Optional[Path] = RootOption):
     _print_concept(_run(root, lambda wh: registry.set_threshold(wh, name, value)), False)
 
 
+@concept_app.command("recalibrate")
+def recalibrate(names: Optional[List[str]] = typer.Argument(None, help="Concepts (default: all)."),
+                keep_user: bool = typer.Option(True, "--keep-user/--all-thresholds",
+                                               help="With no names: skip concepts whose threshold the user set."),
+                root: Optional[Path] = RootOption):
+    """Set the default threshold from today's scores and labels (a new version where it changes)."""
+    from concepts import registry
+
+    def go(wh):
+        todo = names or [c.name for c in registry.list_concepts(wh)
+                         if not (keep_user and c.threshold_source == registry.USER)]
+        return [(registry.get(wh, n).latest_version, registry.recalibrate(wh, n)) for n in todo]
+
+    for before, c in _run(root, go):
+        what = "unchanged" if c.latest_version == before else "new version"
+        typer.echo(f"{c.name} v{c.latest_version} ({what}): threshold {c.threshold:.4g} ({c.threshold_source})")
+
+
 @concept_app.command("update")
 def update(
     name: str,
@@ -142,7 +162,8 @@ def list_(as_json: bool = JsonOption, root: Optional[Path] = RootOption):
     from concepts import registry
 
     rows = [_summary(c) for c in _run(root, registry.list_concepts)]
-    _table(rows, ["name", "latest_version", "kind", "encoder", "threshold", "parent", "labels", "prompts"], as_json)
+    _table(rows, ["name", "latest_version", "kind", "encoder", "threshold", "threshold_source", "parent", "labels",
+                  "prompts"], as_json)
 
 
 @concept_app.command("show")
@@ -167,7 +188,8 @@ def versions(name: str, as_json: bool = JsonOption, root: Optional[Path] = RootO
     for r in rows:
         r["summary"] = ", ".join(f"{k}={r['training'][k]}" for k in ("positives", "negatives", "cv_auroc", "change")
                                  if k in r["training"])
-    _table(rows, ["version", "kind", "encoder", "vector_column", "link", "threshold", "prompts", "summary",
+    _table(rows, ["version", "kind", "encoder", "vector_column", "link", "threshold", "threshold_source", "prompts",
+                  "summary",
                   "created_dt"], as_json)
 
 

@@ -80,16 +80,27 @@ def embed(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     root: Optional[Path] = RootOption,
 ):
-    """Add vectors from a second encoder to every asset of a dataset."""
+    """Add vectors from a second encoder to every asset of a dataset.
+
+    With another preprocessing setting of the dataset's own encoder (`imagenet-lite0:letterbox`)
+    it re-embeds the dataset: that becomes the dataset's encoder, and every concept on the old
+    setting gets a new version on the new vectors (old versions stay as they were).
+    """
     _check_encoder(encoder)
     wh = open_warehouse(root, must_exist=True)
+    moved = []
     try:
         report = wh.embed(dataset, encoder, progress=not quiet)
+        from concepts import reembed
+
+        moved = reembed.after_embed(wh, dataset, encoder)
     except (ValueError, KeyError, FileNotFoundError) as e:
         fail(str(e))
     finally:
         wh.close()
     typer.echo(str(report))
+    for line in moved:
+        typer.echo(line)
 
 
 @app.command()

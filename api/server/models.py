@@ -198,7 +198,7 @@ class ConceptCreate(BaseModel):
     negative_prompts: list[str] | None = None
     positive: list[str] | None = Field(None, description="coactive_image_id or path of positive examples.")
     negative: list[str] | None = None
-    threshold: float = Field(0.5, ge=0, le=1)
+    threshold: float | None = Field(None, ge=0, le=1, description="Omitted: the default rule (threshold_source).")
     encoder: str | None = None
     parent: str | None = None
 
@@ -237,6 +237,7 @@ class ConceptOut(_Out):
     negative_prompts: list = []
     positive_labels: int = 0
     negative_labels: int = 0
+    threshold_source: str | None = Field(None, description="'user', 'robust: ...', 'labels: ...' or 'default 0.5 (...)'")
 
 
 class ConceptVersionOut(_Out):
@@ -254,6 +255,7 @@ class ConceptVersionOut(_Out):
     negative_prompts: list
     training: dict
     created_dt: datetime
+    threshold_source: str | None = None
 
 
 # -- documented shapes of plain-dict answers ----------------------------------------------------

@@ -56,6 +56,14 @@ def update_concept(name: str, body: ConceptUpdate, state: State, who: Writer):
     return _out(registry.update(state.wh, name, **fields))
 
 
+@router.post("/{name}/recalibrate", response_model=ConceptOut)
+def recalibrate_concept(name: str, state: State, who: Writer):
+    """Version N+1 at the default threshold from today's scores and labels (unchanged if it is the same)."""
+    from concepts import registry
+
+    return _out(registry.recalibrate(state.wh, name))
+
+
 @router.delete("/{name}", status_code=204, response_class=Response)
 def delete_concept(name: str, state: State, who: Writer):
     from concepts import registry
