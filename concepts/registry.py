@@ -19,6 +19,10 @@ of `concepts/calibrate.py` (a new version's, from its own scores or labels); a
 threshold the user gave is kept across retraining until `recalibrate`.  Concepts form a two-level taxonomy through `parent`.
 The new version, its labels, its materialised scores and the rebuilt views
 commit in one transaction.
+
+Size: over 400 lines because every write path (create, labels, update,
+threshold, recalibrate, delete) ends in the one version-making transaction
+`_commit`; moving the read-only lookups to their own module is the next split.
 """
 from __future__ import annotations
 

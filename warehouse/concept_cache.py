@@ -21,6 +21,10 @@ Decoding FLOAT[D] lists from Parquet is ~15x slower than the matrix product, so
 the first read of a vector part also leaves a raw float32 copy of the column in
 `scores/_vectors/<encoder>/<part>.<column>.npy` (a rebuildable cache, parts
 are immutable) that later bulk scorings memory-map.
+
+Size: over 400 lines because the bulk scorer, the segment bookkeeping and the
+staleness checks share one alignment invariant (rows in `pixql_internal.assets`
+order); splitting them would spread that invariant over modules.
 """
 from __future__ import annotations
 

@@ -12,6 +12,10 @@ is over its memory or does not unwind.  The worker writes the result to
 are read from there.  On start the engine recovers: queued queries run again,
 a query that was running when the server died is marked `Error` with the
 reason, finished results stay served.
+
+Size: over 400 lines because records, slot threads, the watchdog and recovery
+share the engine's lock and its table of active queries; the queue, the
+committer and the worker process are already modules of their own.
 """
 from __future__ import annotations
 
