@@ -107,7 +107,7 @@ def cases(kind):
 # Routes that take a body FastAPI does not document: a policy spec as JSON, or no body at all.
 UNDOCUMENTED_BODIES = {("POST", "/api/v1/policies"), ("PUT", "/api/v1/policies/{name}"),
                        ("POST", "/api/v1/queries/{query_id}/stop"), ("POST", "/api/v1/moderate/tasks/{task_id}/redeliver"),
-                      ("POST", "/api/v1/ingestion/{job_id}/stop")}
+                      ("POST", "/api/v1/ingestion/{job_id}/stop"), ("POST", "/api/v1/concepts/{name}/recalibrate")}
 
 
 def test_every_route_that_reads_client_paths_urls_or_uploads_goes_through_the_intake():

@@ -164,6 +164,9 @@ def axis_of(page, selector: str, axis: str = "xAxis") -> list:
 
 def click_point(page, selector: str, x, y):
     """A real mouse click where ECharts draws the grid coordinate (x, y) of the chart in `selector`."""
+    # Bars grow in when a chart is (re)drawn, e.g. after going back: click once they are drawn whole.
+    page.wait_for_function(f"""() => {{ const c = echarts.getInstanceByDom(document.querySelector('{selector}'));
+        return c && c.getZr().animation.isFinished(); }}""")
     px, py = page.evaluate(f"""([x, y]) => echarts.getInstanceByDom(document.querySelector('{selector}'))
         .convertToPixel({{gridIndex: 0}}, [x, y])""", [x, y])
     box = page.locator(selector).bounding_box()
