@@ -1,5 +1,5 @@
 """Getting media into the warehouse: sources, decoding, video keyframes, analyzers, the pipeline.
 
 The encoders the pipeline embeds with live in the top-level package `encoders/`
-(concepts use them too); `ingest.encoders` only re-exports it for old imports.
+(concepts use them too).
 """

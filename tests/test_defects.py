@@ -179,7 +179,7 @@ def test_checkpoint_paths_obey_path_roots(tmp_path):
     from fastapi.testclient import TestClient
 
     from api.server import ServerSettings, create_app
-    from ingest.encoders import check_encoder_spec
+    from encoders import check_encoder_spec
 
     allowed, outside = tmp_path / "allowed", tmp_path / "outside"
     allowed.mkdir(), outside.mkdir()

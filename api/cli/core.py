@@ -65,7 +65,7 @@ def ingest(
 def _check_encoder(encoder: str | None) -> None:
     """Refuse an encoder that cannot load before anything is opened or read."""
     if encoder:
-        from ingest.encoders import check_encoder_spec
+        from encoders import check_encoder_spec
 
         try:
             check_encoder_spec(encoder)

@@ -44,7 +44,7 @@ class IngestJobs:
         runner.register(KIND, self._run, lane="ingest")
 
     def submit(self, paths: list[str], dataset: str, encoder: str | None = None, owner: str | None = None) -> dict:
-        from ingest.encoders import normalize_name
+        from encoders import normalize_name
         from ingest.pipeline import validate_dataset_name
         from ingest.sources import expand
 

@@ -97,7 +97,7 @@ class IngestRequest(BaseModel):
         # `path_roots` confine checkpoint paths as they confine `paths`.
         if v is None or not v.strip():
             return None
-        from ingest.encoders import check_encoder_spec
+        from encoders import check_encoder_spec
         from warehouse.errors import Forbidden, MissingFile
 
         try:

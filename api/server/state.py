@@ -61,7 +61,7 @@ class ServerState:
 
     def _load_model(self) -> None:
         try:
-            from ingest.encoders import get_encoder
+            from encoders import get_encoder
 
             get_encoder(None)  # the default encoder; cached for ingest and classify
         except Exception as e:  # reported by /ready rather than killing the server
