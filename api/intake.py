@@ -15,6 +15,11 @@ What it owns:
   (`/proc/self/fd/N`) is checked, so a symlink swapped in after the request was
   accepted is refused.  Outside the roots the answer is one fixed message that
   names only what the client sent: whether such a file exists is never told.
+* **Object URIs** (`s3://`, `gs://`, `az://`): refused unless under one of the
+  server's `object_roots` (`--object-root s3://bucket/prefix/`; none by
+  default, whatever `--path-root` says), because the server's cloud
+  credentials usually reach far more than its operator means to expose.  A key
+  with `.`, `..` or empty segments is never under a root.
 * **URLs** (`Downloader`): http(s) only; the host is resolved and every address
   must be public (not loopback, private, CGNAT, link-local incl. the cloud
   metadata address, multicast, reserved, unspecified, or their IPv6 and
@@ -46,6 +51,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpx
 from fastapi import Depends, HTTPException, Request
 
+from ingest import objects
 from ingest.sources import OUTSIDE, PLAIN, FileAccess, expand
 from warehouse.errors import Forbidden, Invalid
 
@@ -70,13 +76,17 @@ def _under(real: str, roots: list[str]) -> bool:
 
 
 class PathGuard(FileAccess):
-    """Files under `roots` only, checked on the real path when listed and again when opened."""
+    """Files under `roots` only, checked on the real path when listed and again when opened;
+    objects under `object_roots` only.  `roots=None`: any local file the process can read."""
 
-    def __init__(self, roots: Iterable[os.PathLike | str]):
-        self.roots = [os.path.realpath(r) for r in roots]
+    def __init__(self, roots: Iterable[os.PathLike | str] | None, object_roots: Iterable[str] = ()):
+        self.roots = None if roots is None else [os.path.realpath(r) for r in roots]
+        self.object_roots = [str(r) for r in object_roots]
 
     def allows(self, path) -> bool:
-        return _under(os.path.realpath(path), self.roots)
+        if objects.is_uri(path) or objects.is_uri(str(path)):
+            return objects.under(str(path), self.object_roots)
+        return self.roots is None or _under(os.path.realpath(path), self.roots)
 
     def refuse(self, path) -> Refused:
         return Refused(f"{path}: {OUTSIDE}")
@@ -84,6 +94,8 @@ class PathGuard(FileAccess):
     def open(self, path) -> BinaryIO:
         if not self.allows(path):
             raise self.refuse(path)
+        if objects.is_uri(path) or self.roots is None:
+            return objects.open_input(path)  # no symlinks in a bucket: the name is what is read
         try:
             # O_NONBLOCK: a FIFO planted under a root must not hang the reader.
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
@@ -239,10 +251,13 @@ class Downloader:
 # -- the service ---------------------------------------------------------------------------------
 class Intake:
     def __init__(self, roots: list | None, url_fetch: bool, downloader: Downloader, upload_bytes: int,
-                 uploads_dir: Path | None = None):
-        self.client_paths = PathGuard(roots) if roots else PLAIN
-        # Jobs read client paths and the server's own uploads; with no roots, anything (as the CLI does).
-        self.job_files = PathGuard([*roots, uploads_dir] if uploads_dir else roots) if roots else PLAIN
+                 uploads_dir: Path | None = None, object_roots: Iterable[str] = ()):
+        object_roots = list(object_roots or [])
+        self.client_paths = PathGuard(roots or None, object_roots)
+        # Jobs read client paths and the server's own uploads; with no roots, any local file (as the
+        # CLI does), but objects only under the object roots either way.
+        self.job_files = PathGuard(([*roots, uploads_dir] if uploads_dir else roots) if roots else None,
+                                   object_roots)
         self.url_fetch = url_fetch
         self.downloader = downloader
         self.upload_bytes = upload_bytes
@@ -253,7 +268,8 @@ class Intake:
         addresses = AddressFilter(settings.allow_url_networks, settings.allow_url_hosts)
         downloader = Downloader(addresses, max_bytes=int(settings.max_url_mb * 1024 * 1024),
                                 timeout_s=settings.url_time_limit_s, max_redirects=settings.max_url_redirects)
-        return cls(settings.path_roots, settings.url_fetch, downloader, upload, Path(warehouse_root) / "uploads")
+        return cls(settings.path_roots, settings.url_fetch, downloader, upload, Path(warehouse_root) / "uploads",
+                   getattr(settings, "object_roots", ()))
 
     # paths
     def check_paths(self, paths: Iterable[str]) -> list:
@@ -269,7 +285,7 @@ class Intake:
 
     def check_file(self, path: str) -> None:
         """Refused (403) for one path outside the roots, without looking at what is there."""
-        if not self.client_paths.allows(Path(path).expanduser()):
+        if not self.client_paths.allows(objects.location(path).expanduser()):
             raise Refused(f"{path}: {OUTSIDE}")
 
     def open(self, path) -> BinaryIO:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import uuid
 import warnings
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from warehouse.errors import Unprocessable
 
+from . import objects
 from .sources import PLAIN, VIDEO_EXTS, FileAccess, Source
 
 # Namespace for deterministic ids: the same file in the same dataset always gets
@@ -74,7 +74,7 @@ def asset_id(dataset: str, path: str, sha256: str, frame: int | None = None) -> 
     return str(uuid.uuid5(ID_NAMESPACE, key))
 
 
-def check_size(path: Path, max_bytes: int, size: int | None = None) -> int:
+def check_size(path, max_bytes: int, size: int | None = None) -> int:
     """The file's size, or a DecodeError for an empty or oversized file."""
     size = path.stat().st_size if size is None else size
     if size == 0:
@@ -84,17 +84,17 @@ def check_size(path: Path, max_bytes: int, size: int | None = None) -> int:
     return size
 
 
-def file_digest(path: Path, max_bytes: int = DEFAULT_MAX_BYTES, files: FileAccess = PLAIN) -> tuple[bytes, str]:
+def file_digest(path, max_bytes: int = DEFAULT_MAX_BYTES, files: FileAccess = PLAIN) -> tuple[bytes, str]:
     data, _ = read_file(path, max_bytes, files)
     return data, hashlib.sha256(data).hexdigest()
 
 
-def read_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES, files: FileAccess = PLAIN) -> tuple[bytes, float]:
-    """(bytes, mtime) of the file `files` opens; size and time come from the opened file itself."""
-    with files.open(path) as fh:
-        st = os.fstat(fh.fileno())
-        check_size(path, max_bytes, st.st_size)
-        return fh.read(max_bytes + 1), st.st_mtime
+def read_file(path, max_bytes: int = DEFAULT_MAX_BYTES, files: FileAccess = PLAIN) -> tuple[bytes, float]:
+    """(bytes, mtime) of the file or object `files` opens; size and time come from what was opened."""
+    with files.open(objects.location(path)) as fh:
+        size, mtime = objects.fstat(fh)
+        check_size(path, max_bytes, size)
+        return fh.read(max_bytes + 1), mtime
 
 
 def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, target: int | None = None):

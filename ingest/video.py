@@ -22,9 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
+from . import objects
 from .decode import DEFAULT_MAX_BYTES, ID_NAMESPACE, DecodedAsset, DecodeError, SourceResult, asset_id, check_size
-import os
-
 from .sources import PLAIN, FileAccess, Source
 
 HASH_CHUNK = 4 * 1024 * 1024
@@ -59,10 +58,10 @@ def video_id(dataset: str, path: str, sha256: str) -> str:
     return str(uuid.uuid5(ID_NAMESPACE, f"{dataset}\0{path}\0{sha256}\0video"))
 
 
-def stream_digest(path: Path, max_bytes: int = DEFAULT_MAX_VIDEO_BYTES, files: FileAccess = PLAIN) -> tuple[str, int]:
+def stream_digest(path, max_bytes: int = DEFAULT_MAX_VIDEO_BYTES, files: FileAccess = PLAIN) -> tuple[str, int]:
     h = hashlib.sha256()
     with files.open(path) as fh:
-        size = check_size(path, max_bytes, os.fstat(fh.fileno()).st_size)
+        size = check_size(path, max_bytes, objects.fstat(fh)[0])
         for chunk in iter(lambda: fh.read(HASH_CHUNK), b""):
             h.update(chunk)
     return h.hexdigest(), size
@@ -74,15 +73,19 @@ def av_errors():
     return av.error.FFmpegError
 
 
-def _open(path: Path, files: FileAccess = PLAIN):
+def _open(path, files: FileAccess = PLAIN):
     import av
 
+    path = objects.location(path)
+    src = None
     try:
-        # Through a checked FileAccess, PyAV reads the file object that access opened
-        # (the container keeps it and it closes with the container).
-        src = str(path) if files is PLAIN else files.open(path)
+        # Through a checked FileAccess, or from object storage, PyAV reads the file object
+        # opened here (a buffered, seekable stream), closed after the container.
+        src = str(path) if files is PLAIN and isinstance(path, Path) else files.open(path)
         container = av.open(src, metadata_errors="ignore")
     except av.error.FFmpegError as e:
+        if src is not None and not isinstance(src, str):
+            src.close()
         raise DecodeError(f"not a readable video: {getattr(e, 'strerror', None) or e}") from None
     if not container.streams.video:
         container.close()
@@ -175,7 +178,7 @@ class KeyframeStream:
         import av
 
         info = self.info
-        path = Path(info.path)
+        path = objects.location(info.path)
         interval = 1000.0 / info.sample_fps
         native = 1000.0 / info.fps if info.fps else 40.0
         next_t, index, n = 0.0, 0, 0
@@ -302,7 +305,7 @@ def read_keyframes(source: Source, dataset: str, **options) -> tuple[list[Decode
     return frames, res
 
 
-def frame_at(path: Path, time_ms: int):
+def frame_at(path, time_ms: int):
     """The upright image of the keyframe `KeyframeStream` stored at `time_ms` (for thumbnails).
 
     Same times (from the stream's start) and the same rotation as ingest, at full
@@ -311,7 +314,7 @@ def frame_at(path: Path, time_ms: int):
     """
     import av
 
-    container = _open(Path(path))
+    container = _open(objects.location(path))
     try:
         st = container.streams.video[0]
         start = float(st.start_time * st.time_base) if st.start_time is not None and st.time_base else 0.0

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     debug: bool = False
     # HMAC key for webhook signatures; unset: a random one kept in the catalog.
     webhook_secret: str | None = Field(None, repr=False)
+    # S3-compatible object stores (MinIO, Ceph, R2, moto): the endpoint s3:// URIs go to.
+    # Unset: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS itself (ingest/objects.py).
+    s3_endpoint_url: str | None = None
 
 
 def current() -> Settings:

@@ -43,6 +43,9 @@ def serve(
     max_upload_mb: Optional[float] = typer.Option(None, "--max-upload-mb", help=_default("max_upload_mb")),
     path_root: Optional[List[Path]] = typer.Option(
         None, "--path-root", help="Only read server-side paths under this directory (repeatable)."),
+    object_root: Optional[List[str]] = typer.Option(
+        None, "--object-root", help="Let clients name objects under this s3://, gs:// or az:// prefix (repeatable; "
+        "none by default)."),
     no_url_fetch: bool = typer.Option(False, "--no-url-fetch", help="Refuse every request that names a URL (403)."),
     allow_url_network: Optional[List[str]] = typer.Option(
         None, "--allow-url-network", help="Also fetch from (and call back to) this network, e.g. 10.0.0.0/8; "
@@ -70,6 +73,7 @@ def serve(
         root=root, host=host, port=port, query_workers=query_workers, query_time_limit_s=time_limit,
         query_row_cap=row_cap, query_memory_limit=memory_limit, max_queued_queries=max_queued,
         max_upload_mb=max_upload_mb, max_running_per_token=max_running_per_token, path_roots=path_root or None,
+        object_roots=object_root or None,
         auth=False if no_auth else None, url_fetch=False if no_url_fetch else None,
         load_model=False if lazy_model else None, allow_url_networks=allow_url_network or None,
         allow_url_hosts=allow_url_host or None, max_url_mb=max_url_mb, url_time_limit_s=url_time_limit,
@@ -95,7 +99,8 @@ def serve(
 # ServerSettings field -> the flag that sets it, so a refused value names what the user typed.
 _FLAGS = {"port": "--port", "host": "--host", "query_workers": "--query-workers", "query_time_limit_s": "--time-limit",
           "query_row_cap": "--row-cap", "query_memory_limit": "--memory-limit", "max_queued_queries": "--max-queued",
-          "max_upload_mb": "--max-upload-mb", "path_roots": "--path-root"}
+          "max_upload_mb": "--max-upload-mb", "path_roots": "--path-root",
+          "object_roots": "--object-root"}
 
 
 def _settings_message(e) -> str:

@@ -52,6 +52,8 @@ class ServerSettings(Settings):
     ingest_part_rows: int = 64
     # Server-side paths that ingestion and classification may read (None: any the process can read).
     path_roots: list[Path] | None = None
+    # Object-store prefixes (s3://bucket/prefix/) clients may name; none: every object URI is a 403.
+    object_roots: list[str] = Field(default_factory=list)
     # classification
     max_classify_assets: int = 50
     load_model: bool = True
@@ -113,6 +115,16 @@ class ServerSettings(Settings):
         for r in v or ():
             if not Path(r).is_dir():
                 raise ValueError(f"{r} is not a directory")
+        return v
+
+    @field_validator("object_roots")
+    @classmethod
+    def _object_roots(cls, v: list[str]) -> list[str]:
+        from ingest.objects import is_uri
+
+        for r in v:
+            if not is_uri(r):
+                raise ValueError(f"{r!r} is not an object URI (s3://bucket/prefix/, gs://..., az://...)")
         return v
 
     def check(self) -> None:

@@ -2,15 +2,17 @@
 
 Thumbnails are a cache under `<root>/thumbnails/` (written atomically, rebuilt
 if deleted), decoded by ingest's own code: keyframes are cut from their video at
-the keyframe's time and turned as ingest turned them.
+the keyframe's time and turned as ingest turned them.  An asset whose path is an
+object URI (`s3://...`) is read through `ingest.objects`, as ingest read it.
 """
 from __future__ import annotations
 
 import io
+import mimetypes
 from pathlib import Path
 
 from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from warehouse.errors import Unprocessable
 from warehouse import catalog
@@ -30,14 +32,26 @@ def _row(state, asset_id: str) -> dict:
     return row
 
 
+def _located(row: dict):
+    """The asset's file or object, 404 if it is gone, 422 if it can no longer be read."""
+    from ingest import objects
+
+    path = objects.location(row["path"])
+    try:
+        present = path.is_file()
+    except OSError as e:  # an object the server's credentials may no longer read
+        raise Unprocessable(f"the file of asset {row['coactive_image_id']} cannot be read: {e}") from None
+    if not present:
+        raise NotFound(f"the file of asset {row['coactive_image_id']} is gone: {path}")
+    return path
+
+
 def _open_image(row: dict, size: int):
     """The asset's picture decoded as ingest decodes it (EXIF orientation, a video's display
     rotation, transparency on white); a file no longer decodable is a 422 with the reason."""
     from ingest.decode import DecodeError, file_digest, open_image
 
-    path = Path(row["path"])
-    if not path.is_file():
-        raise NotFound(f"the file of asset {row['coactive_image_id']} is gone: {path}")
+    path = _located(row)
     try:
         if row["media_type"] == "keyframe":
             from ingest.video import frame_at
@@ -86,7 +100,17 @@ def get_thumbnail(asset_id: str, state: State, who: Reader, size: int = Query(25
 def get_image(asset_id: str, state: State, who: Reader):
     """The original file (for a keyframe: the video it came from)."""
     row = _row(state, asset_id)
-    path = Path(row["path"])
-    if not path.is_file():
-        raise NotFound(f"the file of asset {asset_id} is gone: {path}")
-    return FileResponse(path)
+    path = _located(row)
+    if isinstance(path, Path):
+        return FileResponse(path)
+    from ingest import objects
+
+    fh = objects.open_input(path)
+
+    def chunks():
+        with fh:
+            while chunk := fh.read(1 << 20):
+                yield chunk
+
+    return StreamingResponse(chunks(), media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+                             headers={"Content-Length": str(objects.fstat(fh)[0])})
