@@ -307,6 +307,13 @@ class ObjectFile(io.RawIOBase):
         b[: len(data)] = data
         return len(data)
 
+    def readall(self) -> bytes:
+        # RawIOBase's own readall asks for 8 KB at a time: one ranged GET each.
+        try:
+            return self._f.read()
+        except OSError as e:
+            raise _reason(e, self.uri) from None
+
     def seek(self, offset: int, whence: int = 0) -> int:
         return self._f.seek(offset, whence)
 

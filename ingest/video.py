@@ -73,24 +73,39 @@ def av_errors():
     return av.error.FFmpegError
 
 
+# PyAV does not close a file object it was given: the file each open container reads, by id.
+_FILES: dict[int, object] = {}
+
+
 def _open(path, files: FileAccess = PLAIN):
+    """An open container (close it with `_close`); through a checked FileAccess, or from object
+    storage, PyAV reads the file object opened here (a buffered, seekable stream)."""
     import av
 
     path = objects.location(path)
     src = None
     try:
-        # Through a checked FileAccess, or from object storage, PyAV reads the file object
-        # opened here (a buffered, seekable stream), closed after the container.
         src = str(path) if files is PLAIN and isinstance(path, Path) else files.open(path)
         container = av.open(src, metadata_errors="ignore")
     except av.error.FFmpegError as e:
         if src is not None and not isinstance(src, str):
             src.close()
         raise DecodeError(f"not a readable video: {getattr(e, 'strerror', None) or e}") from None
+    if not isinstance(src, str):
+        _FILES[id(container)] = src
     if not container.streams.video:
-        container.close()
+        _close(container)
         raise DecodeError("no video stream in file")
     return container
+
+
+def _close(container) -> None:
+    try:
+        container.close()
+    finally:
+        fh = _FILES.pop(id(container), None)
+        if fh is not None:
+            fh.close()
 
 
 def frame_rotation(frame) -> int:
@@ -137,7 +152,7 @@ def probe(path: Path, files: FileAccess = PLAIN) -> dict:
             "rotation": rotation,
         }
     finally:
-        container.close()
+        _close(container)
 
 
 def frame_size(width: int, height: int, target: int | None, analysis_size: int | None) -> tuple[int, int]:
@@ -229,7 +244,7 @@ class KeyframeStream:
                 self._finish(f"video decoding stopped at {at}: {getattr(e, 'strerror', None) or e}")
                 return
         finally:
-            container.close()
+            _close(container)
         if index == 0:
             self._finish("no decodable frames in video")
         elif not stopped_early and info.duration_ms and self.decoded_until_ms is not None:
@@ -336,4 +351,4 @@ def frame_at(path, time_ms: int):
         rotation = frame_rotation(frame)
         return image.rotate(rotation, expand=True) if rotation else image
     finally:
-        container.close()
+        _close(container)

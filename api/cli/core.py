@@ -23,7 +23,7 @@ def ingest(
     paths: List[str] = typer.Argument(..., help="Directories (recursive), globs, files, or @list.txt files."),
     dataset: str = typer.Option("default", "--dataset", "-d", help="Dataset to add the assets to."),
     encoder: Optional[str] = typer.Option(None, "--encoder", "-e", help="imagenet-lite0 (default) or clip:<model>:<pretrained>."),
-    manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV or JSONL with a 'path' column; other columns become metadata."),
+    manifest: Optional[str] = typer.Option(None, "--manifest", help="CSV or JSONL (a file or an s3:// object) with a 'path' column; other columns become metadata."),
     batch_size: int = typer.Option(32, "--batch-size"),
     workers: Optional[int] = typer.Option(None, "--workers", help="Decode threads (default: number of cores)."),
     fps: float = typer.Option(1.0, "--fps", help="Video keyframes sampled per second."),
@@ -34,8 +34,15 @@ def ingest(
     root: Optional[Path] = RootOption,
 ):
     """Ingest images (and videos) into a dataset; bad files become ingest_errors rows."""
-    if manifest is not None and not manifest.is_file():
-        fail(f"manifest not found: {manifest}")
+    if manifest is not None:
+        from ingest.objects import location
+
+        try:
+            found = location(manifest).is_file()
+        except OSError as e:  # an object the credentials may not read
+            fail(f"cannot read manifest {manifest}: {e}")
+        if not found:
+            fail(f"manifest not found: {manifest}")
     _check_encoder(encoder)
     wh = open_warehouse(root)
     try:
