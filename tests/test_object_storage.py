@@ -81,7 +81,9 @@ def store(tmp_path_factory, photo_dir):
     os.environ.update(AWS_ACCESS_KEY_ID=key["AccessKeyId"], AWS_SECRET_ACCESS_KEY=key["SecretAccessKey"],
                       PIXQL_S3_ENDPOINT_URL=endpoint)
     yield {"endpoint": endpoint, "objects": objects, "photos": photos, "video": video}
+    # moto's backends and auth switch are process-wide: leave them as other tests expect.
     requests.post(f"{endpoint}/moto-api/reset-auth", data=b"inf")
+    requests.post(f"{endpoint}/moto-api/reset")
     server.stop()
     for k, v in saved.items():
         if v is None:
@@ -272,3 +274,17 @@ def test_http_ingest_query_thumbnail_image_and_classify_on_s3_paths(store, serve
 
     with served.client(served.tokens["read"]) as http:  # ingest needs write scope, as for local paths
         assert http.post("/api/v1/ingestion", json={"dataset": "s3", "paths": [PREFIX]}).status_code == 403
+
+
+def test_object_roots_match_whole_buckets_and_segments_only():
+    from ingest.objects import under
+
+    roots = ["s3://media/photos/", "gs://other"]
+    assert under("s3://media/photos/a.jpg", roots) and under("s3://media/photos/x/y.png", roots)
+    assert under("gs://other/anything/at/all.jpg", roots)
+    assert not under("s3://media/photos2/a.jpg", roots)  # a prefix is whole segments
+    assert not under("s3://media-archive/photos/a.jpg", roots)  # and a bucket a whole name
+    assert not under("gs://media/photos/a.jpg", roots)  # the scheme counts
+    for sneaky in ("s3://media/photos/../secret.jpg", "s3://media/photos/./a.jpg", "s3://media/photos//a.jpg"):
+        assert not under(sneaky, roots), sneaky
+    assert not under("/media/photos/a.jpg", roots)
