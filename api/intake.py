@@ -52,7 +52,7 @@ import httpx
 from fastapi import Depends, HTTPException, Request
 
 from ingest import objects
-from ingest.sources import OUTSIDE, PLAIN, FileAccess, expand
+from ingest.sources import OUTSIDE, FileAccess, expand
 from warehouse.errors import Forbidden, Invalid
 
 INTAKE_KEY = "x-pixql-intake"

@@ -13,7 +13,6 @@ import uuid
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import io
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from apiserver import Server, free_port, make_token, poll
 
@@ -250,9 +252,6 @@ def test_http_ingest_query_thumbnail_image_and_classify_on_s3_paths(store, serve
         for asset in (chelsea, clip):
             t = http.get(f"/api/v1/assets/{asset['coactive_image_id']}/thumbnail", params={"size": 64})
             assert t.status_code == 200 and t.content[:2] == b"\xff\xd8", t.text
-            from PIL import Image
-            import io
-
             assert max(Image.open(io.BytesIO(t.content)).size) == 64
         image = http.get(f"/api/v1/assets/{chelsea['coactive_image_id']}/image")
         assert image.status_code == 200 and image.content == store["objects"]["photos/chelsea.png"]

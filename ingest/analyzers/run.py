@@ -11,13 +11,13 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from warehouse import catalog
 
 from ..decode import DecodedAsset, decode_source
+from ..objects import location
 from ..sources import Source
 from . import get_analyzer, parse_analyzers
 from . import store
@@ -118,8 +118,13 @@ def missing(con, dataset: str, names: list[str]) -> dict[str, tuple[str, str, li
 
 def _decoded(path: str, media: str, ids: set[str], dataset: str, known_videos: dict, on_error):
     """Yield the stored assets `ids` of one file, decoded again."""
-    src = Source(Path(path))
-    if not src.path.exists():
+    src = Source(location(path))  # a local file or an object URI, as ingest stored it
+    try:
+        present = src.path.exists()
+    except OSError as e:  # an object the credentials may no longer read
+        on_error(path, f"cannot analyze: {e}")
+        return
+    if not present:
         on_error(path, "file no longer exists; cannot analyze")
         return
     if media == "keyframe":
