@@ -65,11 +65,9 @@ def image_origin(photo_dir):
     srv.shutdown()
 
 
-def _photos_uuid(sdk) -> str:
-    return sdk.call("""
-        ds = client.dataset.list().data
-        result = [d.dataset_id for d in ds if d.name == "photos"][0]
-    """)
+def _json(v):
+    """A JSON column as a query row carries it (text)."""
+    return json.loads(v) if isinstance(v, str) else v
 
 
 # -- query ----------------------------------------------------------------------------------------
@@ -200,6 +198,8 @@ def test_errors_are_the_sdks_not_found_and_unprocessable(sdk):
                 seen[name] = None
             except NotFoundError as e:
                 seen[name] = ["NotFoundError", e.body["detail"]]
+            except ApiError as e:
+                seen[name] = [type(e).__name__, e.status_code, e.body["detail"]]
         try:
             client.query.execute(query="", dataset_id="photos")
         except UnprocessableEntityError as e:
@@ -208,7 +208,9 @@ def test_errors_are_the_sdks_not_found_and_unprocessable(sdk):
     """)
     assert out["query"] == ["NotFoundError", "unknown query id 'no-such-id'"]
     assert out["dataset"] == ["NotFoundError", "unknown dataset 'no-such-dataset'"]
-    assert out["images"][0] == "NotFoundError" and out["execute_unknown_dataset"][0] == "NotFoundError"
+    assert out["images"][0] == "NotFoundError"
+    # An unknown dataset in a query stays the 400 PixQL's own clients get (tests/test_api_queries.py).
+    assert out["execute_unknown_dataset"] == ["ApiError", 400, "unknown dataset_id 'nope'"]
     assert out["empty_sql"] == ["UnprocessableEntityError", [["body", "query"]]]
 
 
@@ -274,6 +276,10 @@ def test_add_assets_by_path_and_url_then_images_and_metadata(sdk, server, photo_
     local.mkdir()
     for n in ("coffee.png", "astronaut.png"):
         shutil.copy(photo_dir / n, local / n)
+    manifest_dir = tmp_path / "manifest"
+    manifest_dir.mkdir()
+    shutil.copy(photo_dir / "flower.jpg", manifest_dir / "flower.jpg")
+    (manifest_dir / "list.csv").write_text("path,source\nflower.jpg,manifest\n")
     out = sdk.call("""
         import time
         from coactive.types.add_image_request import AddImageRequest
@@ -281,9 +287,10 @@ def test_add_assets_by_path_and_url_then_images_and_metadata(sdk, server, photo_
         conf = client.dataset.add_assets(d.dataset_id, images=[
             AddImageRequest(path=params["coffee"], id="client-1", metadata={"source": "disk"}),
             AddImageRequest(path=params["url"]),
-        ], data_path=params["dir"])
+        ], data_path=params["dir"], csv_path=params["csv"])
         result = {"conf": jsonable(conf.dict()), "dataset_id": d.dataset_id}
-    """, coffee=str(local / "coffee.png"), url=f"{image_origin.url}/rocket.png", dir=str(local))
+    """, coffee=str(local / "coffee.png"), url=f"{image_origin.url}/rocket.png", dir=str(local),
+                   csv=str(manifest_dir / "list.csv"))
     conf = out["conf"]
     job_id = conf["requestGroupId"]
     with server.client(server.tokens["read"]) as http_:
@@ -291,7 +298,7 @@ def test_add_assets_by_path_and_url_then_images_and_metadata(sdk, server, photo_
         while (job := http_.get(f"/api/v1/ingestion/{job_id}").json())["status"] not in ("Complete", "Error"):
             assert time.monotonic() < deadline, job
             time.sleep(0.2)
-    assert job["status"] == "Complete" and job["added_assets"] == 3, job
+    assert job["status"] == "Complete" and job["added_assets"] == 4, job
     out2 = sdk.call("""
         from coactive.types.update_image_metadata_request import UpdateImageMetadataRequest
         imgs = client.dataset.get_images(params["ds"])
@@ -312,7 +319,8 @@ def test_add_assets_by_path_and_url_then_images_and_metadata(sdk, server, photo_
                   "by_path": by_path.coactive_image_id, "videos": client.dataset.get_videos(params["ds"]).meta.page.total}
     """, ds=out["dataset_id"], coffee=str(local / "coffee.png"))
     images = {Path(i["path"]).name.split("-", 1)[-1]: i for i in out2["images"]}
-    assert set(images) == {"coffee.png", "astronaut.png", "rocket.png"} and out2["count"] == 3
+    assert set(images) == {"coffee.png", "astronaut.png", "rocket.png", "flower.jpg"} and out2["count"] == 4
+    assert images["flower.jpg"]["metadata"] == {"source": "manifest"}  # csv_path: the other columns are metadata
     added = {i["path"]: i for i in conf["images"]}
     # The ids the add answered with are the ids the job committed.
     assert {i["coactiveImageId"] for i in conf["images"]} <= {i["coactiveImageId"] for i in out2["images"]}
@@ -322,13 +330,59 @@ def test_add_assets_by_path_and_url_then_images_and_metadata(sdk, server, photo_
     rocket = images["rocket.png"]
     assert rocket["path"].startswith(str(server.root / "uploads"))  # fetched through the intake
     assert len(out2["upd"]["images"]) == 2
-    md = {Path(r["path"]).name: json.loads(r["metadata"]) if isinstance(r["metadata"], str) else r["metadata"]
-          for r in out2["rows"]}
+    md = {Path(r["path"]).name: _json(r["metadata"]) for r in out2["rows"]}
     assert md["astronaut.png"] == {"reviewed": True} and md["coffee.png"] == {"source": "disk", "n": 2}
     assert out2["detail"]["coactiveImageId"] == images["astronaut.png"]["coactiveImageId"]
     assert out2["detail"]["metadata"] == {"reviewed": True}
     assert out2["by_path"] == coffee["coactiveImageId"]
     assert out2["videos"] == 0
+
+
+def test_add_video_then_video_keyframe_details_and_metadata(sdk, server, tmp_path):
+    from videogen import make_video
+
+    video = make_video(tmp_path / "clip.mp4", seconds=3, rate=10, width=160, height=120)
+    out = sdk.call("""
+        from coactive.types.add_video_request import AddVideoRequest
+        d = client.dataset.create(name="clips")
+        conf = client.dataset.add_assets(d.dataset_id, videos=[AddVideoRequest(path=params["video"],
+                                                                               metadata={"show": "a"})])
+        result = {"conf": jsonable(conf.dict()), "ds": d.dataset_id}
+    """, video=str(video))
+    job_id = out["conf"]["requestGroupId"]
+    with server.client(server.tokens["read"]) as http_:
+        deadline = time.monotonic() + 180
+        while (job := http_.get(f"/api/v1/ingestion/{job_id}").json())["status"] not in ("Complete", "Error"):
+            assert time.monotonic() < deadline, job
+            time.sleep(0.2)
+        assert job["status"] == "Complete" and job["added_assets"] >= 2, job
+    got = sdk.call("""
+        from coactive.types.update_video_metadata_request import UpdateVideoMetadataRequest
+        vids = client.dataset.get_videos(params["ds"])
+        v = vids.data[0]
+        by_path = client.asset.get_video_detail(path=params["video"])
+        client.dataset.update_asset_metadata(params["ds"], videos=[
+            UpdateVideoMetadataRequest(coactive_video_id=v.coactive_video_id, metadata={"show": "b"})])
+        q = client.query.execute(query="SELECT coactive_image_id, keyframe_time_ms, metadata FROM coactive_table_adv "
+                                       "ORDER BY keyframe_index", dataset_id=params["ds"])
+        while client.query.get(q.query_id).status.value not in ("Complete", "Error"):
+            pass
+        rows = [r.data for r in client.query.get(q.query_id).result.data]
+        kf = client.asset.get_image_detail(coactive_image_id=rows[1]["coactive_image_id"])
+        result = {"videos": jsonable([x.dict() for x in vids.data]), "by_path": by_path.coactive_video_id,
+                  "rows": rows, "kf": jsonable(kf.dict()), "kf_type": type(kf).__name__,
+                  "images": client.dataset.get_images(params["ds"]).meta.page.total}
+    """, ds=out["ds"], video=str(video))
+    [v] = got["videos"]
+    assert v["coactiveVideoId"] == out["conf"]["videos"][0]["coactiveVideoId"]  # the id the add answered with
+    assert v["metadata"] == {"show": "a"} and v["path"] == str(video.resolve())
+    assert got["by_path"] == v["coactiveVideoId"]
+    assert len(got["rows"]) >= 2 and got["images"] == 0  # keyframes are not the dataset's images
+    assert all(_json(r["metadata"]) == {"show": "b"} for r in got["rows"])  # a video's metadata, on its keyframes
+    kf = got["kf"]
+    assert got["kf_type"] == "Keyframe" and kf["video"]["coactiveVideoId"] == v["coactiveVideoId"]
+    assert kf["timestamp"] == got["rows"][1]["keyframe_time_ms"] == kf["shot"]["startTimeMs"]
+    assert kf["shot"]["endTimeMs"] > kf["shot"]["startTimeMs"]
 
 
 def test_add_assets_refuses_bad_input(sdk, tmp_path):

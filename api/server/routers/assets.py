@@ -89,7 +89,8 @@ def image_detail(state: State, who: Reader, dataset_id: str | None = None, path:
     _detail_args(dataset_id, path, coactive_image_id, "image")
     con = state.cursor()
     dataset = catalog.resolve_dataset(con, dataset_id) if dataset_id else None
-    aid = coactive_image_id or catalog.asset_id_at_path(con, path, dataset)
+    aid = coactive_image_id or catalog.asset_id_at_path(con, path, dataset) or \
+        catalog.asset_id_at_path(con, str(Path(path).resolve()), dataset)
     row = catalog.asset(con, aid) if aid else None
     if row is None or (dataset is not None and row["dataset"] != dataset):
         raise NotFound(f"unknown image {coactive_image_id or path!r}" + (f" in dataset {dataset!r}" if dataset else ""))

@@ -84,7 +84,7 @@ def _add(state, intake, ref: str, body: AddAssets, who) -> AddAssetsConfirmation
     if not entries and not body.data_path and not body.csv_path:
         raise RequestValidationError([{"loc": ["body"], "type": "value_error",
                                        "msg": "nothing to add: give images, videos, dataPath or csvPath"}])
-    # Refusals first (403 before anything is read or fetched), then the dataset (404).
+    # Refusals first (403 before anything is read or fetched), then the dataset (404), then bad input (400).
     urls = [e.path for _, e in entries if _is_url(e.path)]
     listed = [e.path for _, e in entries if not _is_url(e.path)]
     manifest_paths: list[str] = []
@@ -96,18 +96,19 @@ def _add(state, intake, ref: str, body: AddAssets, who) -> AddAssetsConfirmation
             manifest_paths = [str(p) for p in load_manifest(body.csv_path)]
         except OSError as e:
             raise Invalid(f"{body.csv_path}: cannot read manifest: {e.strerror or e}") from None
-    sources = intake.check_paths(listed + ([body.data_path] if body.data_path else []) + manifest_paths)
+    sources = intake.check_paths(listed + manifest_paths)
+    # A directory's unusable files are the job's ingest errors; a data path that is not there is a 400.
+    walked = intake.check_paths([body.data_path]) if body.data_path else []
     problems = intake.check_urls(urls)
+    name = catalog.resolve_dataset(state.cursor(), ref)
     if problems:
         url, why = next(iter(problems.items()))
         raise Invalid(f"{url}: {why}")
     bad = [s for s in sources if s.problem]
     if bad:
         raise Invalid(f"{bad[0].path}: {bad[0].problem}")
-    name = catalog.resolve_dataset(state.cursor(), ref)
-    from ingest.pipeline import validate_dataset_name
-
-    validate_dataset_name(name)
+    if body.data_path and (not walked or (len(walked) == 1 and walked[0].problem)):
+        raise Invalid(f"{body.data_path}: {walked[0].problem if walked else 'matches no files'}")
     saved = _download(state, intake, urls)
     resolved = []
     for kind, e in entries:
