@@ -429,3 +429,32 @@ def test_dynamic_tags_and_credentials_answer_501_naming_the_call(sdk):
     """)
     for call, got in out.items():
         assert got is not None and got[0] == 501 and got[1] == call and got[2].startswith(call), (call, got)
+
+
+# -- dataset ids (no server) -------------------------------------------------------------------------
+def test_dataset_uuid_migration_and_the_one_resolver(photo_warehouse):
+    """Datasets made before the UUID migration get one each, distinct; names and UUIDs both resolve."""
+    import duckdb
+
+    from warehouse import catalog, migrations
+    from warehouse.errors import NotFound
+
+    con = duckdb.connect()
+    [uuid_step] = [m for m in migrations.MIGRATIONS if m[1].startswith("datasets.dataset_id")]
+    for number, _, steps in migrations.MIGRATIONS:
+        if number == uuid_step[0]:
+            con.execute("INSERT INTO catalog.datasets (name, encoder, created_dt) VALUES "
+                        "('old_a', 'imagenet-lite0', now()), ('old_b', 'imagenet-lite0', now())")
+        for step in steps:
+            step(con) if callable(step) else con.execute(step)
+    ids = dict(con.execute("SELECT name, dataset_id FROM catalog.datasets").fetchall())
+    assert len(set(ids.values())) == 2 and all(len(v) == 36 for v in ids.values())
+    catalog.ensure_dataset(con, "new_c", "imagenet-lite0")
+    new_id = catalog.dataset_uuid(con, "new_c")
+    assert new_id and new_id not in ids.values()
+    for name, uid in {**ids, "new_c": new_id}.items():
+        assert catalog.resolve_dataset(con, name) == catalog.resolve_dataset(con, uid) == name
+    with pytest.raises(NotFound, match="unknown dataset 'nope'"):
+        catalog.resolve_dataset(con, "nope")
+    cur = photo_warehouse.cursor()  # a warehouse opened by this code has them too
+    assert catalog.resolve_dataset(cur, catalog.dataset_uuid(cur, "photos")) == "photos"
