@@ -252,7 +252,14 @@ class Client:
 
     # -- datasets, ingestion, assets ---------------------------------------------------------
     def datasets(self) -> list[dict]:
-        return self._request("GET", "/api/v1/datasets")
+        """Every dataset (the server answers Coactive's paged {meta, data}; this reads all pages)."""
+        out, offset = [], 0
+        while True:
+            page = self._request("GET", "/api/v1/datasets", params={"offset": offset, "limit": 1000})
+            out += page["data"]
+            offset += len(page["data"])
+            if not page["data"] or offset >= (page["meta"]["page"]["total"] or 0):
+                return out
 
     def tables(self) -> list[dict]:
         return self._request("GET", "/api/v1/tables")

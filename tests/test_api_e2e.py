@@ -57,7 +57,7 @@ def test_ingested_over_http(api_server, photo_dir):
     assert job["total_assets"] == job["processed_assets"] == n_files
     assert job["added_assets"] == n_files and job["errored_assets"] == 0
     with api_server.client(api_server.tokens["read"]) as http:
-        ds = {d["dataset_id"]: d for d in http.get("/api/v1/datasets").json()}
+        ds = {d["dataset_id"]: d for d in http.get("/api/v1/datasets").json()["data"]}
         assert ds["photos"]["asset_count"] == n_files
         assert "coactive_table" in {t["name"] for t in ds["photos"]["tables"]}
 

@@ -31,7 +31,8 @@ from ingest.sources import OUTSIDE
 # Field names that carry a path, a URL or an upload in a request schema.
 PATH_FIELDS, URL_FIELDS, UPLOAD_FIELDS = {"path", "paths"}, {"url", "urls", "callback_url"}, {"file", "files"}
 # Routes whose `path` names a row the catalog already holds (looked up, never opened).
-CATALOG_LOOKUPS = {("GET", "/web/api/thumbnail")}
+CATALOG_LOOKUPS = {("GET", "/web/api/thumbnail"), ("GET", "/api/v1/assets/image-detail"),
+                   ("GET", "/api/v1/assets/video-detail"), ("PUT", "/api/v1/datasets/{dataset_id}/assets-metadata")}
 
 
 def _fields(schema, defs=None) -> set[str]:
@@ -95,6 +96,10 @@ CASES = {
                                    "callback": lambda u: {"items": [{"coactive_image_id": "x"}], "callback_url": u}},
     ("POST", "/api/v1/feedback"): {"path": lambda p: {"path": p, "verdict": "block"},
                                    "url": lambda u: {"url": u, "verdict": "block"}},
+    # The Coactive SDK's routes: intake refusals come before the dataset is looked up.
+    ("POST", "/api/v1/datasets/{dataset_id}/assets"): {"path": lambda p: {"images": [{"path": p}]},
+                                                       "url": lambda u: {"images": [{"path": u}]}},
+    ("POST", "/api/v1/classify/image/url"): {"url": lambda u: {"url": u}},
 }
 UPLOAD_FIELD = {"/api/v1/ingestion": "files", "/api/v1/classify": "files", "/api/v1/moderate": "files",
                 "/api/v1/feedback": "file"}
@@ -130,7 +135,8 @@ def test_every_route_that_reads_client_paths_urls_or_uploads_goes_through_the_in
     # The schema check sees what it should (it is not vacuous): the four routes, by their fields.
     assert {k: shown for k, (_, shown, _) in table.items() if shown and k not in CATALOG_LOOKUPS} == {
         ("POST", "/api/v1/ingestion"): {"path", "upload"}, ("POST", "/api/v1/classify"): {"path", "url", "upload"},
-        ("POST", "/api/v1/moderate"): {"path", "url", "upload"}, ("POST", "/api/v1/feedback"): {"path", "url", "upload"}}
+        ("POST", "/api/v1/moderate"): {"path", "url", "upload"}, ("POST", "/api/v1/feedback"): {"path", "url", "upload"},
+        ("POST", "/api/v1/datasets/{dataset_id}/assets"): {"path"}, ("POST", "/api/v1/classify/image/url"): {"url"}}
 
 
 # -- fixtures -----------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 
 from . import migrations
+from .errors import NotFound
 
 # Ingest runs alive in this process.  DuckDB lets one process write the file, so a run
 # found 'Running' on open that is not in here belongs to a process that is gone.
@@ -85,12 +86,15 @@ def encoder_columns(con, name: str) -> dict[str, int]:
     return json.loads(row[0]) if row else {}
 
 
-def ensure_dataset(con, name: str, encoder: str, description: str | None = None) -> str:
-    """Create the dataset if new; return its default encoder (the first one it got)."""
+def ensure_dataset(con, name: str, encoder: str, description: str | None = None,
+                   created_by: str | None = None) -> str:
+    """Create the dataset if new (its UUID comes from the column default); return its default encoder."""
     row = con.execute("SELECT encoder FROM catalog.datasets WHERE name = ?", [name]).fetchone()
     if row:
         return row[0]
-    insert(con, "datasets", dict(name=name, encoder=encoder, description=description, created_dt=now()))
+    t = now()
+    insert(con, "datasets", dict(name=name, encoder=encoder, description=description, created_dt=t,
+                                 created_by=created_by, updated_by=created_by, updated_dt=t))
     return encoder
 
 
@@ -206,6 +210,124 @@ def asset_paths(con, dataset: str) -> list[str]:
                                       [dataset]).fetchall()]
 
 
+def resolve_dataset(con, ref: str) -> str:
+    """The name of the dataset `ref` names, by name or by its UUID (`dataset_id`); NotFound otherwise.
+
+    The one place a client's dataset reference becomes a name: routers, the SDK-compatible
+    routes and deletion all call this, so every route takes either form.
+    """
+    row = con.execute("SELECT name FROM catalog.datasets WHERE name = $r UNION ALL "
+                      "SELECT name FROM catalog.datasets WHERE dataset_id = $r LIMIT 1", {"r": ref}).fetchone()
+    if row is None:
+        raise NotFound(f"unknown dataset {ref!r}")
+    return row[0]
+
+
+def dataset_uuid(con, name: str | None) -> str | None:
+    """The UUID of the dataset called `name` (None for None or a dataset gone)."""
+    if name is None:
+        return None
+    row = con.execute("SELECT dataset_id FROM catalog.datasets WHERE name = ?", [name]).fetchone()
+    return row[0] if row else None
+
+
+DATASET_RECORD_FIELDS = ["name", "dataset_uuid", "description", "encoder", "created_dt", "created_by",
+                         "updated_dt", "updated_by", "asset_count", "image_count", "video_count", "encoders",
+                         "error_count", "ingesting"]
+
+
+def dataset_records(con, name: str | None = None, offset: int = 0, limit: int | None = None) -> tuple[list[dict], int]:
+    """Datasets (or the one named) with their counts, as dicts of DATASET_RECORD_FIELDS, and the total.
+
+    `ingesting` counts the ingest jobs of the dataset still queued or running.
+    """
+    where, args = ("WHERE d.name = $name", {"name": name}) if name is not None else ("", {})
+    total = con.execute(f"SELECT count(*) FROM catalog.datasets d {where}", args).fetchone()[0]
+    page = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else ""
+    rows = con.execute(f"""SELECT d.name, d.dataset_id, d.description, d.encoder, d.created_dt, d.created_by,
+          coalesce(d.updated_dt, d.created_dt), d.updated_by,
+          (SELECT count(*) FROM catalog.assets a WHERE a.dataset = d.name),
+          (SELECT count(*) FROM catalog.assets a WHERE a.dataset = d.name AND a.media_type = 'image'),
+          (SELECT count(*) FROM catalog.videos v WHERE v.dataset = d.name AND v.status <> 'partial'),
+          (SELECT list(DISTINCT p.encoder ORDER BY p.encoder) FROM catalog.parts p
+            WHERE p.dataset = d.name AND p.kind = 'vectors'),
+          (SELECT count(*) FROM catalog.ingest_errors e WHERE e.dataset = d.name),
+          (SELECT count(*) FROM catalog.jobs j WHERE j.kind = 'ingest' AND j.status IN ('Queued', 'Running')
+            AND json_extract_string(j.params, '$.dataset') = d.name)
+       FROM catalog.datasets d {where} ORDER BY d.created_dt, d.name{page}""", args).fetchall()
+    return [dict(zip(DATASET_RECORD_FIELDS, r)) for r in rows], int(total)
+
+
+def update_dataset(con, name: str, description: str | None, updated_by: str | None) -> None:
+    con.execute("UPDATE catalog.datasets SET description = ?, updated_by = ?, updated_dt = ? WHERE name = ?",
+                [description, updated_by, now(), name])
+
+
+def set_asset_metadata(con, rows: list[dict], updated_by: str | None) -> datetime:
+    """Replace the user metadata of images or videos: rows of subject_id, subject_kind ('image' |
+    'video'), dataset, metadata and optionally user_id (kept when not given).  Returns the time.
+
+    Read back through coactive_table_adv.metadata, where it wins over the metadata ingest
+    wrote (a video's applies to its keyframes); the caller's transaction must call
+    `data_changed()`, since the views read this table.
+    """
+    t = now()
+    for r in rows:
+        con.execute(
+            """INSERT INTO catalog.asset_metadata (subject_id, subject_kind, dataset, metadata, user_id, updated_by,
+                   updated_dt) VALUES (?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (subject_id) DO UPDATE SET metadata = excluded.metadata, updated_by = excluded.updated_by,
+                   updated_dt = excluded.updated_dt, user_id = coalesce(excluded.user_id, asset_metadata.user_id)""",
+            [r["subject_id"], r["subject_kind"], r["dataset"],
+             None if r["metadata"] is None else json.dumps(r["metadata"]), r.get("user_id"), updated_by, t])
+    return t
+
+
+_IMAGE_FIELDS = ["coactive_image_id", "path", "created_dt", "metadata", "user_id", "updated_by", "updated_dt"]
+
+
+def dataset_images(con, dataset: str, offset: int = 0, limit: int = 100, ids: list[str] | None = None,
+                   paths: list[str] | None = None) -> tuple[list[dict], int]:
+    """A dataset's images (not keyframes) in ingest order with their current metadata, and their count;
+    `ids`/`paths` keep only those."""
+    where, args = "a.dataset = $d AND a.media_type = 'image'", {"d": dataset}
+    if ids is not None:
+        where += " AND list_contains($ids, a.coactive_image_id)"
+        args["ids"] = ids
+    if paths is not None:
+        where += " AND list_contains($paths, a.path)"
+        args["paths"] = paths
+    total = con.execute(f"SELECT count(*) FROM pixql_internal.assets a WHERE {where}", args).fetchone()[0]
+    rows = con.execute(
+        f"""SELECT a.coactive_image_id, a.path, a.created_dt, CAST(coalesce(m.metadata, a.metadata) AS VARCHAR),
+                   m.user_id, m.updated_by, m.updated_dt
+            FROM pixql_internal.assets a LEFT JOIN catalog.asset_metadata m ON m.subject_id = a.coactive_image_id
+            WHERE {where} ORDER BY a.created_dt, a.path, a.coactive_image_id LIMIT {int(limit)} OFFSET {int(offset)}""",
+        args).fetchall()
+    return [dict(zip(_IMAGE_FIELDS, r)) for r in rows], int(total)
+
+
+_VIDEO_FIELDS = ["coactive_video_id", "path", "created_dt", "metadata", "updated_by", "updated_dt"]
+
+
+def dataset_videos(con, dataset: str, offset: int = 0, limit: int = 100, ids: list[str] | None = None,
+                   paths: list[str] | None = None) -> tuple[list[dict], int]:
+    """A dataset's videos in ingest order with their user metadata, and their count."""
+    where, args = "v.dataset = $d", {"d": dataset}
+    if ids is not None:
+        where += " AND list_contains($ids, v.coactive_video_id)"
+        args["ids"] = ids
+    if paths is not None:
+        where += " AND list_contains($paths, v.path)"
+        args["paths"] = paths
+    total = con.execute(f"SELECT count(*) FROM catalog.videos v WHERE {where}", args).fetchone()[0]
+    rows = con.execute(
+        f"""SELECT v.coactive_video_id, v.path, v.created_dt, CAST(m.metadata AS VARCHAR), m.updated_by, m.updated_dt
+            FROM catalog.videos v LEFT JOIN catalog.asset_metadata m ON m.subject_id = v.coactive_video_id
+            WHERE {where} ORDER BY v.created_dt, v.path LIMIT {int(limit)} OFFSET {int(offset)}""", args).fetchall()
+    return [dict(zip(_VIDEO_FIELDS, r)) for r in rows], int(total)
+
+
 def dataset_exists(con, name: str) -> bool:
     return con.execute("SELECT count(*) FROM catalog.datasets WHERE name = ?", [name]).fetchone()[0] > 0
 
@@ -229,10 +351,12 @@ def asset(con, asset_id: str) -> dict | None:
     return dict(zip(ASSET_FIELDS, row)) if row else None
 
 
-def asset_id_at_path(con, path: str) -> str | None:
-    """The asset stored at `path` (for a video: its first keyframe)."""
-    row = con.execute("SELECT coactive_image_id FROM pixql_internal.assets WHERE path = ?"
-                      " ORDER BY keyframe_index NULLS FIRST LIMIT 1", [path]).fetchone()
+def asset_id_at_path(con, path: str, dataset: str | None = None) -> str | None:
+    """The asset stored at `path` (for a video: its first keyframe), in `dataset` if given."""
+    sql, args = "SELECT coactive_image_id FROM pixql_internal.assets WHERE path = ?", [path]
+    if dataset is not None:
+        sql, args = sql + " AND dataset = ?", args + [dataset]
+    row = con.execute(sql + " ORDER BY keyframe_index NULLS FIRST LIMIT 1", args).fetchone()
     return row[0] if row else None
 
 

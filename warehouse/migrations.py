@@ -342,6 +342,27 @@ MIGRATIONS: list[tuple[int, str, list[Step]]] = [
             PRIMARY KEY (encoder, position))""",
         _backfill_encoder_sql,
     ]),
+    # Stable dataset ids for clients that address datasets by id (the Coactive SDK); names
+    # keep working (catalog.resolve_dataset).  The volatile default gives each existing and
+    # each new row its own UUID.  asset_metadata: user metadata set after ingest (the SDK's
+    # update_asset_metadata), keyed by coactive_image_id or coactive_video_id; it replaces
+    # the metadata the asset part was written with in coactive_table_adv.metadata.  user_id
+    # is the client's own id for an image (the SDK's AddImageRequest.id).
+    (6, "datasets.dataset_id (UUID) and who/when updated; catalog.asset_metadata", [
+        "ALTER TABLE catalog.datasets ADD COLUMN IF NOT EXISTS dataset_id VARCHAR DEFAULT (gen_random_uuid()::VARCHAR)",
+        "UPDATE catalog.datasets SET dataset_id = gen_random_uuid()::VARCHAR WHERE dataset_id IS NULL",
+        "ALTER TABLE catalog.datasets ADD COLUMN IF NOT EXISTS created_by VARCHAR",
+        "ALTER TABLE catalog.datasets ADD COLUMN IF NOT EXISTS updated_by VARCHAR",
+        "ALTER TABLE catalog.datasets ADD COLUMN IF NOT EXISTS updated_dt TIMESTAMP",
+        """CREATE TABLE IF NOT EXISTS catalog.asset_metadata(
+            subject_id VARCHAR PRIMARY KEY,
+            subject_kind VARCHAR NOT NULL,
+            dataset VARCHAR NOT NULL,
+            metadata JSON,
+            user_id VARCHAR,
+            updated_by VARCHAR,
+            updated_dt TIMESTAMP NOT NULL)""",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -357,6 +357,21 @@ class QueryEngine:
             self._changed.notify_all()
         return self.record(qid)
 
+    def delete(self, qid: str, timeout: float = 30.0) -> None:
+        """Forget a query: a live one is stopped (and waited for, so no worker writes its file
+        afterwards), then its record and its result file are removed."""
+        rec = self.record(qid)
+        if rec["status"] not in FINAL:
+            if rec["status"] != "Stopping":
+                self.stop(qid)
+            rec = self.wait(qid, timeout)
+            if rec["status"] not in FINAL:
+                raise QueryConflict(f"query {qid} is still {rec['status']}; delete it once it has stopped")
+        self._writer.run("DELETE FROM catalog.queries WHERE query_id = ?", [qid])
+        self.result_path(qid).unlink(missing_ok=True)
+        with self._lock:
+            self._recent.pop(qid, None)
+
     def result_path(self, qid: str) -> Path:
         return self.results_dir / f"{qid}.parquet"
 

@@ -154,9 +154,15 @@ def build(con, root: Path) -> list[str]:
         f"CREATE OR REPLACE VIEW main.coactive_table AS\nSELECT {base}{extra}\n"
         f"FROM {INTERNAL}.assets a\n  {joins}"
     )
+    # Metadata replaced after ingest (catalog.asset_metadata: the image's own, else its video's)
+    # wins over what the asset part was written with.
     adv_base = ", ".join(
-        "CAST(a.metadata AS JSON) AS metadata" if c == "metadata" else f"a.{c}" for c in ADV_BASE_COLUMNS
+        "CAST(COALESCE(md_img.metadata, md_vid.metadata, a.metadata) AS JSON) AS metadata" if c == "metadata"
+        else f"a.{c}" for c in ADV_BASE_COLUMNS
     )
+    adv_joins = join_clause(parts.joins + [j for j in parts.adv_joins if j not in parts.joins] + [
+        "LEFT JOIN catalog.asset_metadata md_img ON md_img.subject_id = a.coactive_image_id",
+        "LEFT JOIN catalog.asset_metadata md_vid ON md_vid.subject_id = a.coactive_video_id"])
     adv_extra = "".join(f",\n  {c}" for c in parts.adv_columns)
     out.append(
         f"CREATE OR REPLACE VIEW main.coactive_table_adv AS\nSELECT {base}, {adv_base}{extra}{adv_extra}\n"

@@ -43,7 +43,8 @@ class IngestJobs:
         self._lock = threading.Lock()
         runner.register(KIND, self._run, lane="ingest")
 
-    def submit(self, paths: list[str], dataset: str, encoder: str | None = None, owner: str | None = None) -> dict:
+    def submit(self, paths: list[str], dataset: str, encoder: str | None = None, owner: str | None = None,
+               manifest: str | None = None) -> dict:
         from encoders import normalize_name
         from ingest.pipeline import validate_dataset_name
         from ingest.sources import expand
@@ -54,8 +55,10 @@ class IngestJobs:
         sources = expand(paths, files=self.files)  # raises on paths that do not exist
         if encoder is not None:
             encoder = normalize_name(encoder)
-        job = self.runner.submit(KIND, {"paths": [str(p) for p in paths], "dataset": dataset, "encoder": encoder},
-                                 owner=owner, counters={"total_assets": len(sources)})
+        params = {"paths": [str(p) for p in paths], "dataset": dataset, "encoder": encoder}
+        if manifest is not None:  # a CSV/JSONL of path + metadata columns (the SDK's csv_path)
+            params["manifest"] = str(manifest)
+        job = self.runner.submit(KIND, params, owner=owner, counters={"total_assets": len(sources)})
         return self._view(job)
 
     def get(self, job_id: str) -> dict:
@@ -92,6 +95,7 @@ class IngestJobs:
 
         try:
             report = self.wh.ingest(p["paths"], dataset=p["dataset"], encoder=p.get("encoder"), progress=False,
+                                    manifest=p.get("manifest"),
                                     part_rows=self.part_rows, on_progress=on_progress, run_id=ctx.job_id,
                                     should_stop=lambda: ctx.stopping, files=self.files)
         except Exception:  # the job says Error; its counts still say what was committed

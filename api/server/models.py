@@ -4,7 +4,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_serializer, field_validator
+from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, computed_field, field_serializer,
+                      field_validator)
 
 QueryStatus = Literal["Queued", "Running", "Stopping", "Complete", "Error", "Stopped"]
 Scope = Literal["read", "write", "admin"]
@@ -22,10 +23,13 @@ class _Out(BaseModel):
 
 # -- queries -----------------------------------------------------------------------------------
 class QueryRequest(BaseModel):
+    # The Coactive SDK sends {"query", "datasetId"}; PixQL's own clients send snake_case.
     model_config = ConfigDict(extra="forbid")
     query: str = Field(min_length=1, max_length=100_000, description="One SELECT over the warehouse views.")
-    dataset_id: str | None = Field(None, description="Limit coactive_table & co. to this dataset's rows.")
-    embedding_id: str | None = Field(None, description="Encoder name; checked and recorded.")
+    dataset_id: str | None = Field(None, validation_alias=AliasChoices("dataset_id", "datasetId"),
+                                   description="Limit coactive_table & co. to this dataset's rows (its name or UUID).")
+    embedding_id: str | None = Field(None, validation_alias=AliasChoices("embedding_id", "embeddingId"),
+                                     description="Encoder name; checked and recorded.")
 
 
 class ResultRow(BaseModel):
@@ -42,7 +46,25 @@ class QueryResults(BaseModel):
     data: list[ResultRow]
 
 
+class CoactiveQueryResult(BaseModel):
+    """The SDK's `QueryResult`: the same rows as `results`, with Coactive's page metadata."""
+
+    error: str | None = None
+    meta: dict | None = Field(None, description="PagedMetaResponse: page {currentPage, lastPage, limit, offset, total}, links, sort")
+    data: list[ResultRow] | None = None
+
+
+def _z(v: datetime | None) -> str | None:
+    if v is None:
+        return None
+    return (v if v.tzinfo else v.replace(tzinfo=timezone.utc)).isoformat().replace("+00:00", "Z")
+
+
 class QueryResponse(_Out):
+    """Today's snake_case fields, and beside them the camelCase ones of the SDK's `Query` /
+    `QueryWithResult` (`datasetId` is the dataset's UUID, "" for a query over every dataset)."""
+
+    model_config = ConfigDict(populate_by_name=True)
     query_id: str
     query: str
     dataset_id: str | None = None
@@ -54,13 +76,48 @@ class QueryResponse(_Out):
     total_row_count: int | None = None
     results: QueryResults | None = None
     error: str | None = None
+    dataset_uuid: str = Field("", alias="datasetId")
+    created_user_id: str = Field("pixql", alias="createdUserId")
+    result: CoactiveQueryResult | None = None
+
+    @computed_field(alias="queryId")
+    def _query_id(self) -> str:
+        return self.query_id
+
+    @computed_field(alias="createdDt")
+    def _created(self) -> str:
+        return _z(self.created_dt)
+
+    @computed_field(alias="startDt")
+    def _start(self) -> str | None:
+        return _z(self.start_dt)
+
+    @computed_field(alias="endDt")
+    def _end(self) -> str | None:
+        return _z(self.end_dt)
+
+    @computed_field(alias="updatedDt")
+    def _updated(self) -> str:
+        return _z(self.end_dt or self.start_dt or self.created_dt)
+
+    @computed_field(alias="updatedUserId")
+    def _updated_user(self) -> str:
+        return self.created_user_id  # only its owner changes a query (stop)
+
+    @computed_field(alias="isActive")
+    def _active(self) -> bool:
+        return self.status in ("Queued", "Running", "Stopping")
 
 
 class QueryList(BaseModel):
+    """Today's {queries, total, offset, limit} and the SDK's `PagedQueries` {meta, data} (the same records)."""
+
     queries: list[QueryResponse]
     total: int
     offset: int
     limit: int
+    meta: dict = Field(description="PagedMetaResponse")
+    data: list[QueryResponse]
 
 
 # -- datasets and ingestion ---------------------------------------------------------------------
@@ -75,13 +132,48 @@ class Table(BaseModel):
 
 
 class Dataset(_Out):
-    dataset_id: str
-    encoder: str
+    """PixQL's fields (`dataset_id` is the name, as before) and the Coactive SDK's `Dataset` beside them
+    (`datasetId` is the UUID).  `encoder` is Coactive's encoder enum, which names no PixQL encoder, so
+    it is null; the dataset's PixQL encoder is `default_encoder`."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    dataset_id: str = Field(description="The dataset's name (every route takes it, or the UUID).")
+    name: str
+    dataset_uuid: str = Field(alias="datasetId", description="The dataset's stable UUID.")
+    description: str | None = None
+    encoder: None = Field(None, description="Coactive's encoder name: none applies (see default_encoder).")
+    default_encoder: str
     created_dt: datetime
+    updated_dt: datetime
+    created_user_id: str = Field(alias="createdUserId")
+    updated_user_id: str = Field(alias="updatedUserId")
+    status: Literal["Incomplete", "Initializing", "Ready"] = Field(
+        description="Initializing while an ingestion job of it is queued or running; Incomplete when empty.")
     asset_count: int
+    image_count: int = Field(alias="imageCount")
+    video_count: int = Field(alias="videoCount")
     encoders: list[str]
     error_count: int
     tables: list[Table]
+
+    @computed_field(alias="createdDt")
+    def _created(self) -> str:
+        return _z(self.created_dt)
+
+    @computed_field(alias="updatedDt")
+    def _updated(self) -> str:
+        return _z(self.updated_dt)
+
+    @computed_field(alias="isDeletable")
+    def _deletable(self) -> bool:
+        return self.status != "Initializing"
+
+
+class DatasetList(BaseModel):
+    """Coactive's `PagedDatasets`."""
+
+    meta: dict = Field(description="PagedMetaResponse")
+    data: list[Dataset]
 
 
 class IngestRequest(BaseModel):

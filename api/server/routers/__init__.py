@@ -8,18 +8,22 @@ from __future__ import annotations
 
 from . import assets, classify, concepts, datasets, health, ingestion, moderation, queries, tokens
 from . import insights
+from . import coactive_assets, coactive_unsupported
 from api.web import router as web_page  # the browser UI: HTML shells + static files (api/web)
 
 ROUTERS = [
     health.router,
     queries.router,
+    queries.v0_router,
     classify.router,
     concepts.router,
     datasets.router,
+    coactive_assets.router,
     ingestion.router,
     assets.router,
     tokens.router,
     moderation.router,
     insights.router,
+    coactive_unsupported.router,
     web_page,
 ]

@@ -8,6 +8,9 @@ file is copied into a scratch directory as the intake opens it, so what is
 scored is what was checked.  Scoring is `concepts.classify`; this route only
 gathers the files and shapes the answer: per asset, each concept's `score`,
 `threshold` and `positive`, and the list of positive tags.
+
+`POST /api/v1/classify/image/url` is the Coactive SDK's `classify_image_at_url`:
+one URL, the same scoring, answered as `{"scores": [{conceptName, conceptId, ...}]}`.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -26,6 +29,7 @@ from api.intake import Intake, IntakeDep, declares
 from ..deps import State, Writer, model_ready
 from ..errors import TooLarge
 from ..models import ClassifyRequest, ClassifyResponse
+from ..models_coactive import Classification, ClassifyUrl
 from .ingestion import _safe_filename
 from warehouse.errors import Invalid
 
@@ -154,3 +158,33 @@ async def classify_assets(request: Request, state: State, who: Writer, intake: I
     finally:
         if batch is not None:
             shutil.rmtree(batch, ignore_errors=True)
+
+
+def concept_ids(con) -> dict[str, str]:
+    """{concept name: its id}: the stable id where the catalog keeps one, else the name (which
+    is unique and stable too: concepts are never renamed)."""
+    has_id = con.execute("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'catalog'"
+                         " AND table_name = 'concepts' AND column_name = 'concept_id'").fetchone()[0]
+    sql = "SELECT name, coalesce(concept_id, name) FROM catalog.concepts" if has_id else \
+        "SELECT name, name FROM catalog.concepts"
+    return dict(con.execute(sql).fetchall())
+
+
+@router.post("/classify/image/url", response_model=Classification, openapi_extra=declares("url"))
+async def classify_image_at_url(body: ClassifyUrl, state: State, who: Writer, intake: IntakeDep,
+                                threshold: float | None = Query(None, ge=0, le=1,
+                                                                description="Overrides each concept's threshold.")):
+    """Score the image at one http(s) URL against concepts (`conceptIds`: ids or names; default every one)."""
+    model_ready(state)
+    ids = await run_in_threadpool(concept_ids, state.cursor())
+    names = None
+    if body.concept_ids is not None:
+        by_id = {v: k for k, v in ids.items()}
+        names = [by_id.get(c, c) for c in body.concept_ids]  # an unknown one is the registry's 404
+    req = ClassifyRequest(urls=[body.url], concepts=names, threshold=threshold)
+    out = (await run_in_threadpool(_classify, state, intake, req, [])).results[0]
+    if out.error:
+        raise Invalid(f"{body.url}: {out.error}")
+    return Classification(scores=[{"concept_name": c.name, "concept_id": ids.get(c.name, c.name),
+                                   "threshold": c.threshold, "positive": c.positive,
+                                   "score": c.score} for c in out.concepts])

@@ -1,20 +1,44 @@
-"""`/api/v1/queries`: submit SQL, poll its status, page its rows (JSON), download them (CSV, Parquet), stop it."""
+"""`/api/v1/queries`: submit SQL, poll its status, page its rows (JSON), download them (CSV, Parquet), stop it.
+
+The same handlers answer PixQL's clients (snake_case, rows in `results`) and the
+Coactive SDK (camelCase twins, rows in `result`): see `models.QueryResponse`.
+`v0_router` serves the tutorial's older generated SDK (`/api/v0/queries`) with them too.
+"""
 from __future__ import annotations
 
 import asyncio
 import time
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import BaseModel
 
+from warehouse import catalog
 from warehouse.queries import FINAL, QueryConflict, QueryNotFound
 
 from ..deps import Reader, State
 from ..errors import NotFound
-from ..models import QueryList, QueryRequest, QueryResponse, QueryResults, QueryStatus
+from ..models import CoactiveQueryResult, QueryList, QueryRequest, QueryResponse, QueryResults, QueryStatus
+from ..models_coactive import SERVER_USER, paged_meta
 
 router = APIRouter(prefix="/api/v1/queries", tags=["queries"])
+v0_router = APIRouter(prefix="/api/v0/queries", tags=["queries"])
+
+
+class DownloadUrl(BaseModel):
+    """The SDK's `QueryResultsDownloadUrl`; the URL takes the same bearer token as this call."""
+
+    queryId: str
+    downloadUrl: str
+    query_id: str
+    download_url: str
+
+
+class Deleted(BaseModel):
+    query_id: str
+    queryId: str
+    deleted: bool
 
 
 def _visible(state, who, qid: str) -> dict:
@@ -24,8 +48,11 @@ def _visible(state, who, qid: str) -> dict:
     return rec
 
 
-def _response(state, rec: dict, offset: int | None = None, limit: int | None = None) -> QueryResponse:
+def _response(state, rec: dict, offset: int | None = None, limit: int | None = None,
+              path: str | None = None) -> QueryResponse:
     body = {k: rec[k] for k in QueryResponse.model_fields if k in rec and k != "results"}
+    body["dataset_uuid"] = catalog.dataset_uuid(state.cursor(), rec["dataset_id"]) or rec["dataset_id"] or ""
+    body["created_user_id"] = rec.get("owner") or SERVER_USER
     if rec["status"] == "Complete" and offset is not None:
         names, rows = state.engine.page(rec["query_id"], offset, limit)
         total = rec["total_row_count"] or 0
@@ -39,27 +66,57 @@ def _response(state, rec: dict, offset: int | None = None, limit: int | None = N
             next_offset=end if end < total else None,
             data=rows,
         )
+        meta = paged_meta(path or f"/api/v1/queries/{rec['query_id']}", offset, limit, total)
+        body["result"] = CoactiveQueryResult(meta=meta.model_dump(by_alias=True), data=rows)
+    elif rec["status"] == "Error":
+        body["result"] = CoactiveQueryResult(error=rec["error"])
     return QueryResponse(**body)
 
 
 @router.post("", status_code=201, response_model=QueryResponse, response_model_exclude_none=False)
+@v0_router.post("", status_code=201, response_model=QueryResponse, response_model_exclude_none=False)
 def submit_query(body: QueryRequest, state: State, who: Reader):
-    """Queue one SELECT; poll `GET /api/v1/queries/{query_id}` until `status` is `Complete`."""
-    rec = state.engine.submit(body.query, body.dataset_id, body.embedding_id, owner=who.client_id)
+    """Queue one SELECT; poll `GET /api/v1/queries/{query_id}` until `status` is `Complete`.
+    `dataset_id` (or `datasetId`) is a dataset's name or UUID."""
+    dataset = body.dataset_id
+    if dataset:
+        try:
+            dataset = catalog.resolve_dataset(state.cursor(), dataset)
+        except NotFound:
+            pass  # the engine refuses it as before: a 400 naming dataset_id
+    rec = state.engine.submit(body.query, dataset, body.embedding_id, owner=who.client_id)
     return _response(state, rec)
 
 
 @router.get("", response_model=QueryList)
 def list_queries(
+    request: Request,
     state: State,
     who: Reader,
     status: QueryStatus | None = None,
     offset: int = Query(0, ge=0),
     limit: int = Query(50, ge=1, le=1000),
+    ids: list[str] | None = Query(None, description="Only these query ids (unknown ones are left out)."),
 ):
     owner = None if who.scope == "admin" else who.client_id
-    recs, total = state.engine.list(status, owner if state.settings.auth else None, offset, limit)
-    return QueryList(queries=[_response(state, r) for r in recs], total=total, offset=offset, limit=limit)
+    owner = owner if state.settings.auth else None
+    if ids:
+        recs = []
+        for qid in dict.fromkeys(ids):
+            try:
+                rec = state.engine.record(qid)
+            except QueryNotFound:
+                continue
+            if (owner is None or rec["owner"] == owner) and (status is None or rec["status"] == status):
+                recs.append(rec)
+        total = len(recs)
+        recs = recs[offset:offset + limit]
+    else:
+        recs, total = state.engine.list(status, owner, offset, limit)
+    out = [_response(state, r) for r in recs]
+    meta = paged_meta(request.url.path, offset, limit, total, [("created_dt", "desc")], status=status, ids=ids)
+    return QueryList(queries=out, total=total, offset=offset, limit=limit, data=out,
+                     meta=meta.model_dump(by_alias=True))
 
 
 async def _await_final(state, query_id: str, timeout: float) -> None:
@@ -74,20 +131,24 @@ async def _await_final(state, query_id: str, timeout: float) -> None:
 
 
 @router.get("/{query_id}", response_model=QueryResponse)
+@v0_router.get("/{query_id}", response_model=QueryResponse)
 async def get_query(
+    request: Request,
     query_id: str,
     state: State,
     who: Reader,
     offset: int = Query(0, ge=0),
     limit: int = Query(100, ge=0, le=10_000),
     wait: float = Query(0, ge=0, le=30, description="Long poll: wait up to this many seconds for a final status."),
+    exclude_results: bool = Query(False, description="Status only, no rows (the SDK's exclude_results)."),
 ):
-    """Status and, once `Complete`, rows `offset`..`offset+limit` of the result."""
+    """Status and, once `Complete`, rows `offset`..`offset+limit` of the result (in `results` and `result`)."""
     rec = await run_in_threadpool(_visible, state, who, query_id)
     if wait and rec["status"] not in FINAL:
         await _await_final(state, query_id, wait)
         rec = await run_in_threadpool(state.engine.record, query_id)
-    return await run_in_threadpool(_response, state, rec, offset, limit)
+    return await run_in_threadpool(_response, state, rec, None if exclude_results else offset, limit,
+                                   request.url.path)
 
 
 @router.post("/{query_id}/stop", response_model=QueryResponse)
@@ -95,6 +156,24 @@ def stop_query(query_id: str, state: State, who: Reader):
     """Interrupt a queued or running query (`Stopping`, then `Stopped`); 409 if already finished."""
     _visible(state, who, query_id)
     return _response(state, state.engine.stop(query_id))
+
+
+@router.delete("/{query_id}", response_model=Deleted)
+def delete_query(query_id: str, state: State, who: Reader):
+    """Forget a query: its record and its result file go (a running one is stopped first)."""
+    _visible(state, who, query_id)
+    state.engine.delete(query_id)
+    return Deleted(query_id=query_id, queryId=query_id, deleted=True)
+
+
+@router.get("/{query_id}/csv/url", response_model=DownloadUrl)
+def query_csv_url(query_id: str, request: Request, state: State, who: Reader):
+    """Where to download the CSV (the SDK's get_results_download_url): send the same token there."""
+    rec = _visible(state, who, query_id)
+    if rec["status"] != "Complete":
+        raise QueryConflict(f"query {query_id} is {rec['status']}; CSV is available once it is Complete")
+    url = str(request.url_for("query_csv", query_id=query_id))
+    return DownloadUrl(queryId=query_id, downloadUrl=url, query_id=query_id, download_url=url)
 
 
 @router.get("/{query_id}/csv", response_class=StreamingResponse,

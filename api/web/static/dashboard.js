@@ -133,7 +133,7 @@
   document.addEventListener("DOMContentLoaded", async () => {
     if (!PixQL.token()) return;
     const url = new URLSearchParams(location.search);
-    const datasets = await api("GET", "/api/v1/datasets").catch(() => []);
+    const datasets = await api("GET", "/api/v1/datasets?limit=10000").then((p) => p.data).catch(() => []);
     for (const d of datasets) $("f-dataset").append(el("option", { value: d.dataset_id }, d.dataset_id));
     for (const k of ["since", "until", "dataset"]) if (url.get(k)) $(`f-${k}`).value = url.get(k);
     $("dash-filters").addEventListener("submit", (ev) => { ev.preventDefault(); load(); });

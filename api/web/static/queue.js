@@ -147,7 +147,7 @@
   async function fillFilters() {
     const params = new URLSearchParams(location.search);
     const [datasets, cats, pols] = await Promise.all([
-      api("GET", "/api/v1/datasets").catch(() => []),
+      api("GET", "/api/v1/datasets?limit=10000").then((p) => p.data).catch(() => []),
       api("GET", "/api/v1/moderation/categories").catch(() => ({ categories: [] })),
       api("GET", "/api/v1/policies").catch(() => ({ policies: [] })),
     ]);

@@ -32,7 +32,7 @@
 
   async function loadSide() {
     try {
-      const [tables, datasets] = await Promise.all([api("GET", "/api/v1/tables"), api("GET", "/api/v1/datasets")]);
+      const [tables, datasets] = await Promise.all([api("GET", "/api/v1/tables"), api("GET", "/api/v1/datasets?limit=10000").then((p) => p.data)]);
       const holder = $("tables");
       holder.replaceChildren();
       for (const t of tables) {
