@@ -67,6 +67,12 @@ def erase(wh, sel: Selection, reason: str | None = None, who: str | None = None,
     report = ErasureReport(None, dry_run, sel.counts(), block=block, reason=reason)
     if dry_run or sel.empty:
         return report
+    # The whole erasure holds the write lock: no ingest commits into the parts being rewritten.
+    with wh.write_lock:
+        return _erase(wh, sel, report, reason, who, block)
+
+
+def _erase(wh, sel: Selection, report: ErasureReport, reason, who, block) -> ErasureReport:
     eid = uuid.uuid4().hex[:16]
     report.erasure_id = eid
     root = wh.root

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import assets, classify, concepts, datasets, health, ingestion, moderation, queries, tokens
 from . import insights
+from . import erasure
 from api.web import router as web_page  # the browser UI: HTML shells + static files (api/web)
 
 ROUTERS = [
@@ -21,5 +22,6 @@ ROUTERS = [
     tokens.router,
     moderation.router,
     insights.router,
+    erasure.router,
     web_page,
 ]

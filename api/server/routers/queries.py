@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
 
+from warehouse.errors import Gone
 from warehouse.queries import FINAL, QueryConflict, QueryNotFound
 
 from ..deps import Reader, State
@@ -21,6 +22,14 @@ def _visible(state, who, qid: str) -> dict:
     rec = state.engine.record(qid)
     if who.scope != "admin" and rec["owner"] != who.client_id:
         raise QueryNotFound(qid)  # other users' queries do not exist for you
+    return rec
+
+
+def _readable(state, who, qid: str) -> dict:
+    """A visible record whose result is still served: a withdrawn one (erasure, retention) is 410 with why."""
+    rec = _visible(state, who, qid)
+    if rec.get("withdrawn"):
+        raise Gone(f"the result of query {qid} is gone: {rec['withdrawn']}")
     return rec
 
 
@@ -83,10 +92,10 @@ async def get_query(
     wait: float = Query(0, ge=0, le=30, description="Long poll: wait up to this many seconds for a final status."),
 ):
     """Status and, once `Complete`, rows `offset`..`offset+limit` of the result."""
-    rec = await run_in_threadpool(_visible, state, who, query_id)
+    rec = await run_in_threadpool(_readable, state, who, query_id)
     if wait and rec["status"] not in FINAL:
         await _await_final(state, query_id, wait)
-        rec = await run_in_threadpool(state.engine.record, query_id)
+        rec = await run_in_threadpool(_readable, state, who, query_id)
     return await run_in_threadpool(_response, state, rec, offset, limit)
 
 
@@ -101,7 +110,7 @@ def stop_query(query_id: str, state: State, who: Reader):
             responses={200: {"content": {"text/csv": {}}, "description": "A header row, then every row."}})
 def query_csv(query_id: str, state: State, who: Reader):
     """All rows of a complete query as CSV, streamed."""
-    rec = _visible(state, who, query_id)
+    rec = _readable(state, who, query_id)
     if rec["status"] != "Complete":
         raise QueryConflict(f"query {query_id} is {rec['status']}; CSV is available once it is Complete")
     return StreamingResponse(
@@ -118,7 +127,7 @@ PARQUET = "application/vnd.apache.parquet"
             responses={200: {"content": {PARQUET: {}}, "description": "The result file, as the worker wrote it."}})
 def query_parquet(query_id: str, state: State, who: Reader):
     """All rows of a complete query as the Parquet file the engine keeps: exact column types (the client reads it)."""
-    rec = _visible(state, who, query_id)
+    rec = _readable(state, who, query_id)
     if rec["status"] != "Complete":
         raise QueryConflict(f"query {query_id} is {rec['status']}; Parquet is available once it is Complete")
     path = state.engine.result_path(query_id)
