@@ -26,11 +26,12 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import catalog, concept_cache, tombstones
+from . import catalog, concept_cache, erasure_scores, tombstones
 from .erasure_files import commit_intent, crash_point, finish, prepare, results_naming, sidecars
 from .erasure_select import Selection
 from .storage import atomic_write_parquet
@@ -84,6 +85,8 @@ def _erase(wh, sel: Selection, report: ErasureReport, reason, who, block) -> Era
     crash_point("parts_written")
     removed: dict[str, int] = {}
     with wh.transaction(con=con) as tx:
+        old_order = catalog.part_paths(con, "assets")
+        rows_of = dict(con.execute("SELECT path, row_count FROM catalog.parts WHERE kind = 'assets'").fetchall())
         old_files = _swap_parts(con, root, rewrites, removed)
         paths = {a["path"] for a in sel.assets.values()} | {v["path"] for v in sel.videos.values()}
         shas = {a["sha256"] for a in sel.assets.values() if a["sha256"]} | \
@@ -98,7 +101,7 @@ def _erase(wh, sel: Selection, report: ErasureReport, reason, who, block) -> Era
                                ("ingest_runs", "dataset")):
                 removed[table] = removed.get(table, 0) + _delete_where(con, table, col, [d])
             old_files.append(str(wh.layout.dataset_dir(d).relative_to(root)))
-        removed["labels"] = _withdraw_labels(con, eid, ids)
+        removed["labels"], derived = _withdraw_labels(con, eid, ids)
         removed["feedback"] = _delete_where(con, "moderation_feedback", "coactive_image_id", ids)
         removed["moderation_cache"] = _delete_where(con, "moderation_cache", "sha256", sorted(shas))
         subjects = [(a["media_type"], i, a["sha256"]) for i, a in sel.assets.items()] + \
@@ -114,8 +117,14 @@ def _erase(wh, sel: Selection, report: ErasureReport, reason, who, block) -> Era
             old_files += [f"results/{q}.parquet" for q in withdrawn]
         removed["results_withdrawn"] = len(withdrawn)
         _scrub(con, needles)
-        removed["score_files"], score_gone = _rebuild_scores(con, root)
-        old_files += score_gone
+        masks = {part["path"]: mask for part, _, _, mask in rewrites if part["kind"] == "assets"}
+        renamed = {part["path"]: new for part, new, _, _ in rewrites if part["kind"] == "assets"}
+        before = erasure_scores.meta_segments(con)
+        old_scores, removed["score_caches"] = erasure_scores.filter_caches(con, root, old_order, rows_of, masks,
+                                                                            renamed, derived)
+        segments = concept_cache.refresh(con, root)
+        after = {r[0] for r in con.execute("SELECT path FROM catalog.concept_scores").fetchall()} | set(segments)
+        old_files += sorted((before | old_scores) - after)
         for aid in ids:
             old_files += [str(p.relative_to(root)) for p in (root / "thumbnails").glob(f"{aid}-*.jpg")]
         old_files += _unreferenced_uploads(con, root, paths)
@@ -142,8 +151,10 @@ def checkpoint(con) -> bool:
         return False
 
 
-def _rewrite_parts(con, wh, ids: list[str], datasets: list[str]) -> list[tuple[dict, str | None, int]]:
-    """Write every part holding a selected row again without it: [(old part row, new path | None, rows)]."""
+def _rewrite_parts(con, wh, ids: list[str], datasets: list[str]) -> list[tuple]:
+    """Write every part holding a selected row again without it.
+
+    Returns [(old part row, new path | None, rows kept, keep mask)]."""
     affected = con.execute(
         "SELECT path, dataset, kind, encoder, row_count, run_id, created_dt FROM catalog.parts WHERE path IN ("
         " SELECT part FROM catalog.assets WHERE list_contains($ids, coactive_image_id) UNION"
@@ -156,11 +167,12 @@ def _rewrite_parts(con, wh, ids: list[str], datasets: list[str]) -> list[tuple[d
     for r in affected:
         part = dict(zip(keys, r))
         if part["dataset"] in datasets:
-            out.append((part, None, 0))
+            out.append((part, None, 0, np.zeros(part["row_count"], bool)))
             continue
         src = wh.root / part["path"]
         table = pq.read_table(src)
-        kept = table.filter(pc.invert(pc.is_in(table.column("coactive_image_id"), value_set=drop)))
+        keep = pc.invert(pc.is_in(table.column("coactive_image_id"), value_set=drop))
+        kept = table.filter(keep)
         if kept.num_rows == table.num_rows:
             continue
         new = None
@@ -169,13 +181,13 @@ def _rewrite_parts(con, wh, ids: list[str], datasets: list[str]) -> list[tuple[d
             atomic_write_parquet(kept, new_path)
             new = str(new_path.relative_to(wh.root))
             crash_point("part_written")
-        out.append((part, new, kept.num_rows))
+        out.append((part, new, kept.num_rows, keep.to_numpy(zero_copy_only=False).astype(bool)))
     return out
 
 
 def _swap_parts(con, root, rewrites, removed: dict) -> list[str]:
     old_files = []
-    for part, new, n in rewrites:
+    for part, new, n, _ in rewrites:
         old = part["path"]
         con.execute("DELETE FROM catalog.parts WHERE path = ?", [old])
         if new is not None:
@@ -207,10 +219,11 @@ def _withdraw_labels(con, eid: str, ids: list[str]) -> int:
     counts = con.execute("SELECT concept, count(*) FROM catalog.concept_labels WHERE list_contains(?, coactive_image_id)"
                          " GROUP BY concept ORDER BY concept", [ids]).fetchall() if ids else []
     if not counts:
-        return 0
+        return 0, {}
     _delete_where(con, "concept_labels", "coactive_image_id", ids)
     cols = ("kind, encoder, vector_column, dim, weights, scale, bias, link, threshold, prompts, negative_prompts")
     now = catalog.now()
+    derived = {}
     for concept, n in counts:
         row = con.execute("SELECT latest_version FROM catalog.concepts WHERE name = ?", [concept]).fetchone()
         if row is None or not row[0]:
@@ -223,7 +236,8 @@ def _withdraw_labels(con, eid: str, ids: list[str]) -> int:
                     "FROM catalog.concept_versions WHERE concept = ? AND version = ?", [note, now, concept, v])
         con.execute("UPDATE catalog.concepts SET latest_version = ?, updated_dt = ? WHERE name = ?",
                     [v + 1, now, concept])
-    return sum(n for _, n in counts)
+        derived[(concept, v + 1)] = v  # the same head: the same (filtered) scores
+    return sum(n for _, n in counts), derived
 
 
 def _anonymise_decisions(con, stones: dict[str, str]) -> int:
@@ -246,22 +260,6 @@ def _scrub(con, needles: set[str], chunk: int = 200) -> None:
             for col in cols:
                 con.execute(f"UPDATE catalog.{table} SET {col} = regexp_replace(CAST({col} AS VARCHAR), ?, ?, 'g') "
                             f"WHERE regexp_matches(CAST({col} AS VARCHAR), ?)", [pattern, ERASED, pattern])
-
-
-def _rebuild_scores(con, root) -> tuple[int, list[str]]:
-    """Score caches and combined segments again over the new parts; return (files written, old files)."""
-    before = {r[0] for r in con.execute("SELECT path FROM catalog.concept_scores").fetchall()}
-    meta = con.execute("SELECT value FROM catalog.meta WHERE key = ?", [concept_cache.COMBINED_META]).fetchone()
-    before |= set(json.loads(meta[0])) if meta else set()
-    cached = {tuple(r) for r in con.execute("SELECT DISTINCT concept, version FROM catalog.concept_scores").fetchall()}
-    latest = {tuple(r) for r in con.execute("SELECT name, latest_version FROM catalog.concepts").fetchall()}
-    heads = [h for h in concept_cache.load_heads(con) if (h.concept, h.version) in cached | latest]
-    con.execute("DELETE FROM catalog.concept_scores")
-    if heads:
-        concept_cache.materialize(con, root, heads)
-    segments = concept_cache.refresh(con, root)
-    after = {r[0] for r in con.execute("SELECT path FROM catalog.concept_scores").fetchall()} | set(segments)
-    return len(after - before), sorted(before - after)
 
 
 def _unreferenced_uploads(con, root, paths: set[str]) -> list[str]:
