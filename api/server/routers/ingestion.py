@@ -82,8 +82,6 @@ async def save_uploads(state, request: Request, form, field: str = "files", scra
                 total += len(chunk)
                 if total > limit:
                     out.close()
-                    import shutil
-
                     shutil.rmtree(batch, ignore_errors=True)
                     raise TooLarge(f"uploads exceed {state.settings.max_upload_mb:g} MB")
                 out.write(chunk)
