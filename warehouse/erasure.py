@@ -116,7 +116,7 @@ def _erase(wh, sel: Selection, report: ErasureReport, reason, who, block) -> Era
                         [f"withdrawn by erasure {eid}" + (f": {reason}" if reason else ""), withdrawn])
             old_files += [f"results/{q}.parquet" for q in withdrawn]
         removed["results_withdrawn"] = len(withdrawn)
-        _scrub(con, needles)
+        _scrub(con, needles | shas)
         masks = {part["path"]: mask for part, _, _, mask in rewrites if part["kind"] == "assets"}
         renamed = {part["path"]: new for part, new, _, _ in rewrites if part["kind"] == "assets"}
         before = erasure_scores.meta_segments(con)
@@ -256,6 +256,11 @@ def _scrub(con, needles: set[str], chunk: int = 200) -> None:
     items = sorted(needles, key=len, reverse=True)  # a path before the id it may contain
     for i in range(0, len(items), chunk):
         pattern = "|".join(re.escape(x) for x in items[i:i + chunk])
+        # An async moderation request may carry the bytes themselves (base64): the whole
+        # request goes when its result names the content; the result keeps its verdicts.
+        con.execute("UPDATE catalog.moderation_tasks SET request = NULL WHERE finished_dt IS NOT NULL AND ("
+                    "regexp_matches(CAST(result AS VARCHAR), ?) OR regexp_matches(CAST(request AS VARCHAR), ?))",
+                    [pattern, pattern])
         for table, cols in SCRUB.items():
             for col in cols:
                 con.execute(f"UPDATE catalog.{table} SET {col} = regexp_replace(CAST({col} AS VARCHAR), ?, ?, 'g') "
