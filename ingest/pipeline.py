@@ -31,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from encoders import get_encoder, normalize_name
-from warehouse import catalog, encoder_sql
+from warehouse import catalog, encoder_sql, tombstones
 from warehouse.schema import ASSET_SCHEMA, vectors_table
 from warehouse.storage import atomic_write_parquet
 
@@ -187,6 +187,12 @@ class _PartWriter:
         return added
 
 
+def _content_hash(res: SourceResult) -> str | None:
+    if res.video is not None:
+        return res.video.sha256
+    return res.assets[0].sha256 if res.assets else None
+
+
 def _decode_and_preprocess(src: Source, dataset, known, max_pixels, encoder, video_options, analysis=False,
                            files: FileAccess = PLAIN) -> SourceResult:
     target = int(round(encoder.input_size / encoder.crop_pct))
@@ -313,6 +319,7 @@ def run(
     existing = catalog.asset_ids(con, dataset)
     embedded = catalog.asset_ids(con, dataset, embedded_by=enc_name)
     analyzed = {an.name: analysis_store.analyzed_ids(con, dataset, an.name) for an in active}
+    blocked = tombstones.block_reasons(con)  # erased content a block tombstone keeps out
     video_options = dict(video_options or {})
     video_options["known_videos"] = video_catalog.known_videos(con, dataset, enc_name)
     if active:
@@ -387,6 +394,10 @@ def run(
                 res: SourceResult = inflight.popleft().result()
                 fill()
                 report.processed_files += 1
+                sha = _content_hash(res)
+                if sha in blocked:  # an ingest error with the reason; the run goes on
+                    res.assets, res.frames, res.video = [], None, None
+                    res.error = tombstones.blocked_message(sha, blocked[sha])
                 if res.skipped:
                     report.skipped += 1
                 if res.error:

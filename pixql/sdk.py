@@ -74,3 +74,43 @@ class Warehouse(WarehouseCore):
 
     def install_default_concepts(self, **options) -> list[str]:
         return library.install_defaults(self, **options)
+
+    # -- erasure (warehouse/erasure.py) -------------------------------------------------
+    def delete(self, image_id=None, video_id=None, path=None, sha256=None, dataset=None, where: str | None = None,
+               *, within: str | None = None, reason: str | None = None, by: str | None = None, block: bool = False,
+               dry_run: bool = False, purge: bool = False):
+        """Erase what the selectors name from every place the warehouse holds it; return the report.
+
+        `dry_run` only counts (the preview); `block` refuses the same bytes from then on;
+        `purge` also rewrites the database file (`vacuum`), which needs no other open handle.
+        """
+        from warehouse.erasure import erase
+        from warehouse.erasure_select import select
+
+        if not dry_run:
+            # A half-read result on this handle pins a snapshot that still reads the old
+            # files, which the erasure removes: end it (and its transaction) first.
+            self.con.execute("SELECT 1").fetchall()
+        sel = select(self.cursor(), image_id=image_id, video_id=video_id, path=path, sha256=sha256,
+                     dataset=dataset, where=where, within=within)
+        report = erase(self, sel, reason=reason, who=by, block=block, dry_run=dry_run)
+        if purge and not dry_run:
+            report.removed["vacuum_bytes_after"] = self.vacuum()["bytes_after"]
+        return report
+
+    def vacuum(self) -> dict:
+        """Rewrite `pixql.duckdb` so deleted values leave its bytes (reopens this handle)."""
+        import duckdb
+
+        from warehouse.erasure_vacuum import vacuum
+
+        self.con.close()
+        try:
+            return vacuum(self.root)
+        finally:
+            self.con = duckdb.connect(str(self.layout.db_path), read_only=self.read_only)
+
+    def tombstones(self, limit: int = 1000) -> list[dict]:
+        from warehouse import tombstones
+
+        return tombstones.listing(self.cursor(), limit)

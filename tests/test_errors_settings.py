@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 # class name -> the HTTP status it must answer with.  Adding an error class means adding it here.
 EXPECTED = {
     "Invalid": 400, "Unauthorized": 401, "Forbidden": 403, "NotFound": 404, "MissingFile": 404,
-    "Conflict": 409, "TooLarge": 413, "Unprocessable": 422, "TooMany": 429, "Unavailable": 503,
+    "Conflict": 409, "Gone": 410, "Blocked": 403, "TooLarge": 413, "Unprocessable": 422, "TooMany": 429, "Unavailable": 503,
     "NotReady": 503, "Retry": 503, "Interrupted": 503,
     "SandboxError": 400, "PolicyError": 400, "ConceptError": 400, "NotEnoughLabels": 400,
     "AnalyzerUnavailable": 400, "DecodeError": 422, "RowCapExceeded": 413,

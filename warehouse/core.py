@@ -57,6 +57,9 @@ class WarehouseCore:
             raise
         layout.remove_temporaries()
         catalog.sweep_orphans(con, layout.root)
+        from .erasure_files import recover
+
+        recover(con, layout.root)  # an erasure a kill interrupted: finished, or its new files swept
         # Paths inside views are absolute; rebuilding on open keeps them right
         # after the directory has been moved.
         wh.refresh_views()

@@ -47,6 +47,14 @@ class MissingFile(NotFound, FileNotFoundError):
     """A file the request names is not there (still a FileNotFoundError for OSError callers)."""
 
 
+class Gone(NotFound):
+    """It existed and was removed on purpose (erased, withdrawn, expired); the message says why."""
+
+
+class Blocked(Forbidden):
+    """Content a `block` tombstone refuses (it was erased and must not come back)."""
+
+
 class Conflict(PixqlError, RuntimeError):
     """The request does not fit the current state (stopping a finished query, a busy delivery)."""
 
@@ -81,6 +89,7 @@ EXIT_INTERNAL = 70  # sysexits EX_SOFTWARE: a bug, not bad input
 # class under two kinds (ConceptNotFound is a ConceptError and a NotFound) gets the earlier.
 KINDS: dict[type[PixqlError], Kind] = {
     Unauthorized: Kind(401, EXIT_USER),
+    Gone: Kind(410, EXIT_USER),
     Forbidden: Kind(403, EXIT_USER),
     NotFound: Kind(404, EXIT_USER),
     Conflict: Kind(409, EXIT_USER),

@@ -363,6 +363,27 @@ MIGRATIONS: list[tuple[int, str, list[Step]]] = [
             updated_by VARCHAR,
             updated_dt TIMESTAMP NOT NULL)""",
     ]),
+    # Erasure (warehouse/erasure.py, warehouse/tombstones.py): what was deleted (no content),
+    # the intent journal of an erasure in progress, and why a query's result was withdrawn
+    # (an erasure or the results retention) - one column for both.
+    (7, "catalog.tombstones, catalog.erasure_journal, queries.withdrawn", [
+        """CREATE TABLE IF NOT EXISTS catalog.tombstones(
+            tombstone_id VARCHAR PRIMARY KEY,
+            erasure_id VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            subject_id VARCHAR,
+            sha256 VARCHAR,
+            block BOOLEAN NOT NULL,
+            reason VARCHAR,
+            created_by VARCHAR,
+            created_dt TIMESTAMP NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS catalog.erasure_journal(
+            erasure_id VARCHAR PRIMARY KEY,
+            state VARCHAR NOT NULL,
+            files JSON,
+            created_dt TIMESTAMP NOT NULL)""",
+        "ALTER TABLE catalog.queries ADD COLUMN IF NOT EXISTS withdrawn VARCHAR",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -13,11 +13,14 @@ from __future__ import annotations
 from .views import INTERNAL, ViewParts
 
 LATEST_VIEW = f"{INTERNAL}.moderation_latest"
+# An erasure keeps decisions as audit rows with the subject 'erased:<tombstone_id>'
+# (warehouse/erasure.py); they are no one's current decision.
 
 LATEST_SQL = f"""CREATE OR REPLACE VIEW {LATEST_VIEW} AS
 SELECT subject_id, subject_kind, status, reasons, policy, policy_version, decided_by, user_name,
        comment, created_dt, seq
 FROM catalog.moderation_decisions
+WHERE subject_id NOT LIKE 'erased:%'
 QUALIFY row_number() OVER (
     PARTITION BY subject_id ORDER BY (decided_by = 'user') DESC, created_dt DESC, seq DESC) = 1"""
 

@@ -80,6 +80,8 @@ class QuerySettings:
     max_running_per_token: int = 0
     # Seconds a worker has to unwind after an interrupt before it is killed.
     kill_grace_s: float = 1.5
+    # Days a result file is kept (then its record says expired and the API answers 410); 0: forever.
+    results_retention_days: float = 7.0
 
 
 class _Definitions:
@@ -194,6 +196,9 @@ class QueryEngine:
         for p in self.results_dir.glob(f"{TMP_PREFIX}*"):
             p.unlink(missing_ok=True)
         self._recover()
+        self.expire_results()
+        t = threading.Thread(target=self._retention, name="pixql-results-retention", daemon=True)
+        t.start()
         for i in range(self.settings.workers):
             t = threading.Thread(target=self._slot, args=(i,), name=f"pixql-query-{i}", daemon=True)
             t.start()
@@ -237,6 +242,21 @@ class QueryEngine:
         for qid, owner in queued:
             self._enqueue(qid, owner)
 
+    def expire_results(self) -> int:
+        """Withdraw results older than the retention (warehouse/erasure_retention.py)."""
+        from .erasure_retention import expire_results
+
+        return expire_results(self._write, self._cur(), self.wh.root, self.settings.results_retention_days)
+
+    def _retention(self) -> None:
+        from .erasure_retention import SWEEP_EVERY_S
+
+        while not self._closing.wait(SWEEP_EVERY_S):
+            try:
+                self.expire_results()
+            except Exception as e:  # retried at the next sweep
+                log.warning("results retention sweep failed: %s", e)
+
     def _enqueue(self, qid: str, owner: str | None) -> None:
         with self._lock:
             self._queued += 1
@@ -277,13 +297,13 @@ class QueryEngine:
     def record(self, qid: str) -> dict:
         row = self._cur().execute(
             "SELECT query_id, query, dataset_id, embedding_id, status, created_dt, start_dt, end_dt,"
-            " total_row_count, columns, error, owner FROM catalog.queries WHERE query_id = ?",
+            " total_row_count, columns, error, owner, withdrawn FROM catalog.queries WHERE query_id = ?",
             [qid],
         ).fetchone()
         if row is None:
             raise QueryNotFound(qid)
         keys = ["query_id", "query", "dataset_id", "embedding_id", "status", "created_dt", "start_dt",
-                "end_dt", "total_row_count", "columns", "error", "owner"]
+                "end_dt", "total_row_count", "columns", "error", "owner", "withdrawn"]
         rec = dict(zip(keys, row))
         rec["columns"] = json.loads(rec["columns"]) if rec["columns"] else None
         return rec

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Callable
 
 from ingest.sources import PLAIN, FileAccess
+from warehouse import tombstones
+from warehouse.errors import Blocked
 
 from .. import policy as policies
 from .. import taxonomy
@@ -73,6 +75,12 @@ class Moderator:
                     subjects[i] = self.subjects.by_id(con, it)
                     continue
                 path, sha = self.subjects.intake(it)
+                try:  # erased and blocked: this item's error says why, and its upload goes
+                    tombstones.check(con, sha)
+                except Blocked:
+                    if path.is_relative_to(self.wh.root / "uploads" / "moderation"):
+                        path.unlink(missing_ok=True)
+                    raise
                 if use_cache:
                     hit = self.cache.get(con, sha, pol, state)
                     if hit is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from . import assets, classify, concepts, datasets, health, ingestion, moderation, queries, tokens
 from . import insights
 from . import coactive_assets, coactive_unsupported
+from . import erasure
 from api.web import router as web_page  # the browser UI: HTML shells + static files (api/web)
 
 ROUTERS = [
@@ -25,5 +26,6 @@ ROUTERS = [
     moderation.router,
     insights.router,
     coactive_unsupported.router,
+    erasure.router,
     web_page,
 ]

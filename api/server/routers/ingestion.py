@@ -7,8 +7,10 @@ images from their paths, also when a job resumes after a crash.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import shutil
 import uuid
 from pathlib import Path
 
@@ -22,7 +24,8 @@ from api.intake import IntakeDep, declares
 from ..deps import Reader, State, Writer, model_ready
 from ..errors import TooLarge
 from ..models import IngestJob, IngestRequest
-from warehouse.errors import Invalid
+from warehouse import tombstones
+from warehouse.errors import Blocked, Invalid
 
 router = APIRouter(prefix="/api/v1/ingestion", tags=["ingestion"])
 
@@ -72,19 +75,24 @@ async def save_uploads(state, request: Request, form, field: str = "files", scra
     total, paths = 0, []
     for i, f in enumerate(files):
         dest = batch / f"{i:05d}-{_safe_filename(f.filename)}"
+        digest = hashlib.sha256()
         with open(dest, "wb") as out:
             while chunk := await f.read(1 << 20):
+                digest.update(chunk)
                 total += len(chunk)
                 if total > limit:
                     out.close()
-                    import shutil
-
                     shutil.rmtree(batch, ignore_errors=True)
                     raise TooLarge(f"uploads exceed {state.settings.max_upload_mb:g} MB")
                 out.write(chunk)
             if not scratch:  # an ingestion job reads these after a crash: on disk before the 202
                 out.flush()
                 os.fsync(out.fileno())
+        try:  # erased content under a block tombstone does not come back (403 with the reason)
+            tombstones.check(state.cursor(), digest.hexdigest())
+        except Blocked:
+            shutil.rmtree(batch, ignore_errors=True)
+            raise
         paths.append(str(dest))
     if not scratch:
         _fsync_dir(batch)

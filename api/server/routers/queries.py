@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel
 
 from warehouse import catalog
+from warehouse.errors import Gone
 from warehouse.queries import FINAL, QueryConflict, QueryNotFound
 
 from ..deps import Reader, State
@@ -45,6 +46,14 @@ def _visible(state, who, qid: str) -> dict:
     rec = state.engine.record(qid)
     if who.scope != "admin" and rec["owner"] != who.client_id:
         raise QueryNotFound(qid)  # other users' queries do not exist for you
+    return rec
+
+
+def _readable(state, who, qid: str) -> dict:
+    """A visible record whose result is still served: a withdrawn one (erasure, retention) is 410 with why."""
+    rec = _visible(state, who, qid)
+    if rec.get("withdrawn"):
+        raise Gone(f"the result of query {qid} is gone: {rec['withdrawn']}")
     return rec
 
 
@@ -143,10 +152,10 @@ async def get_query(
     exclude_results: bool = Query(False, description="Status only, no rows (the SDK's exclude_results)."),
 ):
     """Status and, once `Complete`, rows `offset`..`offset+limit` of the result (in `results` and `result`)."""
-    rec = await run_in_threadpool(_visible, state, who, query_id)
+    rec = await run_in_threadpool(_readable, state, who, query_id)
     if wait and rec["status"] not in FINAL:
         await _await_final(state, query_id, wait)
-        rec = await run_in_threadpool(state.engine.record, query_id)
+        rec = await run_in_threadpool(_readable, state, who, query_id)
     return await run_in_threadpool(_response, state, rec, None if exclude_results else offset, limit,
                                    request.url.path)
 
@@ -169,7 +178,7 @@ def delete_query(query_id: str, state: State, who: Reader):
 @router.get("/{query_id}/csv/url", response_model=DownloadUrl)
 def query_csv_url(query_id: str, request: Request, state: State, who: Reader):
     """Where to download the CSV (the SDK's get_results_download_url): send the same token there."""
-    rec = _visible(state, who, query_id)
+    rec = _readable(state, who, query_id)
     if rec["status"] != "Complete":
         raise QueryConflict(f"query {query_id} is {rec['status']}; CSV is available once it is Complete")
     url = str(request.url_for("query_csv", query_id=query_id))
@@ -180,7 +189,7 @@ def query_csv_url(query_id: str, request: Request, state: State, who: Reader):
             responses={200: {"content": {"text/csv": {}}, "description": "A header row, then every row."}})
 def query_csv(query_id: str, state: State, who: Reader):
     """All rows of a complete query as CSV, streamed."""
-    rec = _visible(state, who, query_id)
+    rec = _readable(state, who, query_id)
     if rec["status"] != "Complete":
         raise QueryConflict(f"query {query_id} is {rec['status']}; CSV is available once it is Complete")
     return StreamingResponse(
@@ -197,7 +206,7 @@ PARQUET = "application/vnd.apache.parquet"
             responses={200: {"content": {PARQUET: {}}, "description": "The result file, as the worker wrote it."}})
 def query_parquet(query_id: str, state: State, who: Reader):
     """All rows of a complete query as the Parquet file the engine keeps: exact column types (the client reads it)."""
-    rec = _visible(state, who, query_id)
+    rec = _readable(state, who, query_id)
     if rec["status"] != "Complete":
         raise QueryConflict(f"query {query_id} is {rec['status']}; Parquet is available once it is Complete")
     path = state.engine.result_path(query_id)

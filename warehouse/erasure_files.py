@@ -1,0 +1,137 @@
+"""The file side of an erasure: its intent journal, the files it removes, and the sweep after a kill.
+
+`catalog.erasure_journal` holds one row per erasure in progress:
+
+* `prepared` (its own commit, before any file is written): a kill from here to
+  the main commit leaves the old state; the new part and score files written
+  meanwhile are orphans, which the next writable open sweeps (`recover`).
+* `committed` (in the erasure's one catalog transaction, with the list of old
+  files): queries see the new state; the files listed are removed, then the row.
+  A kill before that ends is finished by `recover` on the next writable open.
+
+Crash points for tests: `PIXQL_ERASURE_CRASH_AT=<point>` SIGKILLs the process there.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from . import catalog
+from .storage import TMP_PREFIX, safe_name
+
+CRASH_ENV = "PIXQL_ERASURE_CRASH_AT"
+CRASH_POINTS = ("prepared", "part_written", "parts_written", "before_commit", "committed", "files_half",
+                "files_removed")
+
+
+def crash_point(name: str) -> None:
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def prepare(wh, erasure_id: str) -> None:
+    with wh.transaction() as tx:
+        tx.con.execute("INSERT INTO catalog.erasure_journal VALUES (?, 'prepared', NULL, ?)",
+                       [erasure_id, catalog.now()])
+
+
+def commit_intent(con, erasure_id: str, files: list[str]) -> None:
+    """Inside the erasure's transaction: the old files to remove once it committed."""
+    con.execute("UPDATE catalog.erasure_journal SET state = 'committed', files = ? WHERE erasure_id = ?",
+                [json.dumps(sorted(set(files))), erasure_id])
+
+
+def remove_files(root: Path, files: list[str]) -> int:
+    """Remove files and directories (paths relative to `root`); a missing one is already done."""
+    removed = 0
+    half = len(files) // 2
+    for i, rel in enumerate(files):
+        if i == half:
+            crash_point("files_half")
+        p = root / rel
+        try:
+            if p.is_dir():
+                shutil.rmtree(p)
+                removed += 1
+            elif p.exists() or p.is_symlink():
+                p.unlink()
+                removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+def finish(wh, erasure_id: str, files: list[str]) -> int:
+    n = remove_files(wh.root, files)
+    crash_point("files_removed")
+    with wh.transaction() as tx:
+        tx.con.execute("DELETE FROM catalog.erasure_journal WHERE erasure_id = ?", [erasure_id])
+    return n
+
+
+def recover(con, root: Path) -> int:
+    """On a writable open: finish committed erasures, forget interrupted ones, sweep their files."""
+    try:
+        rows = con.execute("SELECT erasure_id, state, files FROM catalog.erasure_journal").fetchall()
+    except Exception:  # a catalog before migration 6 (a read of an old file): nothing to do
+        return 0
+    if not rows:
+        return 0
+    for eid, state, files in rows:
+        if state == "committed":
+            remove_files(root, json.loads(files or "[]"))
+        con.execute("DELETE FROM catalog.erasure_journal WHERE erasure_id = ?", [eid])
+    sweep_scores(con, root)
+    return len(rows)
+
+
+def sweep_scores(con, root: Path) -> int:
+    """Score files and raw vector copies nothing committed references (no age limit: call with no reader)."""
+    from . import concept_cache
+
+    removed = concept_cache.sweep(con, root, min_age_s=-1e9)
+    vec_parts = {Path(p).stem for p in catalog.part_paths(con, "vectors")}
+    base = root / "scores" / "_vectors"
+    if base.exists():
+        for p in base.rglob("*.npy"):
+            if p.name.split(".", 1)[0] not in vec_parts or p.name.startswith(TMP_PREFIX):
+                p.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def sidecars(root: Path, encoder: str | None, part: str) -> list[str]:
+    """The raw vector copies `concept_cache` made of a vector part."""
+    if not encoder:
+        return []
+    d = root / "scores" / "_vectors" / safe_name(encoder)
+    return [str(p.relative_to(root)) for p in d.glob(f"{Path(part).stem}.*.npy")] if d.exists() else []
+
+
+def results_naming(con, root: Path, needles: set[str]) -> list[str]:
+    """Ids of queries (not yet withdrawn) whose result file holds any of `needles` in a text column."""
+    if not needles:
+        return []
+    value_set = pa.array(sorted(needles), pa.string())
+    hits = []
+    rows = con.execute("SELECT query_id FROM catalog.queries WHERE status = 'Complete' AND withdrawn IS NULL").fetchall()
+    for (qid,) in rows:
+        path = root / "results" / f"{qid}.parquet"
+        if not path.is_file():
+            continue
+        try:
+            pf = pq.ParquetFile(path)
+            names = [f.name for f in pf.schema_arrow if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+            if names and any(pc.any(pc.is_in(pf.read(columns=[n]).column(0), value_set=value_set)).as_py()
+                             for n in names):
+                hits.append(qid)
+        except Exception:  # an unreadable result cannot be served either: withdraw it to be safe
+            hits.append(qid)
+    return hits
