@@ -7,7 +7,7 @@ Adding a resource is one line: write `routers/<name>.py` exposing
 from __future__ import annotations
 
 from . import assets, classify, concepts, datasets, health, ingestion, moderation, queries, tokens
-from . import insights
+from . import insights, search
 from api.web import router as web_page  # the browser UI: HTML shells + static files (api/web)
 
 ROUTERS = [
@@ -15,6 +15,7 @@ ROUTERS = [
     queries.router,
     classify.router,
     concepts.router,
+    search.router,
     datasets.router,
     ingestion.router,
     assets.router,
