@@ -46,6 +46,8 @@ class Hit:
 
 # -- the vectors, in bulk ----------------------------------------------------------------------
 _ids_cache: dict[str, np.ndarray] = {}  # vector part -> its ids (parts are immutable)
+# (part, column) -> memory map: kept open so its pages stay mapped between searches.
+_maps: dict[tuple[str, str], np.ndarray] = {}
 _norms_lock = threading.Lock()
 
 
@@ -64,9 +66,16 @@ def _part_vectors(root: Path, encoder: str, part: str, column: str, dim: int) ->
     """(ids, (N, dim) float32 memory-mapped) of one vector part."""
     ids = _part_ids(root, part)
     side = _sidecar(root, encoder, part, column)
+    key = (str(side), column)
+    X = _maps.get(key)
+    if X is not None and X.shape == (len(ids), dim) and side.exists():
+        return ids, X
     if side.exists():
         X = np.load(side, mmap_mode="r")
         if X.shape == (len(ids), dim):
+            if len(_maps) > 4096:
+                _maps.clear()
+            _maps[key] = X
             return ids, X
     _, X = read_vector_part(root, encoder, part, column, dim)  # decodes once, writes the sidecar
     return ids, X
@@ -75,9 +84,13 @@ def _part_vectors(root: Path, encoder: str, part: str, column: str, dim: int) ->
 def _part_norms(root: Path, encoder: str, part: str, column: str, X: np.ndarray) -> np.ndarray:
     side = _sidecar(root, encoder, part, column)
     path = side.with_name(side.name[: -len(".npy")] + ".norms.npy")
+    n = _maps.get((str(path), column))
+    if n is not None and n.shape == (len(X),):
+        return n
     if path.exists():
         n = np.load(path, mmap_mode="r")
         if n.shape == (len(X),):
+            _maps[(str(path), column)] = n
             return n
     n = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float32)).astype(np.float32)
     with _norms_lock:
@@ -221,10 +234,17 @@ def similar(wh, asset: str | None = None, image=None, vector=None, dataset: str 
 def text(wh, queries, dataset: str | None = None, encoder: str | None = None, limit: int = 10,
          offset: int = 0, media_type: str | None = None) -> list[Hit]:
     """The `limit` assets a sentence (or several, as one concept's prompts) describes best."""
-    k = _window(limit, offset)
     queries = [queries] if isinstance(queries, str) else list(queries or [])
     encoder = _encoder_for(wh, dataset, encoder)
     head = text_head(encoder, queries, None, class_names(wh.cursor(), encoder))
+    return rank_by_head(wh, head, dataset, limit, offset, media_type)
+
+
+def rank_by_head(wh, head, dataset: str | None = None, limit: int = 10, offset: int = 0,
+                 media_type: str | None = None) -> list[Hit]:
+    """Assets ranked by a concept head's probability (the scan behind `text`), best first."""
+    k = _window(limit, offset)
+    encoder = head.encoder
     cols = catalog.encoder_columns(wh.cursor(), encoder)
     if cols.get(head.column) != head.dim:
         raise ConceptError(f"encoder {encoder!r} stores no {head.dim}-dim column {head.column!r}")
