@@ -84,13 +84,14 @@ def similar_images(state: State, who: Reader, intake: IntakeDep, dataset_id: str
     given = [x for x in (coactive_image_id, image_path, image_public_url) if x]
     if len(given) != 1:
         raise Invalid("give exactly one of coactive_image_id, image_path or image_public_url")
-    ds = dataset_name(state.wh, dataset_id)
-    enc = None if encoder in COACTIVE_ENCODERS else encoder
     image = None
     if image_public_url:
-        problems = intake.check_urls([image_public_url])
+        problems = intake.check_urls([image_public_url])  # refused (403) before anything else is looked at
         if problems:
             raise Invalid(problems[image_public_url])
+    ds = dataset_name(state.wh, dataset_id)
+    enc = None if encoder in COACTIVE_ENCODERS else encoder
+    if image_public_url:
         data, _ = intake.fetch(image_public_url)
         from PIL import Image, UnidentifiedImageError
 
