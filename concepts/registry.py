@@ -441,16 +441,13 @@ def update(wh, name: str, prompts=None, negative_prompts=None, threshold: float 
     if updated_by is not None:
         with wh.write_lock:
             wh.cursor().execute("UPDATE catalog.concepts SET updated_by = ? WHERE name = ?", [updated_by, name])
+    retrain = False
     if regularization is not None:
         r = _regularization(regularization)
         with wh.write_lock:
             wh.cursor().execute("UPDATE catalog.concepts SET regularization = ?, updated_dt = ? WHERE name = ?",
                                 [r, catalog.now(), name])
-        if r != c.regularization and c.kind in ("labeled", "text+labeled") and prompts is None \
-                and negative_prompts is None:
-            c = train(wh, name, materialize=materialize)
-            if threshold is not None:
-                return set_threshold(wh, name, threshold, materialize=materialize)
+        retrain = r != c.regularization and c.kind in ("labeled", "text+labeled")
     if description is not None or parent is not None:
         if parent is not None:
             _check_parent(wh, name, parent or None)
@@ -462,6 +459,8 @@ def update(wh, name: str, prompts=None, negative_prompts=None, threshold: float 
             if parent is not None:
                 con.execute("UPDATE catalog.concepts SET parent = ?, updated_dt = ? WHERE name = ?",
                             [parent or None, catalog.now(), name])
+    if retrain and prompts is None and negative_prompts is None:
+        c = train(wh, name, materialize=materialize)  # the labelled fit at the new regularization
     if prompts is None and negative_prompts is None and threshold is None:
         return get(wh, name)
     if prompts is None and negative_prompts is None:

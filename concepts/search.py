@@ -174,11 +174,16 @@ def _window(limit: int, offset: int) -> int:
     return limit + offset
 
 
-def asset_vector(wh, asset: str, encoder: str, column: str) -> np.ndarray:
-    """The stored vector of an asset (by id or path)."""
+def asset_vector(wh, asset: str, encoder: str, column: str, dataset: str | None = None) -> np.ndarray:
+    """The stored vector of an asset (by id or path; a path in several datasets: the one in `dataset`)."""
     from .registry import resolve_assets
 
     ids = resolve_assets(wh, [asset])
+    if dataset is not None and len(ids) > 1:
+        inside = {r[0] for r in wh.cursor().execute(
+            "SELECT coactive_image_id FROM catalog.assets WHERE dataset = ? AND list_contains(?, coactive_image_id)",
+            [dataset, ids]).fetchall()}
+        ids = [i for i in ids if i in inside] or ids
     row = wh.cursor().execute("SELECT part FROM catalog.embeddings WHERE coactive_image_id = ? AND encoder = ?",
                               [ids[0], encoder]).fetchone()
     if not row:
@@ -209,7 +214,7 @@ def similar(wh, asset: str | None = None, image=None, vector=None, dataset: str 
     column = similarity_column(con, encoder)
     dim = catalog.encoder_columns(con, encoder)[column]
     if asset is not None:
-        q = asset_vector(wh, asset, encoder, column)
+        q = asset_vector(wh, asset, encoder, column, dataset)
     elif image is not None:
         q = image_vector(image, encoder, column)
     else:
