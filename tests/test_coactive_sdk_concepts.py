@@ -66,6 +66,11 @@ def made(sdk, photos):
         out["trained"] = j(more)
         out["labels"] = j(client.concept.get_labels(concept_id=c.concept_id, limit=2))
         out["labels_neg"] = j(client.concept.get_labels(concept_id="furry", labels_to_include="negative"))
+        out["regularized"] = j(client.concept.update(concept_id=c.concept_id, regularization=2.0))
+        out["sampled_negatives"] = j(client.concept.update_labels(concept_id=c.concept_id, labels=[
+            ConceptLabelRequest(coactive_image_id=params["camera"], label=ConceptLabelEnum.NEGATIVE)],
+            autosampled_num_negative_labels=2))
+        out["labels_after"] = j(client.concept.get_labels(concept_id=c.concept_id, labels_to_include="negative"))
         out["candidates"] = j(client.concept.get_label_candidates(concept_id=c.concept_id, limit=3))
         out["prediction"] = j(client.concept.get_concept_prediction(concept_id=c.concept_id))
         out["sampled"] = j(client.concept.get_concept_prediction(
@@ -106,6 +111,18 @@ def test_labels_by_id_and_path_train_once_there_are_enough(made, photos, api_ser
     assert rows[photos["chelsea"][0]]["furry_prob"] > rows[photos["coffee"][0]]["furry_prob"]
     assert rows[photos["astronaut"][0]]["furry_prob"] > rows[photos["rocket"][0]]["furry_prob"]
     assert {r["furry"] for r in rows.values()} <= {0, 1}
+
+
+def test_regularization_retrains_and_negatives_can_be_autosampled(made, photos, api_server):
+    assert made["regularized"]["regularization"] == 2.0
+    with api_server.client(api_server.tokens["read"]) as http:
+        vs = http.get("/api/v1/concepts/furry/versions").json()
+    fits = [v["training"].get("C") for v in vs if v["kind"] == "labeled" and v["training"].get("method")]
+    assert fits[0] == 2.0 and 0.5 in fits  # regularization 0.5 at create, then 2.0: C = 1/regularization
+    negatives = {x["image"]["coactiveImageId"] for x in made["labels_after"]["data"]}
+    named = {photos[k][0] for k in ("coffee", "rocket", "camera")}
+    assert named < negatives and len(negatives) == 5
+    assert not negatives & {photos["chelsea"][0], photos["astronaut"][0]}
 
 
 def test_candidates_are_unlabeled_images(made, photos):
