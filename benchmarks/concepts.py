@@ -55,22 +55,35 @@ QUERIES = [
 CONCEPTS = ["fight", "handgun", "rifle", "shotgun", "blood", "brassiere", "syringe"]
 
 
-def build(root: Path, n: int, dim: int, part_rows: int = 100_000, seed: int = 0, keep_matrix: bool = False):
-    """A warehouse with `n` synthetic assets and unit vectors; returns (wh, encoder, X or None)."""
+def unit_vectors(rng, m: int, dim: int) -> np.ndarray:
+    X = rng.standard_normal((m, dim), dtype=np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return X
+
+
+def build(root: Path, n: int, dim: int, part_rows: int = 100_000, seed: int = 0, keep_matrix: bool = False,
+          encoder: str | None = None, columns: dict | None = None):
+    """A warehouse with `n` synthetic assets and unit vectors; returns (wh, encoder, X or None).
+
+    `columns` ({name: (dim, make(rng, rows, dim) -> float32 matrix)}) and `encoder` give other
+    shapes (benchmarks/search.py: an ImageNet encoder's `features` and `probs`); the default is
+    one unit-vector column `embedding` of `dim` under the encoder `synthetic-<dim>`.
+    """
     wh = Warehouse.open(root)
-    encoder = f"synthetic-{dim}"
+    encoder = encoder or f"synthetic-{dim}"
+    columns = columns or {"embedding": (dim, unit_vectors)}
     rng = np.random.default_rng(seed)
     con = wh.cursor()
     with wh.write_lock:
-        catalog.register_encoder(con, encoder, "synthetic", {"embedding": dim})
+        catalog.register_encoder(con, encoder, "synthetic", {c: d for c, (d, _) in columns.items()})
         catalog.ensure_dataset(con, "bench", encoder)
     mats = []
     layout = wh.layout
     for start in range(0, n, part_rows):
         m = min(part_rows, n - start)
         ids = [str(uuid.UUID(int=int(x), version=4)) for x in rng.integers(0, 2**62, m)]
-        X = rng.standard_normal((m, dim), dtype=np.float32)
-        X /= np.linalg.norm(X, axis=1, keepdims=True)
+        mats_now = {c: make(rng, m, d) for c, (d, make) in columns.items()}
+        X = next(iter(mats_now.values()))
         now = catalog.now()
         assets = pa.table({
             "coactive_image_id": ids, "dataset": ["bench"] * m,
@@ -81,7 +94,7 @@ def build(root: Path, n: int, dim: int, part_rows: int = 100_000, seed: int = 0,
             "run_id": ["bench"] * m,
         }, schema=ASSET_SCHEMA)
         ap = atomic_write_parquet(assets, layout.new_part_path(layout.assets_dir("bench")))
-        vp = atomic_write_parquet(vectors_table(ids, {"embedding": X}),
+        vp = atomic_write_parquet(vectors_table(ids, mats_now),
                                   layout.new_part_path(layout.vectors_dir("bench", encoder)))
         a_rel, v_rel = str(ap.relative_to(wh.root)), str(vp.relative_to(wh.root))
         with wh.transaction(con=con):

@@ -13,6 +13,10 @@ the CLI call these, and `Warehouse` has thin methods that delegate here):
     registry.get / list_concepts / versions / version / labels / children / delete / materialize
     active.candidates(wh, "handgun", n=20)     # most uncertain unlabeled assets
     active.estimate(wh, "handgun")             # count above threshold, expected positives, 95% interval
+    active.prediction_estimate(wh, "handgun")  # assets per probability range (Coactive's estimation)
+    registry.resolve(wh, name_or_concept_id)   # the name behind a concept's UUID (or its name)
+    search.text(wh, "a cat", dataset="photos")             # text -> assets, best first
+    search.similar(wh, asset=id_or_path, dataset="photos")  # cosine over stored vectors
     classify.classify(wh, paths, concepts=None, add=False)   # per file: probabilities + tags
     library.install_defaults(wh)               # the starter moderation library
 
@@ -23,9 +27,10 @@ Modules: heads (HeadSpec; which column a head reads, asked of the encoder),
 text (text heads, built by the encoder's text side in `encoders/`), labeled
 (logistic regression, text prior), registry (catalog CRUD and versioning),
 catalogue (the built-in concepts and moderation categories, one definition
-each), library and taxonomy (the two views of it), active, classify, demo.  The
+each), library and taxonomy (the two views of it), active, classify, search, demo.  The
 SQL side (macros, columns, materialised scores) is `warehouse/concept_sql.py`
-and `warehouse/concept_cache.py`, because the warehouse builds the views.
+and `warehouse/concept_cache.py`, because the warehouse builds the views
+(`warehouse/similarity_sql.py` for search).
 """
 from .heads import ConceptError, ConceptNotFound, HeadSpec, NotEnoughLabels
 

@@ -71,3 +71,57 @@ def estimate(wh, name: str, dataset: str | None = None) -> dict:
         "ci95_high": min(float(scored), float(mean) + half),
         "method": "poisson-binomial normal approximation over calibrated probabilities",
     }
+
+
+def prediction_estimate(wh, name: str, threshold: float | None = None, confidence_level: float = 0.95,
+                        fidelity: int | None = None, dataset: str | None = None, bins: int = 10) -> dict:
+    """How many assets fall in each probability range (Coactive's `prediction_estimation`).
+
+    Ranges are `bins` equal steps of [0, 1] split at the threshold, so the ranges at or
+    over it add up to what `WHERE <name> = 1` counts.  Every scored asset is read
+    (exact counts, intervals of zero width) unless `fidelity` asks for a smaller
+    random sample: then counts are scaled up and each gets a Wilson interval at
+    `confidence_level`.
+    """
+    import numpy as np
+    from statistics import NormalDist
+
+    c = get(wh, name)
+    t = c.threshold if threshold is None else float(threshold)
+    if not 0.0 <= t <= 1.0:
+        raise ConceptError("threshold must be in [0, 1]")
+    if not 0.0 < confidence_level < 1.0:
+        raise ConceptError("confidence_level must be between 0 and 1")
+    if fidelity is not None and fidelity < 1:
+        raise ConceptError("estimation_fidelity must be at least 1")
+    _ensure_scored(wh, name)
+    sql = f"SELECT {name}_latest_prob FROM coactive_table WHERE {name}_latest_prob IS NOT NULL"
+    args: list = []
+    if dataset:
+        sql += " AND dataset = ?"
+        args.append(dataset)
+    p = np.array([r[0] for r in wh.cursor().execute(sql, args).fetchall()], dtype=np.float64)
+    total = len(p)
+    sample = p
+    if fidelity is not None and fidelity < total:
+        sample = np.random.default_rng(0).choice(p, size=fidelity, replace=False)
+    edges = sorted(set(np.round(np.linspace(0.0, 1.0, bins + 1), 12).tolist()) | {t})
+    idx = np.clip(np.searchsorted(edges, sample, side="right") - 1, 0, len(edges) - 2)
+    counts = np.bincount(idx, minlength=len(edges) - 1)
+    n = len(sample)
+    z = NormalDist().inv_cdf(0.5 + confidence_level / 2)
+    estimates, intervals = [], []
+    for k in counts:
+        if n == total:
+            estimates.append(int(k))
+            intervals.append([int(k), int(k)])
+            continue
+        f = k / n
+        centre = (f + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(f * (1 - f) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        estimates.append(int(round(f * total)))
+        intervals.append([max(0, int(math.floor((centre - half) * total))),
+                          min(total, int(math.ceil((centre + half) * total)))])
+    return {"probability_ranges": [[float(a), float(b)] for a, b in zip(edges[:-1], edges[1:])],
+            "estimates": estimates, "confidence_intervals": intervals, "threshold": t,
+            "confidence_level": confidence_level, "sampled": n, "total": total}

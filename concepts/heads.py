@@ -18,7 +18,9 @@ from warehouse.errors import Invalid, NotFound
 from warehouse.concept_cache import Head, probabilities
 
 LINKS = ("logistic", "linear")
-KINDS = ("text", "labeled", "text+labeled", "model")
+# "empty": a concept created with neither prompts nor labels (the Coactive SDK's `create`): it
+# scores every asset ~0 until its first labelled version is trained.
+KINDS = ("text", "labeled", "text+labeled", "model", "empty")
 
 
 class ConceptError(Invalid):

@@ -82,7 +82,8 @@ def population(con, root, encoder: str, column: str, dim: int) -> np.ndarray:
     return vectors_for(con, root, encoder, column, dim, ids) if ids else np.zeros((0, dim), np.float32)
 
 
-def fit(X: np.ndarray, y: np.ndarray, d: np.ndarray | None, reference: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+def fit(X: np.ndarray, y: np.ndarray, d: np.ndarray | None, reference: np.ndarray | None = None,
+        c: float | None = None) -> tuple[np.ndarray, float]:
     from sklearn.linear_model import LogisticRegression
 
     X = np.asarray(X, dtype=np.float64)
@@ -95,7 +96,7 @@ def fit(X: np.ndarray, y: np.ndarray, d: np.ndarray | None, reference: np.ndarra
         s_ref = ref @ d.astype(np.float64)
         mu_s, sd_s = s_ref.mean(), max(s_ref.std(), 1e-6)
         Z = np.hstack([Z, (PRIOR_GAIN * (s - mu_s) / sd_s)[:, None]])
-    model = LogisticRegression(C=C, max_iter=2000)
+    model = LogisticRegression(C=c or C, max_iter=2000)
     model.fit(Z, y)
     coef, b = model.coef_[0], float(model.intercept_[0])
     w = coef[: X.shape[1]] / sd
@@ -108,7 +109,9 @@ def fit(X: np.ndarray, y: np.ndarray, d: np.ndarray | None, reference: np.ndarra
 
 
 def labeled_head(con, root, encoder: str, column: str, dim: int, positive: list[str], negative: list[str],
-                 prior: HeadSpec | None = None) -> HeadSpec:
+                 prior: HeadSpec | None = None, regularization: float | None = None) -> HeadSpec:
+    """`regularization` is Coactive's name for the L2 strength, 1/C of the fit (default 1/C = 10)."""
+    c = 1.0 / regularization if regularization else None
     if len(positive) < MIN_POSITIVE or len(negative) < MIN_NEGATIVE:
         raise NotEnoughLabels(
             f"a labeled head needs at least {MIN_POSITIVE} positive and {MIN_NEGATIVE} negative examples "
@@ -118,11 +121,12 @@ def labeled_head(con, root, encoder: str, column: str, dim: int, positive: list[
     y = np.r_[np.ones(len(positive)), np.zeros(len(negative))].astype(int)
     d = prior_direction(prior, column)
     ref = population(con, root, encoder, column, dim)
-    w, b = fit(X, y, d, ref)
+    w, b = fit(X, y, d, ref, c)
     head = HeadSpec("text+labeled" if d is not None else "labeled", encoder, column, w, 1.0, b, "logistic")
     train_scores = head.predict(X)
     training = {
         "method": "logistic-regression",
+        "C": c or C,
         "positives": len(positive),
         "negatives": len(negative),
         "text_prior": d is not None,
@@ -135,7 +139,7 @@ def labeled_head(con, root, encoder: str, column: str, dim: int, positive: list[
 
         cv = np.zeros(len(y))
         for tr, te in StratifiedKFold(k, shuffle=True, random_state=0).split(X, y):
-            w_k, b_k = fit(X[tr], y[tr], d, ref)
+            w_k, b_k = fit(X[tr], y[tr], d, ref, c)
             cv[te] = X[te] @ w_k + b_k
         training["cv_auroc"] = _auc(y, cv)
         training["cv_folds"] = k

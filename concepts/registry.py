@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -38,20 +39,25 @@ from warehouse import catalog, concept_cache, views
 
 from . import calibrate
 from .heads import ConceptError, ConceptNotFound, HeadSpec, NotEnoughLabels, class_names, labeled_column
-from .labeled import existing_encoder_dim, labeled_head
+from .labeled import MIN_NEGATIVE, MIN_POSITIVE, existing_encoder_dim, labeled_head
 from .text import text_head
 
 __all__ = [
     "Concept", "Version", "ConceptError", "ConceptNotFound", "NotEnoughLabels",
     "create", "create_from_head", "update", "set_threshold", "recalibrate", "add_labels", "set_labels", "remove_labels", "train",
     "get", "exists", "list_concepts", "versions", "version", "labels", "children", "delete",
-    "materialize", "resolve_assets", "validate_name", "default_encoder",
+    "materialize", "resolve_assets", "validate_name", "default_encoder", "resolve", "autosample_negatives",
+    "EMPTY_BIAS",
 ]
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 DEFAULT_THRESHOLD = None  # the default rule, concepts/calibrate.py
 USER = "user"
 LABEL_VALUES = {"positive", "negative", "none"}
+# An empty head (no prompts, no labels yet) is sigmoid(-50) ~ 2e-22 on every asset: nothing is
+# positive until labels train the first real version.
+EMPTY_BIAS = -50.0
+EMPTY_SOURCE = "default 0.5 (no labels yet)"
 
 
 @dataclass
@@ -70,6 +76,11 @@ class Concept:
     positive_labels: int = 0
     negative_labels: int = 0
     threshold_source: str | None = None
+    concept_id: str | None = None
+    dataset: str | None = None
+    regularization: float | None = None
+    created_by: str | None = None
+    updated_by: str | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -119,15 +130,26 @@ def _label_counts(con, name: str) -> tuple[int, int]:
     return sum(1 for v in lab.values() if v == "positive"), sum(1 for v in lab.values() if v == "negative")
 
 
+def resolve(wh, ref: str) -> str:
+    """The name of the concept `ref` names: its name or its `concept_id` (a UUID)."""
+    row = _cur(wh).execute(
+        "SELECT name FROM catalog.concepts WHERE name = ? OR concept_id = lower(?) ORDER BY name = ? DESC LIMIT 1",
+        [ref, ref, ref]).fetchone()
+    if not row:
+        raise ConceptNotFound(f"no concept named {ref!r} (and no concept with that id)")
+    return row[0]
+
+
 def get(wh, name: str) -> Concept:
     con = _cur(wh)
     row = con.execute(
-        "SELECT name, description, encoder, parent, threshold, latest_version, created_dt, updated_dt "
-        "FROM catalog.concepts WHERE name = ?", [name]
+        "SELECT name, description, encoder, parent, threshold, latest_version, created_dt, updated_dt, "
+        "concept_id, dataset, regularization, created_by, updated_by FROM catalog.concepts WHERE name = ?", [name]
     ).fetchone()
     if not row:
         raise ConceptNotFound(f"no concept named {name!r}")
-    c = Concept(*row)
+    c = Concept(*row[:8])
+    c.concept_id, c.dataset, c.regularization, c.created_by, c.updated_by = row[8:]
     v = con.execute(
         "SELECT kind, prompts, negative_prompts, training FROM catalog.concept_versions WHERE concept = ? AND version = ?",
         [name, c.latest_version],
@@ -281,13 +303,14 @@ def resolve_assets(wh, items) -> list[str]:
 
 
 # -- heads ---------------------------------------------------------------------
-def _build_head(wh, encoder: str, prompts: list, negatives: list, pos: list[str], neg: list[str]) -> HeadSpec:
+def _build_head(wh, encoder: str, prompts: list, negatives: list, pos: list[str], neg: list[str],
+                regularization: float | None = None) -> HeadSpec:
     con = _cur(wh)
     if pos or neg:
         column = labeled_column(con, encoder)
         dim = existing_encoder_dim(con, encoder, column)
         prior = text_head(encoder, prompts, negatives, class_names(con, encoder)) if prompts else None
-        return labeled_head(con, wh.root, encoder, column, dim, pos, neg, prior)
+        return labeled_head(con, wh.root, encoder, column, dim, pos, neg, prior, regularization)
     if prompts:
         head = text_head(encoder, prompts, negatives, class_names(con, encoder))
         cols = catalog.encoder_columns(con, encoder)
@@ -297,12 +320,22 @@ def _build_head(wh, encoder: str, prompts: list, negatives: list, pos: list[str]
     raise ConceptError("a concept needs prompts or labelled examples (at least one of them)")
 
 
+def _empty_head(wh, encoder: str) -> HeadSpec:
+    con = _cur(wh)
+    column = labeled_column(con, encoder)
+    dim = existing_encoder_dim(con, encoder, column)
+    return HeadSpec("empty", encoder, column, np.zeros(dim, np.float32), 1.0, EMPTY_BIAS, "logistic",
+                    {"method": "none: no prompts or labels yet"})
+
+
 def _commit(wh, name: str, head: HeadSpec, threshold: float | None, prompts: list, negatives: list,
             new_concept: dict | None = None, label_rows: list | None = None, materialize: bool = True,
             reuse_cache_of: int | None = None, source: str | None = None) -> Concept:
     if wh.read_only:
         raise ConceptError("warehouse opened read-only")
-    if threshold is None:
+    if threshold is None and head.kind == "empty":
+        threshold, source = 0.5, EMPTY_SOURCE
+    elif threshold is None:
         threshold, source = calibrate.default_threshold(wh.cursor(), wh.root, head, head.cv)
     else:
         source = source or USER
@@ -314,7 +347,9 @@ def _commit(wh, name: str, head: HeadSpec, threshold: float | None, prompts: lis
             catalog.insert(con, "concepts", dict(
                 name=name, description=new_concept.get("description"), encoder=head.encoder,
                 parent=new_concept.get("parent"), threshold=threshold, latest_version=0, created_dt=now,
-                updated_dt=now))
+                updated_dt=now, concept_id=str(uuid.uuid4()), dataset=new_concept.get("dataset"),
+                regularization=new_concept.get("regularization"), created_by=new_concept.get("created_by"),
+                updated_by=new_concept.get("created_by")))
         if label_rows:
             catalog.insert_labels(con, name, label_rows, now)
         n = con.execute("SELECT latest_version FROM catalog.concepts WHERE name = ?", [name]).fetchone()[0] + 1
@@ -347,20 +382,36 @@ def _head_of(v: Version) -> HeadSpec:
 # -- writing -------------------------------------------------------------------
 def create(wh, name: str, prompts=None, negative_prompts=None, positive=None, negative=None,
            description: str | None = None, threshold: float = DEFAULT_THRESHOLD, encoder: str | None = None,
-           parent: str | None = None, created_by: str | None = None, materialize: bool = True) -> Concept:
-    """A new concept from prompts and/or labelled examples (ids or paths); version 1."""
+           parent: str | None = None, created_by: str | None = None, materialize: bool = True,
+           dataset: str | None = None, regularization: float | None = None, allow_empty: bool = False) -> Concept:
+    """A new concept from prompts and/or labelled examples (ids or paths); version 1.
+
+    `dataset` ties it to one dataset (its encoder is the dataset's); `allow_empty`
+    accepts neither prompts nor labels (Coactive's create-then-label flow): version 1
+    is an empty head and the first labels that can train one make version 2.
+    """
     validate_name(wh, name)
     threshold = _threshold(threshold)
+    regularization = _regularization(regularization)
+    if dataset is not None:
+        dataset_encoder = catalog.dataset_encoder(_cur(wh), dataset)
+        if dataset_encoder is None:
+            raise ConceptNotFound(f"no dataset named {dataset!r}")
+        encoder = encoder or dataset_encoder
     encoder = encoder or default_encoder(wh)
     _check_parent(wh, name, parent)
     prompts, negatives = _prompt_list(prompts), _prompt_list(negative_prompts)
     pos, neg = resolve_assets(wh, positive), resolve_assets(wh, negative)
     _check_overlap(pos, neg)
-    head = _build_head(wh, encoder, prompts, negatives, pos, neg)
+    if allow_empty and not (prompts or pos or neg):
+        head = _empty_head(wh, encoder)
+    else:
+        head = _build_head(wh, encoder, prompts, negatives, pos, neg, regularization)
     rows = [(i, "positive", created_by) for i in pos] + [(i, "negative", created_by) for i in neg]
     return _commit(wh, name, head, threshold, prompts, negatives,
-                   new_concept={"description": description, "parent": parent}, label_rows=rows,
-                   materialize=materialize)
+                   new_concept={"description": description, "parent": parent, "dataset": dataset,
+                                "regularization": regularization, "created_by": created_by},
+                   label_rows=rows, materialize=materialize)
 
 
 def create_from_head(wh, name: str, head: HeadSpec, description: str | None = None,
@@ -379,9 +430,24 @@ def create_from_head(wh, name: str, head: HeadSpec, description: str | None = No
 
 
 def update(wh, name: str, prompts=None, negative_prompts=None, threshold: float | None = None,
-           description: str | None = None, parent: str | None = None, materialize: bool = True) -> Concept:
-    """Change a concept: prompts or threshold make a new version; description/parent change in place."""
+           description: str | None = None, parent: str | None = None, materialize: bool = True,
+           regularization: float | None = None, updated_by: str | None = None, new_name: str | None = None) -> Concept:
+    """Change a concept: prompts or threshold make a new version; description/parent change in place;
+    a new `regularization` retrains a labelled head (version N+1)."""
     c = get(wh, name)
+    if new_name is not None and new_name != name:
+        raise ConceptError(f"renaming a concept is not supported (its name is its SQL column): create "
+                           f"{new_name!r} and delete {name!r}")
+    if updated_by is not None:
+        with wh.write_lock:
+            wh.cursor().execute("UPDATE catalog.concepts SET updated_by = ? WHERE name = ?", [updated_by, name])
+    retrain = False
+    if regularization is not None:
+        r = _regularization(regularization)
+        with wh.write_lock:
+            wh.cursor().execute("UPDATE catalog.concepts SET regularization = ?, updated_dt = ? WHERE name = ?",
+                                [r, catalog.now(), name])
+        retrain = r != c.regularization and c.kind in ("labeled", "text+labeled")
     if description is not None or parent is not None:
         if parent is not None:
             _check_parent(wh, name, parent or None)
@@ -393,6 +459,8 @@ def update(wh, name: str, prompts=None, negative_prompts=None, threshold: float 
             if parent is not None:
                 con.execute("UPDATE catalog.concepts SET parent = ?, updated_dt = ? WHERE name = ?",
                             [parent or None, catalog.now(), name])
+    if retrain and prompts is None and negative_prompts is None:
+        c = train(wh, name, materialize=materialize)  # the labelled fit at the new regularization
     if prompts is None and negative_prompts is None and threshold is None:
         return get(wh, name)
     if prompts is None and negative_prompts is None:
@@ -402,7 +470,7 @@ def update(wh, name: str, prompts=None, negative_prompts=None, threshold: float 
     lab = current_labels(_cur(wh), name)
     pos = [i for i, v in lab.items() if v == "positive"]
     neg = [i for i, v in lab.items() if v == "negative"]
-    head = _build_head(wh, c.encoder, new_prompts, new_neg, pos, neg)
+    head = _build_head(wh, c.encoder, new_prompts, new_neg, pos, neg, c.regularization)
     t = _threshold(threshold) if threshold is not None else _kept_threshold(c)
     return _commit(wh, name, head, t, new_prompts, new_neg, materialize=materialize)
 
@@ -489,8 +557,11 @@ def _relabel(wh, c: Concept, rows, retrain: bool, materialize: bool) -> Concept:
             lab[i] = value
     pos = [i for i, v in lab.items() if v == "positive"]
     neg = [i for i, v in lab.items() if v == "negative"]
+    if c.kind == "empty" and not c.prompts and (len(pos) < MIN_POSITIVE or len(neg) < MIN_NEGATIVE):
+        # Coactive's flow labels a few at a time: keep them until there are enough to train on.
+        return _relabel(wh, c, rows, False, materialize)
     if pos or neg:
-        head = _build_head(wh, c.encoder, c.prompts, c.negative_prompts, pos, neg)
+        head = _build_head(wh, c.encoder, c.prompts, c.negative_prompts, pos, neg, c.regularization)
     else:
         v = version(wh, c.name, with_weights=True)
         head = _build_head(wh, c.encoder, c.prompts, c.negative_prompts, [], []) if c.prompts else _head_of(v)
@@ -504,7 +575,7 @@ def train(wh, name: str, materialize: bool = True) -> Concept:
     lab = current_labels(_cur(wh), name)
     pos = [i for i, v in lab.items() if v == "positive"]
     neg = [i for i, v in lab.items() if v == "negative"]
-    head = _build_head(wh, c.encoder, c.prompts, c.negative_prompts, pos, neg)
+    head = _build_head(wh, c.encoder, c.prompts, c.negative_prompts, pos, neg, c.regularization)
     return _commit(wh, name, head, _kept_threshold(c), c.prompts, c.negative_prompts, materialize=materialize)
 
 
@@ -544,7 +615,40 @@ def materialize(wh, names=None, all_versions: bool = False) -> list[tuple[str, i
     return [(h.concept, h.version) for h in todo]
 
 
+def autosample_negatives(wh, name: str, n: int, dataset: str | None = None, seed: int = 0) -> list[str]:
+    """`n` unlabeled assets drawn at random (repeatably) from the concept's dataset (or all of its
+    encoder's assets): Coactive's `autosampledNumNegativeLabels`, for concepts whose positives are rare."""
+    c = get(wh, name)
+    if n < 0:
+        raise ConceptError("the number of negatives to sample cannot be negative")
+    if n == 0:
+        return []
+    labeled = list(current_labels(_cur(wh), name))
+    sql = ("SELECT a.coactive_image_id FROM catalog.assets a JOIN catalog.embeddings e "
+           "ON e.coactive_image_id = a.coactive_image_id AND e.encoder = ? "
+           "WHERE NOT list_contains(?, a.coactive_image_id)")
+    args: list = [c.encoder, labeled]
+    if dataset or c.dataset:
+        sql += " AND a.dataset = ?"
+        args.append(dataset or c.dataset)
+    rows = _cur(wh).execute(sql + " ORDER BY hash(a.coactive_image_id || ?) LIMIT ?",
+                            args + [str(seed), int(n)]).fetchall()
+    return [r[0] for r in rows]
+
+
 # -- helpers -------------------------------------------------------------------
+def _regularization(r) -> float | None:
+    if r is None:
+        return None
+    try:
+        r = float(r)
+    except (TypeError, ValueError):
+        raise ConceptError(f"regularization must be a positive number, got {r!r}") from None
+    if not (r > 0 and np.isfinite(r)):
+        raise ConceptError(f"regularization must be a positive number, got {r}")
+    return r
+
+
 def _prompt_list(p) -> list[str]:
     if p is None:
         return []

@@ -11,7 +11,7 @@ analyzers (`ingest`) and concepts, labels, candidates, classification
 """
 from __future__ import annotations
 
-from concepts import active, classify as classify_, library, registry
+from concepts import active, classify as classify_, library, registry, search as search_
 from ingest.analyzers.run import analyze as analyze_
 from warehouse.core import WarehouseCore
 
@@ -114,3 +114,14 @@ class Warehouse(WarehouseCore):
         from warehouse import tombstones
 
         return tombstones.listing(self.cursor(), limit)
+
+    # -- search ----------------------------------------------------------------------------
+    def search_text(self, query, dataset: str | None = None, limit: int = 10, **options):
+        """Assets a sentence describes, best first (the text head a concept with that prompt gets);
+        see `concepts.search.text`."""
+        return search_.text(self, query, dataset=dataset, limit=limit, **options)
+
+    def search_similar(self, asset=None, image=None, dataset: str | None = None, limit: int = 10, **options):
+        """Assets most similar to an asset (id or path) or a PIL image, by cosine over the stored
+        vectors, the asset itself first; see `concepts.search.similar`."""
+        return search_.similar(self, asset=asset, image=image, dataset=dataset, limit=limit, **options)

@@ -100,7 +100,17 @@ CASES = {
     ("POST", "/api/v1/datasets/{dataset_id}/assets"): {"path": lambda p: {"images": [{"path": p}]},
                                                        "url": lambda u: {"images": [{"path": u}]}},
     ("POST", "/api/v1/classify/image/url"): {"url": lambda u: {"url": u}},
+    # A GET: its builder gives query parameters (see `send`).
+    ("GET", "/api/v1/search/similar-images"): {"url": lambda u: {"params": {"image_public_url": u,
+                                                                            "dataset_id": "intake"}}},
 }
+
+
+def send(http, method, route, body):
+    """A request from a case's builder: JSON, or query parameters for a GET."""
+    if method == "GET":
+        return http.request(method, route, params=body["params"])
+    return http.request(method, route, json=body)
 UPLOAD_FIELD = {"/api/v1/ingestion": "files", "/api/v1/classify": "files", "/api/v1/moderate": "files",
                 "/api/v1/feedback": "file"}
 
@@ -401,7 +411,7 @@ def test_no_url_fetch_refuses_every_url(locked, origin, method, route, build):
     before = len(origin.hits)
     with locked.client(locked.tokens["write"]) as http:
         for url in (f"{origin.url}/img.png", "https://example.com/a.jpg"):
-            r = http.request(method, route, json=build(url))
+            r = send(http, method, route, build(url))
             assert r.status_code == 403 and "--no-url-fetch" in r.json()["detail"], r.text
     assert len(origin.hits) == before
 
@@ -420,7 +430,7 @@ def test_loopback_private_and_link_local_urls_are_refused_by_default(default, or
         for method, route, build in cases(kind):
             for tmpl in BLOCKED:
                 url = tmpl.format(port=origin.port)
-                r = http.request(method, route, json=build(url))
+                r = send(http, method, route, build(url))
                 assert r.status_code == 403, (route, url, r.text)
                 assert "address this server does not fetch" in r.json()["detail"], r.text
     assert len(origin.hits) == before  # nothing was fetched, not even once

@@ -209,6 +209,23 @@ def test_sql_console_runs_a_query_and_shows_the_image_grid(page, server):
     assert page.locator("#result-grid").is_hidden()
 
 
+def test_sql_console_similar_link_orders_by_similarity_to_that_image(page, server):
+    login(page, server, "/web/sql")
+    page.fill("#sql-editor", "SELECT coactive_image_id, path FROM coactive_table WHERE dataset = 'photos' "
+                             "ORDER BY path DESC LIMIT 3")
+    page.click("#run")
+    page.wait_for_selector("#query-status[data-status=Complete]")
+    first = page.locator("#result-grid figure.card img").first.get_attribute("alt")
+    page.locator("#result-grid .similar-link").first.click()
+    page.wait_for_function("document.querySelector('#sql-editor').value.includes('similarity_to_asset')")
+    page.wait_for_selector("#query-status[data-status=Complete]")
+    expected = server.sql(f"SELECT coactive_image_id FROM coactive_table "
+                          f"ORDER BY similarity_to_asset(coactive_image_id, '{first}') DESC NULLS LAST LIMIT 24")
+    alts = page.eval_on_selector_all("#result-grid figure.card img", "els => els.map(e => e.alt)")
+    assert alts[0] == first and len(alts) == len(expected)
+    assert alts[:3] == [r["coactive_image_id"] for r in expected][:3]
+
+
 def test_sql_console_shows_sandbox_and_duckdb_errors(page, server):
     login(page, server, "/web/sql")
     page.fill("#sql-editor", "DROP TABLE coactive_table")

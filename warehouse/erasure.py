@@ -103,6 +103,7 @@ def _erase(wh, sel: Selection, report: ErasureReport, reason, who, block) -> Era
             old_files.append(str(wh.layout.dataset_dir(d).relative_to(root)))
         removed["labels"], derived = _withdraw_labels(con, eid, ids)
         removed["feedback"] = _delete_where(con, "moderation_feedback", "coactive_image_id", ids)
+        removed["asset_metadata"] = _delete_where(con, "asset_metadata", "subject_id", ids + list(sel.videos))
         removed["moderation_cache"] = _delete_where(con, "moderation_cache", "sha256", sorted(shas))
         subjects = [(a["media_type"], i, a["sha256"]) for i, a in sel.assets.items()] + \
                    [("video", v, x["sha256"]) for v, x in sel.videos.items()] + [("dataset", d, None) for d in sel.datasets]

@@ -384,6 +384,17 @@ MIGRATIONS: list[tuple[int, str, list[Step]]] = [
             created_dt TIMESTAMP NOT NULL)""",
         "ALTER TABLE catalog.queries ADD COLUMN IF NOT EXISTS withdrawn VARCHAR",
     ]),
+    # Coactive clients address concepts by a stable UUID (`concept_id`) beside the name;
+    # a concept may belong to a dataset (the SDK's `datasetId`), keep Coactive's
+    # `regularization` (1/C of the labelled head's fit) and who created/changed it.
+    (8, "concepts.concept_id (UUID, backfilled), dataset, regularization, created_by, updated_by", [
+        "ALTER TABLE catalog.concepts ADD COLUMN IF NOT EXISTS concept_id VARCHAR",
+        "ALTER TABLE catalog.concepts ADD COLUMN IF NOT EXISTS dataset VARCHAR",
+        "ALTER TABLE catalog.concepts ADD COLUMN IF NOT EXISTS regularization DOUBLE",
+        "ALTER TABLE catalog.concepts ADD COLUMN IF NOT EXISTS created_by VARCHAR",
+        "ALTER TABLE catalog.concepts ADD COLUMN IF NOT EXISTS updated_by VARCHAR",
+        "UPDATE catalog.concepts SET concept_id = CAST(uuid() AS VARCHAR) WHERE concept_id IS NULL",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -298,11 +298,12 @@ def _write_definitions(path: Path, defs: dict, source=None) -> dict[str, str]:
                 skipped[f"catalog.{table}"] = "no warehouse cursor to copy it from"
                 continue
             con.execute(_copy_table(source, path, table))
+        later = []
         for stmt in _macro_statements(defs["macros"]):
             try:
                 con.execute(stmt)
-            except duckdb.Error as e:
-                skipped[stmt.split("(", 1)[0].replace("CREATE OR REPLACE MACRO ", "")] = _first_line(e)
+            except duckdb.Error:
+                later.append(stmt)  # a macro that reads a view (similarity search): after the views
         # Views may reference each other; retry until no more can be built.
         pending = [(s, v, sql) for s, v, sql in defs["views"]]
         while pending:
@@ -316,6 +317,11 @@ def _write_definitions(path: Path, defs: dict, source=None) -> dict[str, str]:
                 skipped.update({f"{s}.{v}": why for s, v, _, why in failed})
                 break
             pending = [f[:3] for f in failed]
+        for stmt in later:
+            try:
+                con.execute(stmt)
+            except duckdb.Error as e:
+                skipped[stmt.split("(", 1)[0].replace("CREATE OR REPLACE MACRO ", "")] = _first_line(e)
     finally:
         con.close()
     return skipped

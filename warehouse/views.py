@@ -91,9 +91,9 @@ def _parquet_source(root: Path, rel_paths: list[str]) -> str:
 
 def _providers():
     # Imported here so each provider module stays a leaf that can import views.
-    from . import analyzer_sql, concept_sql, encoder_sql, moderation_sql
+    from . import analyzer_sql, concept_sql, encoder_sql, moderation_sql, similarity_sql
 
-    return [encoder_sql, concept_sql, analyzer_sql, moderation_sql]
+    return [encoder_sql, concept_sql, analyzer_sql, moderation_sql, similarity_sql]
 
 
 def rebuild(con, root: Path) -> None:

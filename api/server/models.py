@@ -283,7 +283,10 @@ class ClassifyResponse(BaseModel):
 
 # -- concepts -----------------------------------------------------------------------------------
 class ConceptCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """PixQL's fields and the Coactive SDK's (`datasetId`, `regularization`): a concept with
+    neither prompts nor labels starts empty and trains on its first labels."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
     name: str
     description: str | None = None
     prompts: list[str] | None = None
@@ -293,26 +296,44 @@ class ConceptCreate(BaseModel):
     threshold: float | None = Field(None, ge=0, le=1, description="Omitted: the default rule (threshold_source).")
     encoder: str | None = None
     parent: str | None = None
+    dataset_id: str | None = Field(None, alias="datasetId", description="Dataset name or id; its encoder is used.")
+    regularization: float | None = Field(None, gt=0, description="L2 strength of the labelled fit (1/C; default 10).")
 
 
 class ConceptUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    name: str | None = Field(None, description="Accepted when unchanged (a concept's name is its SQL column).")
     description: str | None = None
     prompts: list[str] | None = None
     negative_prompts: list[str] | None = None
     threshold: float | None = Field(None, ge=0, le=1)
     parent: str | None = None
+    regularization: float | None = Field(None, gt=0)
+
+
+class LabelRequest(BaseModel):
+    """The Coactive SDK's `ConceptLabelRequest`: an asset by id or path; no label withdraws it."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    coactive_image_id: str | None = Field(None, alias="coactiveImageId")
+    image_path: str | None = Field(None, alias="imagePath")
+    label: Literal["positive", "negative", ""] | None = None
 
 
 class LabelsPatch(BaseModel):
     """Positive/negative examples by coactive_image_id or path; `remove` (or an empty label) withdraws one."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
     positive: list[str] = []
     negative: list[str] = []
     remove: list[str] = []
-    labels: dict[str, Literal["positive", "negative", ""] | None] = Field(
-        default_factory=dict, description="{asset: 'positive' | 'negative' | '' (remove)}")
+    labels: dict[str, Literal["positive", "negative", ""] | None] | list[LabelRequest] = Field(
+        default_factory=dict,
+        description="{asset: 'positive' | 'negative' | '' (remove)}, or the SDK's list of "
+                    "{coactiveImageId | imagePath, label}")
+    autosampled_num_negative_labels: int | None = Field(
+        None, ge=0, le=10_000, alias="autosampledNumNegativeLabels",
+        description="Also label this many random unlabeled assets negative.")
 
 
 class ConceptOut(_Out):
@@ -330,6 +351,43 @@ class ConceptOut(_Out):
     positive_labels: int = 0
     negative_labels: int = 0
     threshold_source: str | None = Field(None, description="'user', 'robust: ...', 'labels: ...' or 'default 0.5 (...)'")
+    concept_id: str | None = Field(None, description="Stable UUID; routes take it or the name.")
+    dataset: str | None = None
+    dataset_id: str = Field("", description="The dataset's id (its name when datasets have no id).")
+    regularization: float | None = None
+    created_by: str | None = None
+    updated_by: str | None = None
+
+    # The Coactive SDK's `Concept` (camelCase) beside PixQL's fields, in the same answer.
+    @computed_field(alias="conceptId")
+    def concept_id_camel(self) -> str:
+        return self.concept_id or ""
+
+    @computed_field(alias="datasetId")
+    def dataset_id_camel(self) -> str:
+        return self.dataset_id
+
+    @computed_field(alias="createdUserId")
+    def created_user_id(self) -> str:
+        return self.created_by or "pixql"
+
+    @computed_field(alias="updatedUserId")
+    def updated_user_id(self) -> str:
+        return self.updated_by or self.created_by or "pixql"
+
+    @computed_field(alias="createdDt")
+    def created_dt_camel(self) -> str:
+        return _utc_text(self.created_dt)
+
+    @computed_field(alias="updatedDt")
+    def updated_dt_camel(self) -> str:
+        return _utc_text(self.updated_dt)
+
+
+def _utc_text(v: datetime) -> str:
+    if v.tzinfo is None:
+        v = v.replace(tzinfo=timezone.utc)
+    return v.isoformat().replace("+00:00", "Z")
 
 
 class ConceptVersionOut(_Out):

@@ -7,7 +7,7 @@ Adding a resource is one line: write `routers/<name>.py` exposing
 from __future__ import annotations
 
 from . import assets, classify, concepts, datasets, health, ingestion, moderation, queries, tokens
-from . import insights
+from . import insights, search
 from . import coactive_assets, coactive_unsupported
 from . import erasure
 from api.web import router as web_page  # the browser UI: HTML shells + static files (api/web)
@@ -18,6 +18,7 @@ ROUTERS = [
     queries.v0_router,
     classify.router,
     concepts.router,
+    search.router,
     datasets.router,
     coactive_assets.router,
     ingestion.router,

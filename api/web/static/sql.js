@@ -173,6 +173,8 @@
         const card = el("figure", { class: "card", dataset: { row: r.row } }, img,
           el("figcaption", {},
             vid ? el("a", { class: "small timeline-link", href: `/web/videos/${encodeURIComponent(vid)}` }, "▶ video timeline") : null,
+            key === "coactive_image_id" && v ? el("a", { class: "small similar-link", href: "#", title: "Order by cosine similarity to this image",
+              onclick: (ev) => { ev.preventDefault(); similar(v); } }, "≈ similar images") : null,
             el("div", { class: "small ellipsis", title: r.data.path || v }, (r.data.path || String(v)).split("/").pop()),
             extra.map((c) => el("div", { class: "small muted ellipsis" }, `${c}: `, cell(r.data[c])))));
         grid.append(card);
@@ -182,6 +184,14 @@
     }
     current.columns = cols;
     setView(key || view !== "grid" ? view : "table");
+  }
+
+  // The SQL form of a similar-image search (macro `similarity_to_asset`, warehouse/similarity_sql.py).
+  function similar(id) {
+    const safe = String(id).replace(/'/g, "''");
+    $("sql-editor").value = `SELECT coactive_image_id, path,\n  similarity_to_asset(coactive_image_id, '${safe}') AS similarity\n` +
+      `FROM coactive_table\nORDER BY similarity DESC NULLS LAST\nLIMIT 24`;
+    run();
   }
 
   function setView(v) {

@@ -1,0 +1,170 @@
+"""Coactive-shaped bodies for the concept and search routes: paging, images, keyframes, labels.
+
+The official SDK (`coactive` 1.0.27) parses these with pydantic models whose
+fields are camelCase aliases (`coactive/types/`): every field it requires is
+here with its type.  A search result or a candidate is an image or a keyframe
+(the SDK's `Union[Image, Keyframe]`): a keyframe carries no `createdUserId`,
+so the SDK's union falls through to its `Keyframe`.
+"""
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PIXQL_USER = "pixql"  # who created an asset: PixQL's ingest does not record a user
+
+
+def iso(v: datetime | None) -> str | None:
+    """Naive UTC timestamps go out with an explicit zone, as every other PixQL answer."""
+    if v is None:
+        return None
+    if v.tzinfo is None:
+        v = v.replace(tzinfo=timezone.utc)
+    return v.isoformat().replace("+00:00", "Z")
+
+
+class _Camel(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class PageDetails(_Camel):
+    current_page: int = Field(alias="currentPage")
+    last_page: int | None = Field(None, alias="lastPage")
+    limit: int
+    offset: int
+    total: int | None = None
+
+
+class PageLinks(BaseModel):
+    prev: str | None = None
+    next: str | None = None
+    first: str | None = None
+    last: str | None = None
+
+
+class SortItem(BaseModel):
+    direction: Literal["asc", "desc"]
+    field: str
+
+
+class PagedMeta(BaseModel):
+    page: PageDetails
+    links: PageLinks = PageLinks()
+    sort: list[SortItem] = []
+
+
+def paged_meta(offset: int, limit: int, total: int | None, sort: list[tuple[str, str]] = ()) -> PagedMeta:
+    limit = max(int(limit), 1)
+    last = max(1, math.ceil(total / limit)) if total is not None else None
+    return PagedMeta(page=PageDetails(current_page=offset // limit + 1, last_page=last, limit=limit,
+                                      offset=offset, total=total),
+                     sort=[SortItem(field=f, direction=d) for f, d in sort])
+
+
+class ImageOut(_Camel):
+    created_user_id: str = Field(PIXQL_USER, alias="createdUserId")
+    created_dt: str = Field(alias="createdDt")
+    updated_user_id: str = Field(PIXQL_USER, alias="updatedUserId")
+    updated_dt: str = Field(alias="updatedDt")
+    coactive_image_id: str = Field(alias="coactiveImageId")
+    path: str | None = None
+    id: str | None = Field(None, description="The user's own id of the image (PixQL: none)")
+    metadata: dict[str, Any] | None = None
+    dataset: str | None = None
+    score: float | None = Field(None, description="Search: cosine similarity or text score; candidates: probability")
+
+
+class VideoOut(_Camel):
+    created_user_id: str = Field(PIXQL_USER, alias="createdUserId")
+    created_dt: str = Field(alias="createdDt")
+    updated_user_id: str = Field(PIXQL_USER, alias="updatedUserId")
+    updated_dt: str = Field(alias="updatedDt")
+    path: str | None = None
+    coactive_video_id: str = Field(alias="coactiveVideoId")
+    metadata: dict[str, Any] | None = None
+
+
+class ShotOut(_Camel):
+    shot_id: str = Field(alias="shotId")
+    start_time_ms: int = Field(alias="startTimeMs")
+    end_time_ms: int = Field(alias="endTimeMs")
+
+
+class KeyframeOut(_Camel):
+    coactive_image_id: str = Field(alias="coactiveImageId")
+    video: VideoOut
+    shot: ShotOut
+    timestamp: int | None = None
+    path: str | None = None
+    dataset: str | None = None
+    score: float | None = None
+
+
+Visual = ImageOut | KeyframeOut
+
+
+class SearchResult(BaseModel):
+    meta: PagedMeta
+    data: list[Visual]
+
+
+class CandidatesToLabel(BaseModel):
+    data: list[Visual]
+
+
+class ConceptLabelOut(_Camel):
+    created_user_id: str = Field(alias="createdUserId")
+    created_dt: str = Field(alias="createdDt")
+    updated_user_id: str = Field(alias="updatedUserId")
+    updated_dt: str = Field(alias="updatedDt")
+    label_id: str = Field(alias="labelId")
+    label: Literal["positive", "negative"]
+    image: ImageOut | None = None
+    keyframe: KeyframeOut | None = None
+
+
+class PagedConceptLabels(BaseModel):
+    meta: PagedMeta
+    data: list[ConceptLabelOut]
+
+
+class ConceptPrediction(_Camel):
+    probability_ranges: list[list[float]] = Field(alias="probabilityRanges")
+    estimates: list[int]
+    confidence_intervals: list[list[int]] | None = Field(None, alias="confidenceIntervals")
+    threshold: float
+    confidence_level: float = Field(alias="confidenceLevel")
+    sampled: int = Field(description="Assets whose probability was read (all scored ones unless estimation_fidelity is lower)")
+    total: int
+
+
+class SimilarHit(BaseModel):
+    """One row of PixQL's own (snake_case) search answer."""
+
+    coactive_image_id: str
+    score: float
+    dataset: str | None = None
+    path: str | None = None
+    media_type: str | None = None
+
+
+def visual(d: dict, score: float | None = None) -> ImageOut | KeyframeOut:
+    """An image or a keyframe answer from `concepts.search.describe`'s dict of one asset."""
+    created = iso(d.get("created_dt")) or ""
+    if d.get("media_type") == "keyframe" and d.get("coactive_video_id"):
+        v = d.get("video") or {}
+        start = int(d.get("keyframe_time_ms") or 0)
+        step = int(round(1000.0 / v["sample_fps"])) if v.get("sample_fps") else 1000
+        vcreated = iso(v.get("created_dt")) or created
+        return KeyframeOut(
+            coactive_image_id=d["coactive_image_id"], timestamp=start, path=d.get("path"), dataset=d.get("dataset"),
+            score=score,
+            video=VideoOut(created_dt=vcreated, updated_dt=vcreated, path=v.get("path"),
+                           coactive_video_id=d["coactive_video_id"]),
+            shot=ShotOut(shot_id=f"{d['coactive_video_id']}:{d.get('keyframe_index') or 0}",
+                         start_time_ms=start, end_time_ms=start + step))
+    return ImageOut(created_dt=created, updated_dt=created, coactive_image_id=d["coactive_image_id"],
+                    path=d.get("path"), metadata=d.get("metadata"), dataset=d.get("dataset"), score=score)
