@@ -24,6 +24,8 @@ class PolicyRef(Open):
     name: str
     version: int | None
     spec: str
+    inline: bool = Field(False, description="An inline string naming no stored policy (Cloudinary's "
+                         "'aws_rek:...'): its overrides on the defaults, not stored.")
 
 
 class ModerationResult(Open):
@@ -158,6 +160,7 @@ class Decision(Open):
     task_id: str | None
     decided_dt: When
     model_status: Status | None
+    policy_spec: str | None = Field(None, description="The policy string the decision used (inline ones too).")
 
 
 class SubjectModeration(Open):

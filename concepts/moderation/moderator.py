@@ -105,7 +105,7 @@ class Moderator:
         for r in results:
             counts[r["status"]] += 1
         return {
-            "policy": {"name": pol.name, "version": pol.version, "spec": pol.spec()},
+            "policy": {"name": pol.name, "version": pol.version, "spec": pol.spec(), "inline": pol.inline},
             "total": len(results),
             "counts": counts,
             "unscored_categories": self.unscored(con),
