@@ -21,6 +21,7 @@ from typing import Callable
 from ingest.sources import PLAIN, FileAccess
 
 from .. import policy as policies
+from . import analyzed
 from .. import taxonomy
 from ..policy import Policy
 from . import decisions, feedback as feedback_mod, queue as queue_mod, scoring, similarity, verdicts
@@ -91,6 +92,8 @@ class Moderator:
                 state = state_token(con)
         if subjects:
             ids = sorted({f for s in subjects.values() for f, _ in s.frames})
+            if analyzed.ensure(self.wh, ids):  # open_nsfw / NudeNet on frames that lack them
+                con = self.wh.cursor()
             scores = self.scores(con, ids)
             similar = similarity.most_similar(con, self.wh.root, ids)
             for i, s in subjects.items():
