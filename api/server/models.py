@@ -238,6 +238,9 @@ class ConceptOut(_Out):
     positive_labels: int = 0
     negative_labels: int = 0
     threshold_source: str | None = Field(None, description="'user', 'robust: ...', 'labels: ...' or 'default 0.5 (...)'")
+    quality: dict[str, Any] | None = Field(
+        None, description="A built-in's measured quality on the named dev set: auroc, tpr/fpr at its threshold, "
+                          "status (works | weak | chance | unmeasurable) and advice; None for your own concepts.")
 
 
 class ConceptVersionOut(_Out):

@@ -112,6 +112,7 @@ class Moderator:
             "total": len(results),
             "counts": counts,
             "unscored_categories": self.unscored(con),
+            "unreliable_categories": scoring.unreliable(con),
             "results": results,
         }
 

@@ -73,6 +73,17 @@ def scores(con, root, asset_ids: list[str]) -> dict[str, dict[str, float | None]
     return {a: taxonomy.combine(s) for a, s in own_scores(con, root, asset_ids).items()}
 
 
+def unreliable(con) -> list[str]:
+    """Scored categories whose built-in measured at chance or could not be measured on the dev set
+    (`concepts/quality.py`), unless labels have since retrained them."""
+    from .. import quality
+
+    labelled = {r[0] for r in con.execute(
+        "SELECT DISTINCT concept FROM catalog.concept_labels WHERE label <> 'none'").fetchall()}
+    gone = set(unscored(con))
+    return [c for c in quality.unreliable_categories() if c not in labelled and c not in gone]
+
+
 def unscored(con) -> list[str]:
     """Categories with no concept or installed model of their own or of a child: nothing scores them."""
     have = {r[0] for r in con.execute(
