@@ -28,10 +28,15 @@ OUT = Path(quality.__file__).with_name("library_quality.json")
 def entry(row: dict) -> dict:
     m = row["metrics"]
     r = lambda x, d=4: None if x is None else round(x, d)  # noqa: E731
-    return {"label": row["label"], "n_pos": m["n_pos"], "n": m["n"], "auroc": r(m["auroc"]),
+    out = {"label": row["label"], "n_pos": m["n_pos"], "n": m["n"], "auroc": r(m["auroc"]),
             "threshold": r(row["threshold"], 5), "threshold_source": row.get("threshold_source"),
             "tpr": r(m["tpr"]), "fpr": r(m["fpr"]), "tpr_at_2fpr": r(m["tpr_at_2fpr"]),
             "status": quality.status(m["auroc"], m["n_pos"])}
+    if out["auroc"] is None:
+        out["note"] = f"{m['n_pos']} held-out positives of {row['label']} in the dev set"
+    elif out["n_pos"] < quality.MIN_POSITIVES:
+        out["note"] = f"only {m['n_pos']} held-out positives: the figures are noise"
+    return out
 
 
 def build(res: dict) -> dict:

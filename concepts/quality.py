@@ -8,8 +8,8 @@ and a `status`:
 
 * `works`: AUROC >= 0.85 with at least `MIN_POSITIVES` held-out positives;
 * `weak`: AUROC 0.65-0.85;
-* `chance`: AUROC below 0.65 (it ranks no better than a coin on that set);
-* `unmeasurable`: fewer than `MIN_POSITIVES` held-out positives (or none);
+* `chance`: AUROC below 0.65 (it ranks no better than a coin on that set), on 3 or more positives;
+* `unmeasurable`: otherwise fewer than `MIN_POSITIVES` held-out positives (or none);
 * `unscored`: no built-in definition at all (empty until labelled).
 
 The figures describe the built-in definition on the measured encoder, on drawings and sprites,
@@ -37,6 +37,8 @@ def load() -> dict:
 
 
 def status(auroc: float | None, n_pos: int) -> str:
+    if auroc is not None and auroc < 0.65 and n_pos >= 3:
+        return "chance"  # even on few positives: it ranks them among the negatives
     if auroc is None or n_pos < MIN_POSITIVES:
         return "unmeasurable"
     if auroc < 0.65:
