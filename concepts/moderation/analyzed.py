@@ -49,9 +49,9 @@ def model_categories(analyzers: list[str] | None = None) -> dict[str, str]:
 
 
 def ensure(wh, asset_ids: list[str]) -> dict[str, int]:
-    """Run the installed analyzers on the frames of `asset_ids` that lack them; {analyzer: frames run}."""
-    from ingest.analyzers.run import analyze
+    """Run the installed analyzers on the frames of `asset_ids` that lack them; {analyzer: frames run}.
 
+    Through the warehouse facade (`wh.analyze`), as moderation ingests through `wh.ingest`."""
     have = available()
     if wh.read_only or not asset_ids or not have:
         return {}
@@ -66,7 +66,7 @@ def ensure(wh, asset_ids: list[str]) -> dict[str, int]:
         for ds, aid in rows:
             by_ds.setdefault(ds, set()).add(aid)
         for ds, ids in by_ds.items():
-            report = analyze(wh, ds, [name], progress=False, register=False, only=ids)
+            report = wh.analyze(ds, [name], progress=False, register=False, only=ids)
             done[name] = done.get(name, 0) + report.results_added
     return done
 
