@@ -13,8 +13,9 @@ already took (alcohol, syringe, pills, swimwear) are measured as `moderation_<na
 head under another name.
 
 Methods: `text` (zero-shot: the concept's prompts or built-in head), `labels` (a labelled head:
-k positives and 8k negatives drawn with a fixed seed from the train split), `both` (the same
-labels plus the concept's prompts, as `pixql concept label` on a text concept does).  Every
+k positives and 8k negatives drawn with a fixed seed from the train split), `fused` (the same
+labels plus the concept's prompts, as `pixql concept label` on a text concept does: the late
+fusion of `concepts/labeled.py`; called `both` before it was a fusion).  Every
 figure is on the held-out split (split by drawing, see devset.py); labelled rows are the mean
 over --seeds seeds; a k larger than the train positives is skipped.  Columns: AUROC
 (scikit-learn `roc_auc_score` of `<c>_prob`), TPR and FPR of the `<c> = 1` flag, and the best
@@ -214,6 +215,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--render", type=Path, default=None, help="only print the tables of a saved JSON")
+    ap.add_argument("--zero-shot-only", action="store_true", help="skip the labelled heads")
+    ap.add_argument("--labels", default=None, help="labelled heads only for these dev-set labels (comma-separated)")
     args = ap.parse_args()
     if args.render:
         print(tables(json.loads(args.render.read_text())))
@@ -297,17 +300,26 @@ def main() -> None:
             args.out.write_text(json.dumps(dict(res, partial=partial), indent=1))
 
         save(res, partial=True)
+        only = set(args.labels.split(",")) if args.labels else None
+        if args.zero_shot_only:
+            only = set()
+        inner = few
+
+        def few(subject, lab, method, prompts, negatives=None):  # noqa: F811
+            if only is None or lab in only:
+                inner(subject, lab, method, prompts, negatives)
+
         # The issue-15 goals first (gun, weapon, alcohol), so a partial JSON already holds them.
         for lab in dict.fromkeys(PROBES.values()):
             few(lab, lab, "labels", None)
         for prompt, lab in PROBES.items():
-            few(f'"{prompt}"', lab, "both", [prompt])
+            few(f'"{prompt}"', lab, "fused", [prompt])
         for lab in dict.fromkeys(list(LIBRARY.values()) + [v for v in MODERATION.values() if v]):
             if lab not in PROBES.values():
                 few(lab, lab, "labels", None)
         for concept, lab in LIBRARY.items():
             c = registry.get(wh, concept)
-            few(concept, lab, "both", c.prompts, c.negative_prompts)
+            few(concept, lab, "fused", c.prompts, c.negative_prompts)
 
         res.update(ingest_s=round(ingest_s, 1), ingest_new_assets=report.assets_added, total_s=round(time.perf_counter() - started, 1),
                    load_before=load_before, load_after=load(), cores=os.cpu_count())

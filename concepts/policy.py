@@ -58,6 +58,9 @@ class Policy:
     version: int = 0
     created_dt: datetime | None = None
     created_by: str | None = None
+    # An inline policy (Cloudinary's `aws_rek:...` string naming no stored policy): not stored,
+    # its settings are the string's on top of the defaults.
+    inline: bool = False
 
     def thresholds(self) -> dict[str, float]:
         """Effective threshold per checked category (ignored ones are absent)."""
@@ -104,6 +107,7 @@ class Policy:
             "description": self.description,
             "created_dt": self.created_dt,
             "created_by": self.created_by,
+            "inline": self.inline,
         }
 
 
@@ -289,7 +293,10 @@ def resolve(con, spec: str | dict | None) -> Policy:
     """What a moderation request names: a stored policy, optionally with ad-hoc overrides on top.
 
     `"strict"` is the stored policy; `"strict:weapons:0.3"` is it with weapons at 0.3
-    (not stored; its version stays the base's, its fingerprint differs).
+    (not stored; its version stays the base's, its fingerprint differs).  A string with
+    overrides whose name is no stored policy is an inline policy, as Cloudinary sends
+    (`aws_rek:female_underwear:0.85:explicit_nudity:0.7`): the overrides on top of the
+    defaults, version 0, `inline` set; a bare unknown name is still an error (a typo).
     """
     if spec is None or spec == "":
         return get(con, DEFAULT_NAME)
@@ -297,5 +304,12 @@ def resolve(con, spec: str | dict | None) -> Policy:
         base = get(con, check_name(spec.get("name") or DEFAULT_NAME))
         return from_json(spec, base)
     name = spec.strip().split(":", 1)[0].strip()
-    base = get(con, check_name(name))
+    try:
+        base = get(con, check_name(name))
+    except PolicyNotFound:
+        if ":" not in spec:
+            raise
+        inline = parse_spec(spec, Policy(name=name))
+        inline.inline = True
+        return inline
     return parse_spec(spec, base) if ":" in spec else base

@@ -37,14 +37,14 @@ import numpy as np
 import encoders
 from warehouse import catalog, concept_cache, views
 
-from . import calibrate
+from . import calibrate, memberships, quality
 from .heads import ConceptError, ConceptNotFound, HeadSpec, NotEnoughLabels, class_names, labeled_column
 from .labeled import MIN_NEGATIVE, MIN_POSITIVE, existing_encoder_dim, labeled_head
 from .text import text_head
 
 __all__ = [
     "Concept", "Version", "ConceptError", "ConceptNotFound", "NotEnoughLabels",
-    "create", "create_from_head", "update", "set_threshold", "recalibrate", "add_labels", "set_labels", "remove_labels", "train",
+    "create", "create_from_head", "update", "edit_classes", "set_threshold", "recalibrate", "add_labels", "set_labels", "remove_labels", "train",
     "get", "exists", "list_concepts", "versions", "version", "labels", "children", "delete",
     "materialize", "resolve_assets", "validate_name", "default_encoder", "resolve", "autosample_negatives",
     "EMPTY_BIAS",
@@ -81,6 +81,8 @@ class Concept:
     regularization: float | None = None
     created_by: str | None = None
     updated_by: str | None = None
+    # A built-in's measured quality on the dev set (`concepts/quality.py`); None for user concepts.
+    quality: dict | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -158,7 +160,15 @@ def get(wh, name: str) -> Concept:
         c.kind, c.prompts, c.negative_prompts = v[0], json.loads(v[1] or "[]"), json.loads(v[2] or "[]")
         c.threshold_source = _source(json.loads(v[3] or "{}"), c.threshold)
     c.positive_labels, c.negative_labels = _label_counts(con, name)
+    if c.kind in ("model", "text") and name in catalogue_names():
+        c.quality = quality.of(name, c.encoder, labelled=bool(c.positive_labels or c.negative_labels))
     return c
+
+
+def catalogue_names() -> set[str]:
+    from . import catalogue
+
+    return set(catalogue.BY_NAME)
 
 
 def list_concepts(wh, parent: str | None = None) -> list[Concept]:
@@ -303,16 +313,29 @@ def resolve_assets(wh, items) -> list[str]:
 
 
 # -- heads ---------------------------------------------------------------------
+def _text_head(con, encoder: str, prompts: list, negatives: list, class_edits: dict | None) -> HeadSpec:
+    """The text head, its ConSE class map (if any) edited by the concept's pins and drops."""
+    head = text_head(encoder, prompts, negatives, class_names(con, encoder))
+    names = memberships.names_for(con, encoder) if head.column == "probs" else None
+    if names and len(names) == head.dim:
+        head = memberships.apply(head, names, class_edits)
+    return head
+
+
 def _build_head(wh, encoder: str, prompts: list, negatives: list, pos: list[str], neg: list[str],
-                regularization: float | None = None) -> HeadSpec:
+                class_edits: dict | None = None, regularization: float | None = None) -> HeadSpec:
     con = _cur(wh)
     if pos or neg:
         column = labeled_column(con, encoder)
         dim = existing_encoder_dim(con, encoder, column)
-        prior = text_head(encoder, prompts, negatives, class_names(con, encoder)) if prompts else None
-        return labeled_head(con, wh.root, encoder, column, dim, pos, neg, prior, regularization)
+        prior = _text_head(con, encoder, prompts, negatives, class_edits) if prompts else None
+        head = labeled_head(con, wh.root, encoder, column, dim, pos, neg, prior, regularization)
+        if prior is not None:  # the text side's class map, so it stays inspectable and editable
+            head.training = {**head.training, **{k: prior.training[k] for k in ("classes", "class_edits")
+                                                 if k in prior.training}}
+        return head
     if prompts:
-        head = text_head(encoder, prompts, negatives, class_names(con, encoder))
+        head = _text_head(con, encoder, prompts, negatives, class_edits)
         cols = catalog.encoder_columns(con, encoder)
         if head.column in cols and cols[head.column] != head.dim:
             raise ConceptError(f"{encoder} stores {head.column} with {cols[head.column]} dims, the head has {head.dim}")
@@ -406,7 +429,7 @@ def create(wh, name: str, prompts=None, negative_prompts=None, positive=None, ne
     if allow_empty and not (prompts or pos or neg):
         head = _empty_head(wh, encoder)
     else:
-        head = _build_head(wh, encoder, prompts, negatives, pos, neg, regularization)
+        head = _build_head(wh, encoder, prompts, negatives, pos, neg, regularization=regularization)
     rows = [(i, "positive", created_by) for i in pos] + [(i, "negative", created_by) for i in neg]
     return _commit(wh, name, head, threshold, prompts, negatives,
                    new_concept={"description": description, "parent": parent, "dataset": dataset,
@@ -470,7 +493,7 @@ def update(wh, name: str, prompts=None, negative_prompts=None, threshold: float 
     lab = current_labels(_cur(wh), name)
     pos = [i for i, v in lab.items() if v == "positive"]
     neg = [i for i, v in lab.items() if v == "negative"]
-    head = _build_head(wh, c.encoder, new_prompts, new_neg, pos, neg, c.regularization)
+    head = _build_head(wh, c.encoder, new_prompts, new_neg, pos, neg, _edits(wh, name), c.regularization)
     t = _threshold(threshold) if threshold is not None else _kept_threshold(c)
     return _commit(wh, name, head, t, new_prompts, new_neg, materialize=materialize)
 
@@ -493,7 +516,7 @@ def recalibrate(wh, name: str, materialize: bool = True) -> Concept:
     pos, neg = _current_split(wh, name)
     if head.kind in ("labeled", "text+labeled") and len(pos) >= calibrate.MIN_LABELS \
             and len(neg) >= calibrate.MIN_LABELS:
-        head.cv = _build_head(wh, v.encoder, v.prompts, v.negative_prompts, pos, neg).cv
+        head.cv = _build_head(wh, v.encoder, v.prompts, v.negative_prompts, pos, neg, _edits(wh, name)).cv
     t, source = calibrate.default_threshold(_cur(wh), wh.root, head, head.cv)
     if abs(t - v.threshold) < 1e-12 and v.threshold_source == source:
         return get(wh, name)
@@ -560,11 +583,12 @@ def _relabel(wh, c: Concept, rows, retrain: bool, materialize: bool) -> Concept:
     if c.kind == "empty" and not c.prompts and (len(pos) < MIN_POSITIVE or len(neg) < MIN_NEGATIVE):
         # Coactive's flow labels a few at a time: keep them until there are enough to train on.
         return _relabel(wh, c, rows, False, materialize)
+    edits = _edits(wh, c.name)
     if pos or neg:
-        head = _build_head(wh, c.encoder, c.prompts, c.negative_prompts, pos, neg, c.regularization)
+        head = _build_head(wh, c.encoder, c.prompts, c.negative_prompts, pos, neg, edits, c.regularization)
     else:
         v = version(wh, c.name, with_weights=True)
-        head = _build_head(wh, c.encoder, c.prompts, c.negative_prompts, [], []) if c.prompts else _head_of(v)
+        head = _build_head(wh, c.encoder, c.prompts, c.negative_prompts, [], [], edits) if c.prompts else _head_of(v)
     return _commit(wh, c.name, head, _kept_threshold(c), c.prompts, c.negative_prompts, label_rows=rows,
                    materialize=materialize)
 
@@ -575,8 +599,22 @@ def train(wh, name: str, materialize: bool = True) -> Concept:
     lab = current_labels(_cur(wh), name)
     pos = [i for i, v in lab.items() if v == "positive"]
     neg = [i for i, v in lab.items() if v == "negative"]
-    head = _build_head(wh, c.encoder, c.prompts, c.negative_prompts, pos, neg, c.regularization)
+    head = _build_head(wh, c.encoder, c.prompts, c.negative_prompts, pos, neg, _edits(wh, name), c.regularization)
     return _commit(wh, name, head, _kept_threshold(c), c.prompts, c.negative_prompts, materialize=materialize)
+
+
+def _edits(wh, name: str) -> dict:
+    """The concept's class pins and drops (its newest version's), which every retrain keeps."""
+    row = _cur(wh).execute("SELECT v.training FROM catalog.concept_versions v JOIN catalog.concepts c "
+                           "ON v.concept = c.name AND v.version = c.latest_version WHERE c.name = ?",
+                           [name]).fetchone()
+    tr = json.loads(row[0]) if row and isinstance(row[0], str) else (row[0] if row else {})
+    return {k: dict.fromkeys(e) for k, e in memberships.edits_of(tr).items()}
+
+
+def edit_classes(wh, name: str, pin=(), drop=(), reset=(), materialize: bool = True) -> Concept:
+    """Pin (membership 1), drop (0) or reset classes of the concept's class map: version N+1."""
+    return memberships.edit(wh, name, pin, drop, reset, materialize)
 
 
 def delete(wh, name: str) -> None:

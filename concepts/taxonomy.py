@@ -145,16 +145,25 @@ def report(wh) -> list[dict]:
     rows = {r[0]: r[1:] for r in con.execute(
         "SELECT c.name, c.latest_version, v.kind, v.encoder, c.threshold FROM catalog.concepts c "
         "LEFT JOIN catalog.concept_versions v ON v.concept = c.name AND v.version = c.latest_version").fetchall()}
+    from . import quality
+    from .moderation.analyzed import model_categories
+
+    models = model_categories()
     out = []
     for name, cat in CATEGORIES.items():
         r = rows.get(name)
+        model = f" and {models[name]}" if name in models else ""
         if r and r[0]:
-            state = f"concept v{r[0]} ({r[1]} head on {r[2]})"
-        elif children(name) and any(rows.get(c) for c in children(name)):
+            state = f"concept v{r[0]} ({r[1]} head on {r[2]}){model}"
+        elif name in models:
+            state = f"{models[name]}" + (" (and the max of its children)" if children(name) else "")
+        elif children(name) and any(rows.get(c) or c in models for c in children(name)):
             state = "max of its children"
         else:
             state = "empty: no head until labelled (feedback with this category adds labels)"
         out.append({"category": name, "title": cat.title, "parent": cat.parent, "children": list(children(name)),
                     "builtin": cat.note or None, "concept_version": r[0] if r else None, "state": state,
-                    "scored": bool(r and r[0]) or any(rows.get(c) for c in children(name))})
+                    "model": models.get(name), "quality": quality.category(name),
+                    "scored": bool(r and r[0]) or name in models
+                    or any(rows.get(c) or c in models for c in children(name))})
     return out

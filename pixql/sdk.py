@@ -55,6 +55,16 @@ class Warehouse(WarehouseCore):
     def update_concept(self, name: str, **changes):
         return registry.update(self, name, **changes)
 
+    def concept_classes(self, name: str, version: int | None = None) -> list[dict]:
+        """The concept's class memberships (ConSE / built-in class map), largest first."""
+        from concepts import memberships
+
+        return memberships.of(self, name, version)
+
+    def edit_concept_classes(self, name: str, pin=(), drop=(), reset=()):
+        """Pin (membership 1), drop (0) or reset classes of the concept's class map: a new version."""
+        return registry.edit_classes(self, name, pin=pin, drop=drop, reset=reset)
+
     def delete_concept(self, name: str) -> None:
         registry.delete(self, name)
 

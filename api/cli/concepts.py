@@ -171,12 +171,40 @@ def show(name: str, as_json: bool = JsonOption, root: Optional[Path] = RootOptio
     """One concept: definition, newest version's training summary (what a text head maps to)."""
     from concepts import registry
 
-    def go(wh):
-        return registry.get(wh, name), registry.version(wh, name)
+    from concepts import memberships, quality
 
-    c, v = _run(root, go)
-    d = {**c.to_dict(), "version": v.to_dict()}
+    def go(wh):
+        return registry.get(wh, name), registry.version(wh, name), memberships.of(wh, name)
+
+    c, v, classes = _run(root, go)
+    d = {**c.to_dict(), "version": v.to_dict(), "classes": classes}
+    d["version"]["training"].pop("classes", None)  # shown once, as "classes"
     typer.echo(json.dumps(d, indent=2, default=str))
+    q = quality.line(c.name)
+    if q and not as_json:
+        typer.echo(q, err=True)
+
+
+@concept_app.command("classes")
+def classes(name: str,
+            pin: Optional[List[str]] = typer.Option(None, "--pin", help="Class to count fully (membership 1); repeatable."),
+            drop: Optional[List[str]] = typer.Option(None, "--drop", help="Class to leave out (membership 0); repeatable."),
+            reset: Optional[List[str]] = typer.Option(None, "--reset", help="Undo a pin or drop; repeatable."),
+            version: Optional[int] = typer.Option(None, "--version", help="Show this version's map."),
+            as_json: bool = JsonOption, root: Optional[Path] = RootOption):
+    """The classifier classes that make up a concept (ConSE memberships); --pin/--drop make a new version."""
+    from concepts import memberships, registry
+
+    def go(wh):
+        before = registry.get(wh, name).latest_version
+        if pin or drop or reset:
+            registry.edit_classes(wh, name, pin=pin or (), drop=drop or (), reset=reset or ())
+        return before, registry.get(wh, name), memberships.of(wh, name, version)
+
+    before, c, rows = _run(root, go)
+    if (pin or drop or reset) and not as_json:
+        typer.echo(f"{name}: version {before} -> {c.latest_version}", err=True)
+    _table(rows, ["class", "membership", "edit"], as_json)
 
 
 @concept_app.command("versions")
@@ -234,6 +262,25 @@ def install_defaults(encoder: Optional[str] = typer.Option(None, "--encoder", "-
 
     created = _run(root, lambda wh: library.install_defaults(wh, encoder=encoder))
     typer.echo(f"installed {len(created)} concept(s): {', '.join(created) or 'all were present'}")
+
+
+@concepts_app.command("library")
+def library_list(as_json: bool = JsonOption):
+    """The built-in concepts and moderation categories with their measured quality on the dev set."""
+    from concepts import catalogue, quality
+
+    rows = []
+    for e in catalogue.BY_NAME.values():
+        q = (quality.load()["concepts"].get(e.name) if e.library else None) or quality.category(e.name) or {}
+        rows.append({"name": e.name, "in": "+".join(k for k, on in (("library", e.library),
+                                                                     ("moderation", e.category)) if on),
+                     "status": q.get("status"), "auroc": q.get("auroc"), "tpr": q.get("tpr"), "fpr": q.get("fpr"),
+                     "held_out_pos": q.get("n_pos"), "note": q.get("note")})
+    _table(rows, ["name", "in", "status", "auroc", "tpr", "fpr", "held_out_pos", "note"], as_json)
+    if not as_json:
+        d = quality.load()
+        typer.echo(f"measured on {d.get('devset')} ({d.get('encoder')}): TPR/FPR of `c = 1` at the default threshold. "
+                   f"Anything not 'works': {quality.ADVICE}.", err=True)
 
 
 @concepts_app.command("list")

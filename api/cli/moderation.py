@@ -99,6 +99,9 @@ def moderate(
     typer.echo(counts)
     if out["unscored_categories"]:
         typer.echo(f"not scored (no head yet): {', '.join(out['unscored_categories'])}", err=True)
+    if out.get("unreliable_categories"):
+        typer.echo(f"scored but unmeasured or at chance (label examples): {', '.join(out['unreliable_categories'])}",
+                   err=True)
 
 
 @app.command()
@@ -186,7 +189,11 @@ def categories(root: Optional[Path] = RootOption):
     try:
         for c in taxonomy.report(wh):
             indent = "  " if c["parent"] else ""
-            typer.echo(f"{indent}{c['category']:<{24 - len(indent)}} {c['state']}")
+            q = c.get("quality") or {}
+            measured = (f"AUROC {q['auroc']:.2f}, {q['status']}" if q.get("auroc") is not None
+                        else q.get("status", ""))
+            typer.echo(f"{indent}{c['category']:<{24 - len(indent)}} {c['state']}"
+                       + (f"  [{measured}]" if measured else ""))
     finally:
         wh.close()
 

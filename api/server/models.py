@@ -358,6 +358,10 @@ class ConceptOut(_Out):
     created_by: str | None = None
     updated_by: str | None = None
 
+    quality: dict[str, Any] | None = Field(
+        None, description="A built-in's measured quality on the named dev set: auroc, tpr/fpr at its threshold, "
+                          "status (works | weak | chance | unmeasurable) and advice; None for your own concepts.")
+
     # The Coactive SDK's `Concept` (camelCase) beside PixQL's fields, in the same answer.
     @computed_field(alias="conceptId")
     def concept_id_camel(self) -> str:

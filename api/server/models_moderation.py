@@ -24,6 +24,8 @@ class PolicyRef(Open):
     name: str
     version: int | None
     spec: str
+    inline: bool = Field(False, description="An inline string naming no stored policy (Cloudinary's "
+                         "'aws_rek:...'): its overrides on the defaults, not stored.")
 
 
 class ModerationResult(Open):
@@ -54,6 +56,9 @@ class ModerationReport(Open):
     total: int
     counts: dict[str, int]
     unscored_categories: list[str]
+    unreliable_categories: list[str] = Field(
+        default_factory=list, description="Scored, but their built-in measured at chance or could not be measured "
+        "on the dev set (`quality` in /moderation/categories): label examples before relying on them.")
     results: list[ModerationResult]
 
 
@@ -158,6 +163,7 @@ class Decision(Open):
     task_id: str | None
     decided_dt: When
     model_status: Status | None
+    policy_spec: str | None = Field(None, description="The policy string the decision used (inline ones too).")
 
 
 class SubjectModeration(Open):
@@ -178,10 +184,15 @@ class CategoryState(Open):
     concept_version: int | None
     state: str
     scored: bool
+    model: str | None = Field(None, description="The shipped model that scores it (open_nsfw, NudeNet), if any.")
+    quality: dict[str, Any] | None = Field(None, description="Its built-in's measured quality on the dev set.")
 
 
 class Categories(Open):
     categories: list[CategoryState]
+    unscored_categories: list[str] = Field(default_factory=list, description="Nothing scores them yet.")
+    unreliable_categories: list[str] = Field(default_factory=list, description="Scored, but at chance or "
+                                             "unmeasurable on the dev set: label examples.")
 
 
 class CacheStats(Open):

@@ -75,10 +75,10 @@ def history(con, subject_id: str, kind: str) -> dict:
     """The current status of an asset or video (override first) with its history, newest first."""
     rows = con.execute(
         "SELECT seq, status, reasons, policy, policy_version, decided_by, user_name, comment, task_id, created_dt, "
-        "model_status FROM catalog.moderation_decisions WHERE subject_id = ? ORDER BY created_dt DESC, seq DESC",
+        "model_status, policy_spec FROM catalog.moderation_decisions WHERE subject_id = ? ORDER BY created_dt DESC, seq DESC",
         [subject_id]).fetchall()
     keys = ["seq", "status", "reasons", "policy", "policy_version", "decided_by", "user", "comment", "task_id",
-            "decided_dt", "model_status"]
+            "decided_dt", "model_status", "policy_spec"]
     hist = [dict(zip(keys, r)) for r in rows]
     for h in hist:
         h["reasons"] = json.loads(h["reasons"]) if h["reasons"] else []

@@ -23,6 +23,7 @@ from warehouse import tombstones
 from warehouse.errors import Blocked
 
 from .. import policy as policies
+from . import analyzed
 from .. import taxonomy
 from ..policy import Policy
 from . import decisions, feedback as feedback_mod, queue as queue_mod, scoring, similarity, verdicts
@@ -99,6 +100,8 @@ class Moderator:
                 state = state_token(con)
         if subjects:
             ids = sorted({f for s in subjects.values() for f, _ in s.frames})
+            if analyzed.ensure(self.wh, ids):  # open_nsfw / NudeNet on frames that lack them
+                con = self.wh.cursor()
             scores = self.scores(con, ids)
             similar = similarity.most_similar(con, self.wh.root, ids)
             for i, s in subjects.items():
@@ -113,10 +116,11 @@ class Moderator:
         for r in results:
             counts[r["status"]] += 1
         return {
-            "policy": {"name": pol.name, "version": pol.version, "spec": pol.spec()},
+            "policy": {"name": pol.name, "version": pol.version, "spec": pol.spec(), "inline": pol.inline},
             "total": len(results),
             "counts": counts,
             "unscored_categories": self.unscored(con),
+            "unreliable_categories": scoring.unreliable(con),
             "results": results,
         }
 

@@ -8,14 +8,16 @@ definition that is not a concept yet (a read-only warehouse cannot create it)
 is scored by the head it *would* be stored with: the catalogue's
 `moderation_definition` turned into a head by the built-in encoder's own rule
 (`catalogue.head_for` -> `Encoder.builtin_head`), never by a second copy here.
-Parents combine per `taxonomy.combine`; categories with no head anywhere stay
-None (unknown, not 0).
+Categories the shipped models cover (open_nsfw, NudeNet: `analyzed.py`) take the larger of
+their head's and their model's score.  Parents combine per `taxonomy.combine`; categories with
+no head anywhere stay None (unknown, not 0).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .. import catalogue, taxonomy
+from . import analyzed
 from .similarity import vectors
 
 
@@ -59,6 +61,10 @@ def own_scores(con, root, asset_ids: list[str]) -> dict[str, dict[str, float | N
         for r, aid in enumerate(ids):
             for k, h in enumerate(hs):
                 own[aid][h.concept] = None if np.isnan(P[r, k]) else float(P[r, k])
+    for aid, model in analyzed.scores(con, asset_ids).items():
+        mine = own.setdefault(aid, {})
+        for cat, s in model.items():
+            mine[cat] = s if mine.get(cat) is None else max(mine[cat], s)
     return own
 
 
@@ -67,10 +73,21 @@ def scores(con, root, asset_ids: list[str]) -> dict[str, dict[str, float | None]
     return {a: taxonomy.combine(s) for a, s in own_scores(con, root, asset_ids).items()}
 
 
+def unreliable(con) -> list[str]:
+    """Scored categories whose built-in measured at chance or could not be measured on the dev set
+    (`concepts/quality.py`), unless labels have since retrained them."""
+    from .. import quality
+
+    labelled = {r[0] for r in con.execute(
+        "SELECT DISTINCT concept FROM catalog.concept_labels WHERE label <> 'none'").fetchall()}
+    gone = set(unscored(con))
+    return [c for c in quality.unreliable_categories() if c not in labelled and c not in gone]
+
+
 def unscored(con) -> list[str]:
-    """Categories with no concept of their own or of a child: nothing stored scores them."""
+    """Categories with no concept or installed model of their own or of a child: nothing scores them."""
     have = {r[0] for r in con.execute(
         "SELECT name FROM catalog.concepts WHERE latest_version > 0 AND list_contains(?, name)",
-        [list(taxonomy.CATEGORIES)]).fetchall()}
+        [list(taxonomy.CATEGORIES)]).fetchall()} | set(analyzed.model_categories())
     return [c for c in taxonomy.CATEGORIES
             if c not in have and not any(ch in have for ch in taxonomy.children(c))]

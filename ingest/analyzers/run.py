@@ -158,8 +158,10 @@ def _decoded(path: str, media: str, ids: set[str], dataset: str, known_videos: d
 
 
 def analyze(wh, dataset: str, analyzers, batch_size: int = 16, part_rows: int = 256,
-            progress: bool = True, run_id: str | None = None, register: bool = True) -> AnalyzeReport:
-    """Run `analyzers` on every asset of `dataset` that lacks them; record them for the dataset."""
+            progress: bool = True, run_id: str | None = None, register: bool = True,
+            only=None) -> AnalyzeReport:
+    """Run `analyzers` on every asset of `dataset` that lacks them (of the ids in `only`, if given:
+    moderation analyzes what it moderates); record them for the dataset."""
     from ..video_catalog import known_videos as videos_of
 
     if wh.read_only:
@@ -176,7 +178,12 @@ def analyze(wh, dataset: str, analyzers, batch_size: int = 16, part_rows: int = 
     if register:
         with wh.transaction(views=True, con=con):
             store.register(con, dataset, list(objs.values()))
+    elif only is not None:  # the columns exist, but the dataset's later ingests do not run them
+        with wh.transaction(views=True, con=con):
+            store.describe(con, list(objs.values()))
     todo = missing(con, dataset, names)
+    if only is not None:
+        todo = {k: v for k, v in todo.items() if k in set(only)}
     by_path: dict[tuple[str, str], set[str]] = {}
     for aid, (path, media, _) in todo.items():
         by_path.setdefault((path, media), set()).add(aid)

@@ -17,14 +17,21 @@ from warehouse.storage import atomic_write_parquet
 from .base import Analyzer
 
 
-def register(con, dataset: str, analyzers: list[Analyzer]) -> None:
-    """Record the analyzers and that `dataset` uses them (inside the caller's transaction)."""
+def describe(con, analyzers: list[Analyzer]) -> None:
+    """Record the analyzers' versions and columns (inside the caller's transaction)."""
     now = catalog.now()
     for an in analyzers:
         catalog.insert(con, "analyzers", dict(name=an.name, version=an.version, columns=json.dumps(an.sql_types),
                                               created_dt=now),
                        on_conflict="ON CONFLICT (name) DO UPDATE SET version = excluded.version, "
                                    "columns = excluded.columns")
+
+
+def register(con, dataset: str, analyzers: list[Analyzer]) -> None:
+    """Record the analyzers and that `dataset` uses them (inside the caller's transaction)."""
+    now = catalog.now()
+    describe(con, analyzers)
+    for an in analyzers:
         catalog.insert(con, "dataset_analyzers", dict(dataset=dataset, analyzer=an.name, created_dt=now),
                        on_conflict="ON CONFLICT DO NOTHING")
 

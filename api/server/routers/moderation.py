@@ -216,7 +216,11 @@ def moderation_queue(state: State, who: Reader,
 
 @router.get("/moderation/categories", response_model=M.Categories)
 def categories(state: State, who: Reader):
-    return {"categories": taxonomy.report(state.wh)}
+    from concepts.moderation import scoring
+
+    con = state.cursor()
+    return {"categories": taxonomy.report(state.wh), "unscored_categories": scoring.unscored(con),
+            "unreliable_categories": scoring.unreliable(con)}
 
 
 @router.get("/moderation/cache", response_model=M.CacheStats)
