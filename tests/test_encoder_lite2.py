@@ -104,7 +104,7 @@ def test_combo_features_are_both_models_side_by_side(lite2, photo_dir):
 
 
 def _sql_vs_numpy(w, concept: str, encoder: str, column: str, dim: int) -> float:
-    head = concept_cache.load_heads(w.cursor(), concept)[0]
+    head = max(concept_cache.load_heads(w.cursor(), concept), key=lambda h: h.version)  # what <c>_prob reads
     assert (head.encoder, head.column, head.dim) == (encoder, column, dim)
     part = w.sql("SELECT path FROM catalog.parts WHERE kind = 'vectors' AND encoder = ?", [encoder]).fetchone()[0]
     ids, X = concept_cache.read_vector_part(w.root, encoder, part, column, dim)
