@@ -2,10 +2,11 @@
 
     apt-get install -y fonts-noto-color-emoji ruby-gemojione libjs-emojify cataclysm-dda-data
     python benchmarks/quality.py [--cache DIR] [--seeds 3] [--shots 4,16,64] [--out artifacts/quality.json]
+    python benchmarks/quality.py --encoder imagenet-lite2 [--labels gun,weapon,alcohol] [--negatives-every 4]
     python benchmarks/quality.py --render artifacts/quality.json      # reprint the tables
 
 Builds (or reuses) the dev set of `benchmarks/devset.py`, ingests it into a temporary warehouse
-with the default encoder (`Warehouse.open(root).ingest(...)`), installs the starter library
+with the default encoder or --encoder (`Warehouse.open(root).ingest(...)`), installs the starter library
 (`install_default_concepts`) and the moderation categories (`taxonomy.ensure_concepts`), and
 reads every number through the public SQL, `SELECT coactive_image_id, <c>_prob, <c> FROM
 coactive_table`, so it measures what a user gets.  Moderation categories whose name the library
@@ -21,6 +22,9 @@ over --seeds seeds; a k larger than the train positives is skipped.  Columns: AU
 (scikit-learn `roc_auc_score` of `<c>_prob`), TPR and FPR of the `<c> = 1` flag, and the best
 TPR any threshold reaches at FPR <= 2% (what a calibrated flag could give).  The issue-15 query
 `handgun = 1 OR rifle = 1` is measured on the whole set: TPR on guns, FPR on everything else.
+The moderation categories are built on `imagenet-lite0` only, so with another --encoder the
+table has the library and the probes.  To bound a run: --labels keeps the subjects measured
+against those labels, --negatives-every N ingests every labelled image and every N-th other one.
 """
 from __future__ import annotations
 
@@ -130,16 +134,26 @@ class Bench:
         return out
 
 
-def ingest(root: Path, images: Path, batch_size: int, workers: int | None):
+def subsample(items: list, every: int) -> list:
+    """Every image with a label (positive or ambiguous), the photos, and every `every`-th other one."""
+    if every <= 1:
+        return items
+    others = [it for it in items if not (it.positives or it.ambiguous or it.source == "photos")]
+    dropped = {it.path for k, it in enumerate(others) if k % every}
+    return [it for it in items if it.path not in dropped]
+
+
+def ingest(root: Path, images: list[Path], batch_size: int, workers: int | None, encoder: str | None = None):
     from warehouse import Warehouse
 
     wh = Warehouse.open(root)
     t = time.perf_counter()
-    report = wh.ingest([str(images)], dataset="devset", progress=False, batch_size=batch_size, workers=workers)
+    report = wh.ingest([str(p) for p in images], dataset="devset", encoder=encoder, progress=False,
+                       batch_size=batch_size, workers=workers)
     return wh, time.perf_counter() - t, report
 
 
-def install(wh) -> dict[str, str]:
+def install(wh, encoder: str) -> dict[str, str]:
     """Install the library and the moderation categories; return {column name: origin}."""
     from concepts import catalogue, library, registry, taxonomy
 
@@ -148,7 +162,7 @@ def install(wh) -> dict[str, str]:
     # Which of the two made each name (install order is the CLI's: library first, then moderation).
     made = {e.name: "library" for e in library.DEFAULTS}
     made.update({n: "moderation" for n in taxonomy.CATEGORIES if n not in made})
-    for name in MODERATION:
+    for name in MODERATION if encoder == taxonomy.BUILTIN_ENCODER else ():
         # The library took the name: the moderation definition's head under another name.
         mdef = catalogue.moderation_definition(catalogue.BY_NAME[name])
         made_head = catalogue.head_for(mdef, taxonomy.BUILTIN_ENCODER) if mdef else None
@@ -170,7 +184,8 @@ def cell(m: dict | None) -> str:
 
 
 def tables(res: dict) -> str:
-    lines = [f"Dev set `{res['devset']}` ({res['images']} images), held-out split, encoder `{res['encoder']}`; "
+    sub = f", every {res['negatives_every']}th unlabelled image" if res.get("negatives_every", 1) > 1 else ""
+    lines = [f"Dev set `{res['devset']}` ({res['images']} images{sub}), held-out split, encoder `{res['encoder']}`; "
              f"labelled rows: mean of {res['seeds']} seeds, k positives + {NEG_PER_POS}k negatives.", "",
              "| concept | origin | label (test pos / n) | threshold (source) | AUROC | TPR@thr | FPR@thr | TPR@FPR≤2% |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
@@ -216,7 +231,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--render", type=Path, default=None, help="only print the tables of a saved JSON")
     ap.add_argument("--zero-shot-only", action="store_true", help="skip the labelled heads")
-    ap.add_argument("--labels", default=None, help="labelled heads only for these dev-set labels (comma-separated)")
+    ap.add_argument("--encoder", default=None, help="the warehouse's encoder (default: PixQL's default)")
+    ap.add_argument("--labels", default=None, help="only the subjects measured against these labels (comma list)")
+    ap.add_argument("--negatives-every", type=int, default=1, help="ingest every N-th unlabelled image")
     args = ap.parse_args()
     if args.render:
         print(tables(json.loads(args.render.read_text())))
@@ -229,23 +246,27 @@ def main() -> None:
     load_before = load()
     print(f"cores: {os.cpu_count()}; {load_before}")
     set_dir, items = devset.build(args.cache)
+    wanted = set(args.labels.split(",")) if args.labels else None
+    items = subsample(items, args.negatives_every)  # the same images as benchmarks/views.py's
     devset.print_composition(items)
     tmp = Path(tempfile.mkdtemp(prefix="pixql-quality-")) if args.root is None else args.root
     try:
-        wh, ingest_s, report = ingest(tmp, set_dir / "images", args.batch_size, args.workers)
+        wh, ingest_s, report = ingest(tmp, [set_dir / it.path for it in items], args.batch_size, args.workers,
+                                      args.encoder)
         by_path = {str(Path(p).resolve()): i for i, p in wh.sql("SELECT coactive_image_id, path FROM coactive_table").fetchall()}
         ids = {it.path: by_path[str((set_dir / it.path).resolve())] for it in items
                if str((set_dir / it.path).resolve()) in by_path}
         print(f"ingest: {report.assets_added} new assets ({report.skipped} already stored, {report.errors} errors) "
               f"in {ingest_s:.0f}s; {len(ids)} of {len(items)} images in the warehouse")
         encoder = registry.default_encoder(wh)
-        origins = install(wh)
+        origins = install(wh, encoder)
         # A reused --root may hold versions made before the default rule: give them its threshold.
         for c in registry.list_concepts(wh):
             if c.threshold_source != registry.USER:
                 registry.recalibrate(wh, c.name)
         bench = Bench(wh, items, ids)
         res = {"devset": devset.NAME, "images": len(ids), "encoder": encoder, "seeds": args.seeds, "shots": shots,
+               "negatives_every": args.negatives_every, "labels": sorted(wanted) if wanted else None,
                "composition": devset.composition(items), "neg_per_pos": NEG_PER_POS, "zero_shot": [], "few_shot": []}
 
         subjects = [(c, LIBRARY[c], "library") for c in LIBRARY]
@@ -253,6 +274,8 @@ def main() -> None:
                      for c, lab in MODERATION.items()]
         probe_names = {}
         for k, (prompt, lab) in enumerate(PROBES.items()):
+            if wanted and lab not in wanted:
+                continue
             probe_names[prompt] = f"qprobe_{k}"
             if registry.exists(wh, probe_names[prompt]):  # a reused --root
                 wh.delete_concept(probe_names[prompt])
@@ -260,6 +283,8 @@ def main() -> None:
                 wh.delete_concept(stale)  # left by an interrupted run
             wh.create_concept(probe_names[prompt], prompts=[prompt])
             subjects.append((probe_names[prompt], lab, "probe"))
+        if wanted:
+            subjects = [s for s in subjects if s[1] in wanted]
         for concept, lab, origin in subjects:
             if not registry.exists(wh, concept):
                 continue
@@ -285,6 +310,8 @@ def main() -> None:
                            "tpr": tp / max(n_pos, 1), "fpr": fp / max(len(ys) - n_pos, 1)}
 
         def few(subject, lab, method, prompts, negatives=None):
+            if args.zero_shot_only or (wanted and lab not in wanted):
+                return
             by_k = {}
             for k in shots:
                 m = bench.shot(lab, k, args.seeds, prompts, negatives)
@@ -300,15 +327,6 @@ def main() -> None:
             args.out.write_text(json.dumps(dict(res, partial=partial), indent=1))
 
         save(res, partial=True)
-        only = set(args.labels.split(",")) if args.labels else None
-        if args.zero_shot_only:
-            only = set()
-        inner = few
-
-        def few(subject, lab, method, prompts, negatives=None):  # noqa: F811
-            if only is None or lab in only:
-                inner(subject, lab, method, prompts, negatives)
-
         # The issue-15 goals first (gun, weapon, alcohol), so a partial JSON already holds them.
         for lab in dict.fromkeys(PROBES.values()):
             few(lab, lab, "labels", None)

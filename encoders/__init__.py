@@ -18,7 +18,9 @@ writes `catalog.encoders`, `catalog.encoder_sql` and `catalog.class_names`.
     get_encoder(name)  the loaded encoder (weights read once, cached); None -> DEFAULT_ENCODER
 
 Built in: `imagenet-lite0` (the embedded default, offline; `imagenet_lite0.py`,
-family `imagenet.py`) and `clip:<model>:<pretrained>` (open_clip, `clip.py`).
+family `imagenet.py`), the optional `imagenet-lite2` (extra `pixql[lite2]`;
+`imagenet_lite2.py`) and `imagenet-lite0+lite2` (both side by side;
+`imagenet_combo.py`), and `clip:<model>:<pretrained>` (open_clip, `clip.py`).
 
 **Adding an encoder is one new file in this package**: a subclass of
 `base.Encoder` (or of `imagenet.ImagenetEncoder` for another ImageNet
@@ -88,7 +90,7 @@ def find(name: str | None):
 def lookup(name: str | None):
     enc = find(name)
     if enc is None:
-        usages = sorted((c.usage or c.name for c in _classes), key=lambda u: (u != DEFAULT_ENCODER, u))
+        usages = sorted((c.usage or c.name for c in _classes), key=lambda u: (u.split("[")[0] != DEFAULT_ENCODER, u))
         known = " or ".join(repr(u) for u in usages)
         raise ValueError(f"unknown encoder {normalize_name(name)!r}: use {known}")
     return enc
