@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     debug: bool = False
     # HMAC key for webhook signatures; unset: a random one kept in the catalog.
     webhook_secret: str | None = Field(None, repr=False)
+    # The Ray cluster `engine="ray"` ingests and scorings use (host:port of its head; "auto": the
+    # `ray start` cluster on this machine); unset: the server refuses `"engine": "ray"`.
+    ray_address: str | None = None
 
 
 def current() -> Settings:
