@@ -135,8 +135,10 @@ def _stream(wh, r, how: dict, part_rows, max_pixels, files, files_per_task, bar,
         fn_kwargs=dict(dataset=r.report.dataset, encoder=r.encoder, preprocess=preprocess_spec(r.enc), embedded=frozenset(r.embedded),
                        existing=frozenset(r.existing), analyzed={k: frozenset(v) for k, v in r.analyzed.items()},
                        max_pixels=max_pixels, video_options=r.video_options, files=files))
+    # Every actor gets work on a small run too: a part is at most part_rows, and at least a device batch.
+    rows = min(part_rows, max(how["batch_size"], -(-n // (2 * how["actors"]))))
     ds = ds.map_batches(
-        PartWriter, batch_size=part_rows, batch_format="numpy",
+        PartWriter, batch_size=rows, batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=how["actors"]),
         fn_constructor_kwargs=dict(root=str(wh.layout.root), dataset=r.report.dataset, encoder=r.encoder,
                                    run_id=r.run_id, analyzers=[a.name for a in r.active],

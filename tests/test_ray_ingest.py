@@ -144,7 +144,7 @@ def _one_row_per_file(wh, files: Path) -> None:
 def test_a_worker_node_killed_mid_run_and_the_run_completes(cluster, tmp_path):
     from pixql import Warehouse
 
-    files = _photos(tmp_path / "many", copies=3)
+    files = _photos(tmp_path / "many", copies=2)
     killed = {}
 
     def on_progress(report):
@@ -180,7 +180,7 @@ print("DONE", flush=True)
 def test_a_killed_driver_leaves_no_duplicates_and_a_rerun_resumes(cluster, tmp_path):
     from pixql import Warehouse
 
-    files = _photos(tmp_path / "many", copies=3)
+    files = _photos(tmp_path / "many", copies=2)
     proc = subprocess.Popen([sys.executable, "-c", DRIVER, cluster.address, str(tmp_path / "wh"), str(files)],
                             stdout=subprocess.PIPE, text=True, env=os.environ.copy())
     deadline, lines = time.monotonic() + 300, []
