@@ -236,3 +236,26 @@ def test_ray_bulk_scoring_equals_local_scoring(cluster, local):
     assert concept_cache.cache_status(con, concept_cache.load_heads(con, "contrast")[0], parts) == "complete"
     got = local.sql("SELECT contrast_latest_prob FROM coactive_table_adv ORDER BY path, keyframe_index").fetchall()
     assert len(got) == len(ids) and all(g[0] is not None for g in got)
+
+
+def test_the_server_takes_engine_ray_only_with_a_cluster_setting(tmp_path):
+    from pydantic import ValidationError
+
+    from api.server.jobs import IngestJobs
+    from api.server.models import IngestRequest
+    from pixql import Warehouse
+    from warehouse.errors import Invalid
+    from warehouse.jobs import JobRunner
+
+    assert IngestRequest.model_validate({"paths": ["x"], "engine": "ray"}).engine == "ray"
+    with pytest.raises(ValidationError):
+        IngestRequest.model_validate({"paths": ["x"], "engine": "spark"})
+    wh = Warehouse.open(tmp_path / "wh")
+    (tmp_path / "in").mkdir()
+    jobs = IngestJobs(wh, JobRunner(wh.cursor, wh.write_lock, {"ingest": 1}))
+    with pytest.raises(Invalid, match="PIXQL_RAY_ADDRESS"):
+        jobs.submit([str(tmp_path / "in")], "d", engine="ray")
+    queued = IngestJobs(wh, JobRunner(wh.cursor, wh.write_lock, {"ingest": 1}), ray_address="127.0.0.1:6379")
+    job = queued.submit([str(tmp_path / "in")], "d", engine="ray")
+    assert job["status"] == "Queued" and queued.runner.get(job["job_id"])["params"]["engine"] == "ray"
+    wh.close()
