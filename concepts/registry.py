@@ -629,8 +629,9 @@ def delete(wh, name: str) -> None:
         concept_cache.sweep(tx.con, wh.root)
 
 
-def materialize(wh, names=None, all_versions: bool = False) -> list[tuple[str, int]]:
-    """Bulk-score (numpy) every named concept's newest version (or all versions) lacking a complete cache."""
+def materialize(wh, names=None, all_versions: bool = False, scorer=None, force: bool = False) -> list[tuple[str, int]]:
+    """Bulk-score (numpy) every named concept's newest version (or all versions) lacking a complete cache
+    (every one with `force`); `scorer` computes the matrix products elsewhere (concepts/ray_scoring.py)."""
     if isinstance(names, str):
         names = [names]
     con = _cur(wh)
@@ -642,13 +643,13 @@ def materialize(wh, names=None, all_versions: bool = False) -> list[tuple[str, i
     todo = [
         h for h in concept_cache.load_heads(con)
         if h.concept in wanted and (all_versions or h.version == latest.get(h.concept))
-        and concept_cache.cache_status(con, h, parts) != "complete"
+        and (force or concept_cache.cache_status(con, h, parts) != "complete")
     ]
     if not todo:
         return []
     with wh.write_lock:
         with wh.transaction(scores=True) as tx:
-            concept_cache.materialize(tx.con, wh.root, todo)
+            concept_cache.materialize(tx.con, wh.root, todo, **({"scorer": scorer} if scorer else {}))
         concept_cache.sweep(tx.con, wh.root)
     return [(h.concept, h.version) for h in todo]
 

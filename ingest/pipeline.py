@@ -79,13 +79,13 @@ def validate_dataset_name(name: str) -> str:
     return name
 
 
-class _PartWriter:
-    """Buffers encoded assets and errors; flushes them as parts plus one catalog commit."""
+class PartBuffer:
+    """Buffers encoded assets and errors and writes them as parts; needs only the layout, so a Ray
+    worker writes parts with it (ingest/ray_parts.py) and the driver commits them."""
 
-    def __init__(self, wh, dataset, encoder, run_id, existing_assets: set[str]):
-        self.wh, self.dataset, self.encoder, self.run_id = wh, dataset, encoder, run_id
+    def __init__(self, layout, dataset, encoder, run_id, existing_assets: set[str]):
+        self.layout, self.dataset, self.encoder, self.run_id = layout, dataset, encoder, run_id
         self.existing_assets = existing_assets
-        self.con = wh.cursor()
         self.rows: list[dict] = []
         self.vec_ids: list[str] = []
         self.vec_cols: dict[str, list] = {}
@@ -135,14 +135,11 @@ class _PartWriter:
     def pending(self) -> int:
         return len(self.vec_ids)
 
-    def flush(self) -> int:
-        """Write what is buffered; return how many new asset rows were committed."""
-        if not (self.vec_ids or self.errors or self.ok_paths or self.analysis.pending or self.videos):
-            return 0
+    def write_parts(self) -> tuple[list, list]:
+        """Write the buffered rows and vectors as Parquet parts; (new parts, analyzer parts) for `commit`."""
         import numpy as np
 
-        layout = self.wh.layout
-        root = layout.root
+        layout = self.layout
         new_parts = []
         if self.rows:
             p = layout.new_part_path(layout.assets_dir(self.dataset))
@@ -153,7 +150,26 @@ class _PartWriter:
             p = layout.new_part_path(layout.vectors_dir(self.dataset, self.encoder))
             atomic_write_parquet(vectors_table(self.vec_ids, mats), p)
             new_parts.append(("vectors", self.encoder, p, len(self.vec_ids)))
-        analyzed = self.analysis.write(layout, self.dataset)
+        return new_parts, self.analysis.write(layout, self.dataset)
+
+
+class _PartWriter(PartBuffer):
+    """A `PartBuffer` that also commits: its parts, rows, errors, videos and views in one transaction."""
+
+    def __init__(self, wh, dataset, encoder, run_id, existing_assets: set[str]):
+        super().__init__(wh.layout, dataset, encoder, run_id, existing_assets)
+        self.wh = wh
+        self.con = wh.cursor()
+
+    def flush(self) -> int:
+        """Write what is buffered; return how many new asset rows were committed."""
+        if not (self.vec_ids or self.errors or self.ok_paths or self.analysis.pending or self.videos):
+            return 0
+        return self.commit(*self.write_parts())
+
+    def commit(self, new_parts: list, analyzed: list) -> int:
+        """One transaction for the written parts, their rows, the errors, videos and views."""
+        root = self.wh.layout.root
         now = catalog.now()
         con = self.con
         with self.wh.transaction(con=con) as tx:
@@ -260,30 +276,31 @@ def _pump(stream, encoder, analysis: bool, out: queue.Queue, stop: threading.Eve
         put(_END)
 
 
-def run(
-    wh,
-    paths,
-    dataset: str = "default",
-    encoder: str | None = None,
-    manifest=None,
-    batch_size: int = 32,
-    workers: int | None = None,
-    part_rows: int = 512,
-    progress: bool = True,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    video_options: dict | None = None,
-    on_progress: Callable[[IngestReport], None] | None = None,
-    run_id: str | None = None,
-    analyzers=None,
-    should_stop: Callable[[], bool] | None = None,
-    files: FileAccess = PLAIN,
-) -> IngestReport:
-    """Ingest `paths` into `dataset`; `files` is how the files are reached (a server's intake checks
-    each one when it is opened; the default reads whatever the process can)."""
+@dataclass
+class OpenRun:
+    """What a run opens before any file is read; the local loop below and ingest/ray_pipeline.py share it."""
+
+    con: object
+    encoder: str
+    enc: object
+    requested: list
+    active: list
+    sources: list
+    run_id: str
+    report: IngestReport
+    existing: set
+    embedded: set
+    analyzed: dict
+    video_options: dict
+    writer: "_PartWriter"
+
+
+def open_run(wh, paths, dataset, encoder, manifest, analyzers, run_id, video_options, files) -> OpenRun:
+    """Check, list the sources, register the encoder and dataset, (re)open the run's row, and read
+    what is already committed (the ids a run skips)."""
     if wh.read_only:
         raise Forbidden("warehouse opened read-only")
     validate_dataset_name(dataset)
-    started = time.perf_counter()
     con = wh.cursor()
     enc_name = normalize_name(encoder or catalog.dataset_encoder(con, dataset))
     enc = get_encoder(enc_name)  # fails early, before any row is written
@@ -324,7 +341,54 @@ def run(
     video_options["known_videos"] = video_catalog.known_videos(con, dataset, enc_name)
     if active:
         video_options["analysis_size"] = ANALYSIS_MAX_SIDE
-    writer = _PartWriter(wh, dataset, enc_name, run_id, existing)
+    return OpenRun(con, enc_name, enc, requested, active, sources, run_id, report, existing, embedded,
+                   analyzed, video_options, _PartWriter(wh, dataset, enc_name, run_id, existing))
+
+
+def publish_run(wh, con, report: IngestReport, started: float, on_progress=None, status: str = "Running") -> None:
+    """Write the run's counters to `catalog.ingest_runs` and tell `on_progress`."""
+    run_id = report.run_id
+    report.status = status
+    report.seconds = time.perf_counter() - started
+    with wh.write_lock:
+        # assets_added counts committed rows of every attempt of this run, from the catalog.
+        con.execute(
+            "UPDATE catalog.ingest_runs SET status = ?, files_seen = ?, skipped = ?, errors = ?,"
+            " assets_added = (SELECT coalesce(sum(row_count), 0) FROM catalog.parts"
+            "                 WHERE run_id = ? AND kind = 'assets'),"
+            " finished_dt = CASE WHEN ? = 'Running' THEN NULL ELSE ? END WHERE run_id = ?",
+            [status, report.processed_files, report.skipped, report.errors, run_id,
+             status, catalog.now(), run_id],
+        )
+    if on_progress:
+        on_progress(report)
+
+
+def run(
+    wh,
+    paths,
+    dataset: str = "default",
+    encoder: str | None = None,
+    manifest=None,
+    batch_size: int = 32,
+    workers: int | None = None,
+    part_rows: int = 512,
+    progress: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    video_options: dict | None = None,
+    on_progress: Callable[[IngestReport], None] | None = None,
+    run_id: str | None = None,
+    analyzers=None,
+    should_stop: Callable[[], bool] | None = None,
+    files: FileAccess = PLAIN,
+) -> IngestReport:
+    """Ingest `paths` into `dataset`; `files` is how the files are reached (a server's intake checks
+    each one when it is opened; the default reads whatever the process can)."""
+    started = time.perf_counter()
+    r = open_run(wh, paths, dataset, encoder, manifest, analyzers, run_id, video_options, files)
+    con, enc_name, enc, requested, active, sources, run_id, report = (
+        r.con, r.encoder, r.enc, r.requested, r.active, r.sources, r.run_id, r.report)
+    embedded, analyzed, video_options, writer = r.embedded, r.analyzed, r.video_options, r.writer
     workers = workers or max(2, (os.cpu_count() or 2))
     bar = tqdm(total=len(sources), unit="file", disable=not progress, desc=f"ingest {dataset}", dynamic_ncols=True)
     batch: list[DecodedAsset] = []
@@ -341,20 +405,7 @@ def run(
         batch = []
 
     def publish(status="Running"):
-        report.status = status
-        report.seconds = time.perf_counter() - started
-        with wh.write_lock:
-            # assets_added counts committed rows of every attempt of this run, from the catalog.
-            con.execute(
-                "UPDATE catalog.ingest_runs SET status = ?, files_seen = ?, skipped = ?, errors = ?,"
-                " assets_added = (SELECT coalesce(sum(row_count), 0) FROM catalog.parts"
-                "                 WHERE run_id = ? AND kind = 'assets'),"
-                " finished_dt = CASE WHEN ? = 'Running' THEN NULL ELSE ? END WHERE run_id = ?",
-                [status, report.processed_files, report.skipped, report.errors, run_id,
-                 status, catalog.now(), run_id],
-            )
-        if on_progress:
-            on_progress(report)
+        publish_run(wh, con, report, started, on_progress, status)
 
     status, stopped = "Error", False
     try:

@@ -122,8 +122,20 @@ def asset_ids(root: Path, asset_parts: list[str]) -> pa.Array:
     return pa.chunked_array([c for ch in chunks for c in ch.chunks], pa.string()).combine_chunks()
 
 
+def score_parts(root: Path, encoder: str, parts: list[str], column: str, heads: list[Head]) -> list[tuple]:
+    """(ids, probabilities) of each vector part for heads over one column: the matrix products,
+    here in this process (concepts/ray_scoring.py passes a scorer that runs them on a Ray cluster)."""
+    out = []
+    for part in parts:
+        vids, X = read_vector_part(root, encoder, part, column, heads[0].dim)
+        if len(vids):
+            out.append((vids, probabilities(X, heads)))
+    return out
+
+
 def score_assets(con, root: Path, heads: list[Head], asset_parts: list[str],
-                 vector_parts: dict[str, list[str]] | None = None) -> tuple[np.ndarray, dict[str, list[str]]]:
+                 vector_parts: dict[str, list[str]] | None = None,
+                 scorer=score_parts) -> tuple[np.ndarray, dict[str, list[str]]]:
     """Probabilities (rows of `asset_parts` in order, one column per head) and the vector parts read.
 
     Heads are grouped by (encoder, column) so each vector part is read once for
@@ -143,12 +155,8 @@ def score_assets(con, root: Path, heads: list[Head], asset_parts: list[str],
         if not len(ids):
             continue
         group = [heads[j] for j in cols]
-        vid_chunks, p_chunks = [], []
-        for part in parts:
-            vids, X = read_vector_part(root, encoder, part, column, group[0].dim)
-            if len(vids):
-                vid_chunks.append(vids)
-                p_chunks.append(probabilities(X, group))
+        scored = scorer(root, encoder, parts, column, group)
+        vid_chunks, p_chunks = [s[0] for s in scored], [s[1] for s in scored]
         if not vid_chunks:
             continue
         vids = pa.chunked_array(vid_chunks, pa.string()).combine_chunks()
@@ -201,10 +209,10 @@ def drop_cache(con, concept: str, version: int | None = None) -> None:
         con.execute("DELETE FROM catalog.concept_scores WHERE concept = ? AND version = ?", [concept, version])
 
 
-def materialize(con, root: Path, heads: list[Head]) -> dict[tuple[str, int], str]:
+def materialize(con, root: Path, heads: list[Head], scorer=score_parts) -> dict[tuple[str, int], str]:
     """Score every asset for `heads` and replace their caches (caller owns the transaction)."""
     parts = catalog.part_paths(con, "assets")
-    probs, used = score_assets(con, root, heads, parts)
+    probs, used = score_assets(con, root, heads, parts, scorer=scorer)
     written = {}
     for j, h in enumerate(heads):
         drop_cache(con, h.concept, h.version)

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     # S3-compatible object stores (MinIO, Ceph, R2, moto): the endpoint s3:// URIs go to.
     # Unset: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS itself (ingest/objects.py).
     s3_endpoint_url: str | None = None
+    # The Ray cluster `engine="ray"` ingests and scorings use (host:port of its head; "auto": the
+    # `ray start` cluster on this machine); unset: the server refuses `"engine": "ray"`.
+    ray_address: str | None = None
 
 
 def current() -> Settings:

@@ -65,16 +65,16 @@ def create(
     description: Optional[str] = typer.Option(None, "--description", "-d"),
     encoder: Optional[str] = typer.Option(None, "--encoder", "-e", help="Vectors to read (default: the warehouse's)."),
     parent: Optional[str] = typer.Option(None, "--parent", help="Parent concept (two-level taxonomy)."),
+    ray: Optional[str] = typer.Option(None, "--ray", is_flag=False, flag_value="auto", metavar="[ADDRESS]",
+                                      help="Score the new version on a Ray cluster."),
     as_json: bool = JsonOption,
     root: Optional[Path] = RootOption,
 ):
     """Create a concept from prompts and/or labelled examples (version 1)."""
     def go(wh):
-        from concepts import registry
-
-        return registry.create(wh, name, prompts=prompt, negative_prompts=negative, positive=positive_example,
-                               negative=negative_example, threshold=threshold, description=description,
-                               encoder=encoder, parent=parent, created_by="cli")
+        return wh.create_concept(name, prompts=prompt, negative_prompts=negative, positive=positive_example,
+                                 negative=negative_example, threshold=threshold, description=description,
+                                 encoder=encoder, parent=parent, created_by="cli", **_engine(ray))
 
     c = _run(root, go)
     _print_concept(c, as_json)
@@ -96,6 +96,8 @@ def label(
     negative: Optional[List[str]] = typer.Option(None, "--negative", "-n", help="Asset id or path (repeatable)."),
     remove: Optional[List[str]] = typer.Option(None, "--remove", help="Withdraw the label of an id or path."),
     no_train: bool = typer.Option(False, "--no-train", help="Store the labels without training a new version."),
+    ray: Optional[str] = typer.Option(None, "--ray", is_flag=False, flag_value="auto", metavar="[ADDRESS]",
+                                      help="Score the retrained version on a Ray cluster."),
     as_json: bool = JsonOption,
     root: Optional[Path] = RootOption,
 ):
@@ -105,14 +107,39 @@ def label(
 
         c = None
         if remove:
-            c = registry.remove_labels(wh, name, remove, created_by="cli", retrain=not no_train and not (positive or negative))
+            c = registry.remove_labels(wh, name, remove, created_by="cli", retrain=not no_train and not (positive or negative),
+                                       materialize=not ray)
         if positive or negative:
-            c = registry.add_labels(wh, name, positive=positive, negative=negative, created_by="cli", retrain=not no_train)
+            c = registry.add_labels(wh, name, positive=positive, negative=negative, created_by="cli", retrain=not no_train,
+                                    materialize=not ray)
         if c is None:
             raise registry.ConceptError("give --positive, --negative or --remove")
+        if ray and not no_train:
+            wh.rescore_concepts([name], **_engine(ray))
+            c = registry.get(wh, name)
         return c
 
     _print_concept(_run(root, go), as_json)
+
+
+RayOption = typer.Option(None, "--ray", is_flag=False, flag_value="auto", metavar="[ADDRESS]",
+                         help="Score on a Ray cluster (ADDRESS, default $RAY_ADDRESS or the local `ray start` one).")
+
+
+def _engine(ray: Optional[str]) -> dict:
+    return {"engine": "ray", "ray_address": None if ray == "auto" else ray} if ray else {}
+
+
+@concept_app.command("rescore")
+def rescore(names: Optional[List[str]] = typer.Argument(None, help="Concepts (default: all)."),
+            ray: Optional[str] = RayOption, root: Optional[Path] = RootOption):
+    """Score every vector again for the concepts' newest versions and rewrite their score caches."""
+    def go(wh):
+        return wh.rescore_concepts(names or None, **_engine(ray))
+
+    done = _run(root, go)
+    typer.echo(f"rescored {len(done)} concept version(s)" + (": " + ", ".join(f"{c} v{v}" for c, v in done)
+                                                            if done else ""))
 
 
 @concept_app.command("threshold")

@@ -31,6 +31,10 @@ def ingest(
     part_rows: int = typer.Option(512, "--part-rows", help="Assets per committed Parquet part."),
     analyzers: Optional[str] = typer.Option(None, "--analyzers", "-a", help="Also run analyzers: nsfw,ocr,faces,nudity (see `pixql analyze`)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ray: Optional[str] = typer.Option(
+        None, "--ray", is_flag=False, flag_value="auto", metavar="[ADDRESS]",
+        help="Decode and embed on a Ray cluster (ADDRESS, default $RAY_ADDRESS or the local `ray start` one); "
+             "parts are committed here."),
     root: Optional[Path] = RootOption,
 ):
     """Ingest images (and videos) into a dataset; bad files become ingest_errors rows."""
@@ -57,6 +61,7 @@ def ingest(
             progress=not quiet,
             video_options={"fps": fps, "max_frames": max_frames},
             analyzers=analyzers,
+            **({"engine": "ray", "ray_address": None if ray == "auto" else ray} if ray else {}),
         )
     except (ValueError, KeyError, FileNotFoundError) as e:
         fail(str(e))

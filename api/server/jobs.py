@@ -32,10 +32,11 @@ def catalog_counts(con, job_id: str, total: int) -> dict:
 
 
 class IngestJobs:
-    def __init__(self, wh, runner: JobRunner, part_rows: int = 64, files=None):
+    def __init__(self, wh, runner: JobRunner, part_rows: int = 64, files=None, ray_address: str | None = None):
         from ingest.sources import PLAIN
 
         self.wh = wh
+        self.ray_address = ray_address  # "engine": "ray" jobs run there; unset, they are refused
         self.runner = runner
         self.files = files or PLAIN  # how jobs open files: the server's intake checks each one when opened
         self.part_rows = part_rows
@@ -44,7 +45,7 @@ class IngestJobs:
         runner.register(KIND, self._run, lane="ingest")
 
     def submit(self, paths: list[str], dataset: str, encoder: str | None = None, owner: str | None = None,
-               manifest: str | None = None) -> dict:
+               manifest: str | None = None, engine: str = "local") -> dict:
         from encoders import normalize_name
         from ingest.pipeline import validate_dataset_name
         from ingest.sources import expand
@@ -52,12 +53,16 @@ class IngestJobs:
         validate_dataset_name(dataset)
         if not paths:
             raise Invalid("no paths to ingest")
+        if engine == "ray" and not self.ray_address:
+            raise Invalid('"engine": "ray" needs a Ray cluster: start the server with PIXQL_RAY_ADDRESS set')
         sources = expand(paths, files=self.files)  # raises on paths that do not exist
         if encoder is not None:
             encoder = normalize_name(encoder)
         params = {"paths": [str(p) for p in paths], "dataset": dataset, "encoder": encoder}
         if manifest is not None:  # a CSV/JSONL of path + metadata columns (the SDK's csv_path)
             params["manifest"] = str(manifest)
+        if engine == "ray":
+            params["engine"] = "ray"
         job = self.runner.submit(KIND, params, owner=owner, counters={"total_assets": len(sources)})
         return self._view(job)
 
@@ -94,10 +99,12 @@ class IngestJobs:
                              **catalog_counts(con, ctx.job_id, total))
 
         try:
+            on_ray = {"engine": "ray", "ray_address": None if self.ray_address == "auto" else self.ray_address} \
+                if p.get("engine") == "ray" else {}
             report = self.wh.ingest(p["paths"], dataset=p["dataset"], encoder=p.get("encoder"), progress=False,
                                     manifest=p.get("manifest"),
                                     part_rows=self.part_rows, on_progress=on_progress, run_id=ctx.job_id,
-                                    should_stop=lambda: ctx.stopping, files=self.files)
+                                    should_stop=lambda: ctx.stopping, files=self.files, **on_ray)
         except Exception:  # the job says Error; its counts still say what was committed
             ctx.counters.update(catalog_counts(con, ctx.job_id, total))
             raise

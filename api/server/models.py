@@ -181,6 +181,8 @@ class IngestRequest(BaseModel):
     dataset: str = Field("default", description="Dataset to add the assets to (created if new).")
     paths: list[str] = Field(min_length=1, description="Server-side files, directories, globs or @list files.")
     encoder: str | None = Field(None, description="imagenet-lite0 (default) or clip:<model>:<pretrained>.")
+    engine: Literal["local", "ray"] = Field(
+        "local", description="'ray': decode and embed on the server's Ray cluster (setting ray_address).")
 
     @field_validator("encoder")
     @classmethod

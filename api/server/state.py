@@ -48,7 +48,7 @@ class ServerState:
         # ingest: one at a time (the pipeline uses every core); webhooks: slow receivers wait in parallel.
         self.runner = JobRunner(self.wh.cursor, self.wh.write_lock, {"ingest": 1, "moderation": 1, "webhook": 4})
         self.jobs = IngestJobs(self.wh, self.runner, part_rows=settings.ingest_part_rows,
-                               files=self.intake.job_files)
+                               files=self.intake.job_files, ray_address=settings.ray_address)
         from .moderation_tasks import ModerationService
 
         self.moderation = ModerationService(self, self.runner)
