@@ -209,6 +209,15 @@ def _content_hash(res: SourceResult) -> str | None:
     return res.assets[0].sha256 if res.assets else None
 
 
+def refuse_blocked(res: SourceResult, blocked: dict) -> None:
+    """Empty a decoded file whose bytes a block tombstone keeps out, with the reason as its error
+    (local and Ray ingest both call this: the run goes on)."""
+    sha = _content_hash(res)
+    if sha in blocked:
+        res.assets, res.frames, res.video = [], None, None
+        res.error = tombstones.blocked_message(sha, blocked[sha])
+
+
 def _decode_and_preprocess(src: Source, dataset, known, max_pixels, encoder, video_options, analysis=False,
                            files: FileAccess = PLAIN) -> SourceResult:
     target = int(round(encoder.input_size / encoder.crop_pct))
@@ -293,6 +302,7 @@ class OpenRun:
     analyzed: dict
     video_options: dict
     writer: "_PartWriter"
+    blocked: dict  # sha256 -> reason, from block tombstones
 
 
 def open_run(wh, paths, dataset, encoder, manifest, analyzers, run_id, video_options, files) -> OpenRun:
@@ -342,7 +352,7 @@ def open_run(wh, paths, dataset, encoder, manifest, analyzers, run_id, video_opt
     if active:
         video_options["analysis_size"] = ANALYSIS_MAX_SIDE
     return OpenRun(con, enc_name, enc, requested, active, sources, run_id, report, existing, embedded,
-                   analyzed, video_options, _PartWriter(wh, dataset, enc_name, run_id, existing))
+                   analyzed, video_options, _PartWriter(wh, dataset, enc_name, run_id, existing), blocked)
 
 
 def publish_run(wh, con, report: IngestReport, started: float, on_progress=None, status: str = "Running") -> None:
@@ -445,10 +455,7 @@ def run(
                 res: SourceResult = inflight.popleft().result()
                 fill()
                 report.processed_files += 1
-                sha = _content_hash(res)
-                if sha in blocked:  # an ingest error with the reason; the run goes on
-                    res.assets, res.frames, res.video = [], None, None
-                    res.error = tombstones.blocked_message(sha, blocked[sha])
+                refuse_blocked(res, r.blocked)
                 if res.skipped:
                     report.skipped += 1
                 if res.error:

@@ -93,9 +93,10 @@ def _preprocessor(name: str, spec: dict):
 
 
 def decode_sources(batch: dict, *, dataset: str, encoder: str, preprocess: dict, embedded, existing,
-                   analyzed: dict, max_pixels: int, video_options: dict, block_rows: int = 64, files=PLAIN):
+                   analyzed: dict, max_pixels: int, video_options: dict, block_rows: int = 64, files=PLAIN,
+                   blocked: dict | None = None):
     """Decode a batch of sources (columns `path`, `metadata`, `problem`); a generator of row blocks."""
-    from .pipeline import _decode_and_preprocess, _prepare
+    from .pipeline import _decode_and_preprocess, _prepare, refuse_blocked
 
     enc = _preprocessor(encoder, preprocess)
     analysis = bool(analyzed)
@@ -111,6 +112,7 @@ def decode_sources(batch: dict, *, dataset: str, encoder: str, preprocess: dict,
     for path, meta, problem in zip(batch["path"], batch["metadata"], batch["problem"]):
         src = Source(Path(path), json.loads(meta) if meta else {}, problem or None)
         res = _decode_and_preprocess(src, dataset, embedded, max_pixels, enc, video_options, analysis, files)
+        refuse_blocked(res, blocked or {})
         errors = [res.error] if res.error else []
         for a in res.assets:
             asset(a)

@@ -133,7 +133,7 @@ def _stream(wh, r, how: dict, part_rows, max_pixels, files, files_per_task, bar,
     ds = ds.map_batches(
         decode_sources, batch_size=per_task, batch_format="numpy", num_cpus=how["decode_cpus"],
         fn_kwargs=dict(dataset=r.report.dataset, encoder=r.encoder, preprocess=preprocess_spec(r.enc), embedded=frozenset(r.embedded),
-                       existing=frozenset(r.existing), analyzed={k: frozenset(v) for k, v in r.analyzed.items()},
+                       existing=frozenset(r.existing), blocked=r.blocked, analyzed={k: frozenset(v) for k, v in r.analyzed.items()},
                        max_pixels=max_pixels, video_options=r.video_options, files=files))
     # Every actor gets work on a small run too: a part is at most part_rows, and at least a device batch.
     rows = min(part_rows, max(how["batch_size"], -(-n // (2 * how["actors"]))))

@@ -139,7 +139,7 @@ async def start_ingestion(request: Request, state: State, who: Writer, intake: I
         await run_in_threadpool(intake.check_paths, body.paths)
     # The job row is committed before this returns: the 202 names a job that survives a crash.
     return await run_in_threadpool(state.jobs.submit, body.paths, body.dataset, body.encoder, who.name,
-                                   body.engine)
+                                   engine=body.engine)
 
 
 @router.get("", response_model=list[IngestJob])
