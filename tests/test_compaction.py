@@ -191,33 +191,41 @@ import random, sys, time
 from warehouse.core import WarehouseCore
 from warehouse.compaction import compact
 random.seed(int(sys.argv[2]))
+
+def step(name):
+    print(name, flush=True)
+    time.sleep(random.uniform(0, 0.02))
+
 wh = WarehouseCore.open(sys.argv[1])
-print("ready", flush=True)
-compact(wh, "mixed", on_step=lambda s: time.sleep(random.uniform(0, 0.05)))
-print("done", flush=True)
+step("ready")
+compact(wh, "mixed", on_step=step)
+step("done")
 """
 
 
 def test_sigkill_at_random_points_leaves_old_or_new_state(pristine, tmp_path):
+    """20 kills, each after a random step of the compaction plus a random delay, then a re-run."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     wh = Warehouse.open(copy_of(pristine, tmp_path / "ref"))
     try:
         expected = snapshot(wh)
         n_old = part_count(wh)
-        started = time.perf_counter()
-        wh.compact("mixed")
-        duration = time.perf_counter() - started
+        steps = ["ready"]
+        wh.compact("mixed", on_step=steps.append)
         n_new = part_count(wh)
     finally:
         wh.close()
+    assert "committed" in steps and n_new < n_old
     rng = random.Random(13)
     seen = {"old": 0, "new": 0}
     for i in range(20):
         root = copy_of(pristine, tmp_path / f"k{i}")
         child = subprocess.Popen([sys.executable, "-c", CHILD, str(root), str(i)], stdout=subprocess.PIPE,
                                  text=True, env=env)
-        assert child.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0, duration + 0.25))
+        target = rng.randrange(len(steps))
+        for _ in range(target + 1):
+            assert child.stdout.readline().strip(), "the child ended early"
+        time.sleep(rng.uniform(0, 0.03))
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
         wh = Warehouse.open(root)  # a writable open sweeps what the kill left
