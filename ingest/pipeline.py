@@ -443,8 +443,11 @@ def run(
     if status == "Complete":
         # After the run's counts are final: merging renames the parts they are counted from.
         from warehouse.compaction import maybe_compact
+        from warehouse.retention import sweep_uploads
 
         maybe_compact(wh, dataset)
+        with wh.write_lock:
+            sweep_uploads(wh.cursor(), wh.root)
     return report
 
 

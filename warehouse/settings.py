@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     # `compact_after_parts` small parts of one kind compacts it (0: only `pixql compact`).
     compact_part_rows: int = Field(100_000, ge=2)
     compact_after_parts: int = Field(64, ge=0)
+    # Retention (warehouse/retention.py): an upload no asset, video or unfinished job names is
+    # removed once it is older than this many seconds.
+    uploads_grace_s: float = Field(3600.0, ge=0)
     # HMAC key for webhook signatures; unset: a random one kept in the catalog.
     webhook_secret: str | None = Field(None, repr=False)
 
