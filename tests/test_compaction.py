@@ -154,12 +154,21 @@ def test_compaction_changes_no_answer_and_keeps_the_cache(pristine, tmp_path):
 
 
 def test_view_sql_does_not_grow_with_parts(pristine, tmp_path):
-    """Small part limits leave several parts: the view SQL is the same text however many."""
+    """Small part limits leave several parts: the view SQL is the same text however many (`pixql compact`)."""
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
     root = copy_of(pristine, tmp_path / "wh")
     wh = Warehouse.open(root)
+    many, n_many = view_sql(wh), part_count(wh)
+    wh.close()
+    r = CliRunner().invoke(app, ["compact", "--dataset", "mixed", "--part-rows", "8", "--root", str(root)])
+    assert r.exit_code == 0 and "dataset 'mixed':" in r.output and "merged into" in r.output, r.output
+    r = CliRunner().invoke(app, ["compact", "--dataset", "nope", "--root", str(root)])
+    assert r.exit_code != 0 and "unknown dataset 'nope'" in r.output, r.output
+    wh = Warehouse.open(root)
     try:
-        many, n_many = view_sql(wh), part_count(wh)
-        wh.compact("mixed", part_rows=8)
         assert 1 < part_count(wh) < n_many
         assert view_sql(wh) == many
         longest = max(len(s) for s in many.values())
