@@ -83,10 +83,20 @@ def main() -> None:
     part_rows = -(-args.n // args.parts)
     try:
         print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}")
-        t, (wh, encoder, _) = timed(lambda: build(tmp, args.n, args.dim, part_rows))
-        print(f"built {args.n:,} assets x FLOAT[{args.dim}] in {args.parts:,} parts of {part_rows} rows in {t:.1f}s")
+        if (tmp / "pixql.duckdb").exists():  # --root of an earlier run: reuse what it built
+            from warehouse import Warehouse
+
+            wh, encoder = Warehouse.open(tmp), f"synthetic-{args.dim}"
+            n, parts = wh.sql("SELECT count(*), count(DISTINCT part) FROM catalog.assets").fetchone()
+            print(f"reusing {n:,} assets x FLOAT[{args.dim}] in {parts:,} parts at {tmp}")
+        else:
+            t, (wh, encoder, _) = timed(lambda: build(tmp, args.n, args.dim, part_rows))
+            print(f"built {args.n:,} assets x FLOAT[{args.dim}] in {args.parts:,} parts of {part_rows} rows "
+                  f"in {t:.1f}s")
+        have = {r[0] for r in wh.sql("SELECT name FROM catalog.concepts").fetchall()}
         for name, h in heads(encoder, args.dim).items():
-            registry.create_from_head(wh, name, h, materialize=False)
+            if name not in have:
+                registry.create_from_head(wh, name, h, materialize=False)
         t, _ = timed(lambda: registry.materialize(wh, CONCEPTS))
         print(f"materialised {len(CONCEPTS)} concept caches in {t:.1f}s")
         before = measure(wh, "before")
