@@ -11,6 +11,8 @@ so callers (routers included) name what they want instead of writing SQL.
 """
 from __future__ import annotations
 
+import uuid
+
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -88,12 +90,12 @@ def encoder_columns(con, name: str) -> dict[str, int]:
 
 def ensure_dataset(con, name: str, encoder: str, description: str | None = None,
                    created_by: str | None = None) -> str:
-    """Create the dataset if new (its UUID comes from the column default); return its default encoder."""
+    """Create the dataset if new, with a fresh UUID; return its default encoder."""
     row = con.execute("SELECT encoder FROM catalog.datasets WHERE name = ?", [name]).fetchone()
     if row:
         return row[0]
     t = now()
-    insert(con, "datasets", dict(name=name, encoder=encoder, description=description, created_dt=t,
+    insert(con, "datasets", dict(name=name, dataset_id=str(uuid.uuid4()), encoder=encoder, description=description, created_dt=t,
                                  created_by=created_by, updated_by=created_by, updated_dt=t))
     return encoder
 

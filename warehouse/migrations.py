@@ -343,13 +343,15 @@ MIGRATIONS: list[tuple[int, str, list[Step]]] = [
         _backfill_encoder_sql,
     ]),
     # Stable dataset ids for clients that address datasets by id (the Coactive SDK); names
-    # keep working (catalog.resolve_dataset).  The volatile default gives each existing and
-    # each new row its own UUID.  asset_metadata: user metadata set after ingest (the SDK's
+    # keep working (catalog.resolve_dataset).  Existing rows get a UUID here, new ones
+    # from catalog.ensure_dataset.  asset_metadata: user metadata set after ingest (the SDK's
     # update_asset_metadata), keyed by coactive_image_id or coactive_video_id; it replaces
     # the metadata the asset part was written with in coactive_table_adv.metadata.  user_id
     # is the client's own id for an image (the SDK's AddImageRequest.id).
     (6, "datasets.dataset_id (UUID) and who/when updated; catalog.asset_metadata", [
-        "ALTER TABLE catalog.datasets ADD COLUMN IF NOT EXISTS dataset_id VARCHAR DEFAULT (gen_random_uuid()::VARCHAR)",
+        # No volatile DEFAULT: DuckDB 1.5.6 cannot replay an ALTER with one from the WAL after a
+        # kill ("GetDefaultDatabase with no default database set"); catalog.ensure_dataset sets it.
+        "ALTER TABLE catalog.datasets ADD COLUMN IF NOT EXISTS dataset_id VARCHAR",
         "UPDATE catalog.datasets SET dataset_id = gen_random_uuid()::VARCHAR WHERE dataset_id IS NULL",
         "ALTER TABLE catalog.datasets ADD COLUMN IF NOT EXISTS created_by VARCHAR",
         "ALTER TABLE catalog.datasets ADD COLUMN IF NOT EXISTS updated_by VARCHAR",
