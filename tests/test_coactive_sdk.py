@@ -440,7 +440,7 @@ def test_dataset_uuid_migration_and_the_one_resolver(photo_warehouse):
     from warehouse.errors import NotFound
 
     con = duckdb.connect()
-    [uuid_step] = [m for m in migrations.MIGRATIONS if m[1].startswith("datasets.dataset_id")]
+    [uuid_step] = [m for m in migrations.MIGRATIONS if m[1].startswith("datasets.dataset_id (UUID)")]
     for number, _, steps in migrations.MIGRATIONS:
         if number == uuid_step[0]:
             con.execute("INSERT INTO catalog.datasets (name, encoder, created_dt) VALUES "

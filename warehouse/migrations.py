@@ -352,7 +352,6 @@ MIGRATIONS: list[tuple[int, str, list[Step]]] = [
         # No volatile DEFAULT: DuckDB 1.5.6 cannot replay an ALTER with one from the WAL after a
         # kill ("GetDefaultDatabase with no default database set"); catalog.ensure_dataset sets it.
         "ALTER TABLE catalog.datasets ADD COLUMN IF NOT EXISTS dataset_id VARCHAR",
-        "UPDATE catalog.datasets SET dataset_id = gen_random_uuid()::VARCHAR WHERE dataset_id IS NULL",
         "ALTER TABLE catalog.datasets ADD COLUMN IF NOT EXISTS created_by VARCHAR",
         "ALTER TABLE catalog.datasets ADD COLUMN IF NOT EXISTS updated_by VARCHAR",
         "ALTER TABLE catalog.datasets ADD COLUMN IF NOT EXISTS updated_dt TIMESTAMP",
@@ -365,10 +364,15 @@ MIGRATIONS: list[tuple[int, str, list[Step]]] = [
             updated_by VARCHAR,
             updated_dt TIMESTAMP NOT NULL)""",
     ]),
+    # DuckDB refuses an UPDATE of a table altered in the same transaction, so backfills of
+    # added columns are migrations of their own (7 and 10).
+    (7, "datasets.dataset_id backfilled with UUIDs", [
+        "UPDATE catalog.datasets SET dataset_id = gen_random_uuid()::VARCHAR WHERE dataset_id IS NULL",
+    ]),
     # Erasure (warehouse/erasure.py, warehouse/tombstones.py): what was deleted (no content),
     # the intent journal of an erasure in progress, and why a query's result was withdrawn
     # (an erasure or the results retention) - one column for both.
-    (7, "catalog.tombstones, catalog.erasure_journal, queries.withdrawn", [
+    (8, "catalog.tombstones, catalog.erasure_journal, queries.withdrawn", [
         """CREATE TABLE IF NOT EXISTS catalog.tombstones(
             tombstone_id VARCHAR PRIMARY KEY,
             erasure_id VARCHAR NOT NULL,
@@ -389,12 +393,14 @@ MIGRATIONS: list[tuple[int, str, list[Step]]] = [
     # Coactive clients address concepts by a stable UUID (`concept_id`) beside the name;
     # a concept may belong to a dataset (the SDK's `datasetId`), keep Coactive's
     # `regularization` (1/C of the labelled head's fit) and who created/changed it.
-    (8, "concepts.concept_id (UUID, backfilled), dataset, regularization, created_by, updated_by", [
+    (9, "concepts.concept_id (UUID), dataset, regularization, created_by, updated_by", [
         "ALTER TABLE catalog.concepts ADD COLUMN IF NOT EXISTS concept_id VARCHAR",
         "ALTER TABLE catalog.concepts ADD COLUMN IF NOT EXISTS dataset VARCHAR",
         "ALTER TABLE catalog.concepts ADD COLUMN IF NOT EXISTS regularization DOUBLE",
         "ALTER TABLE catalog.concepts ADD COLUMN IF NOT EXISTS created_by VARCHAR",
         "ALTER TABLE catalog.concepts ADD COLUMN IF NOT EXISTS updated_by VARCHAR",
+    ]),
+    (10, "concepts.concept_id backfilled with UUIDs", [
         "UPDATE catalog.concepts SET concept_id = CAST(uuid() AS VARCHAR) WHERE concept_id IS NULL",
     ]),
 ]
