@@ -125,3 +125,54 @@ def test_delete_over_http_and_the_coactive_sdk(server, photo_dir, tmp_path, monk
         assert not (server.root / "results" / f"{count_q}.parquet").exists()
     finally:
         restarted.stop()
+
+
+def test_sdk_delete_video_then_dataset_delete_needs_admin(server, photo_dir, tmp_path):
+    """The SDK's `delete_video` takes the video and its keyframes; its `dataset.delete` is admin-only
+    and leaves no row, part or count of the dataset behind."""
+    from videogen import make_video
+
+    video = make_video(tmp_path / "clip.mp4", seconds=3, rate=10, width=160, height=120)
+    writer = SdkSession(server.url, server.tokens["write"])
+    out = writer.call("""
+        from coactive.types.add_video_request import AddVideoRequest
+        from coactive.types.add_image_request import AddImageRequest
+        d = client.dataset.create(name="leaving")
+        conf = client.dataset.add_assets(d.dataset_id, videos=[AddVideoRequest(path=params["video"])],
+                                         images=[AddImageRequest(path=params["image"])])
+        result = {"ds": d.dataset_id, "job": conf.request_group_id,
+                  "video": conf.videos[0].coactive_video_id}
+    """, video=str(video), image=str(photo_dir / "coffee.png"))
+    http = server.client(server.tokens["write"])
+    _wait_job(http, http.get(f"/api/v1/ingestion/{out['job']}").json())
+    sql = "SELECT count(*) AS n FROM coactive_table WHERE dataset = 'leaving'"
+    [before] = [r["data"]["n"] for r in _query_rows(http, sql)]
+    keyframes = _query_rows(http, "SELECT count(*) AS n FROM coactive_table_adv WHERE coactive_video_id = "
+                                  f"'{out['video']}'")[0]["data"]["n"]
+    assert keyframes >= 2 and before == keyframes + 1
+
+    gone = writer.call("result = client.dataset.delete_video(dataset_id=params['d'], coactive_video_id=params['v'])",
+                       d=out["ds"], v=out["video"])
+    assert gone["matched"]["videos"] == 1 and gone["matched"]["keyframes"] == keyframes
+    assert _query_rows(http, sql)[0]["data"]["n"] == 1  # only the photo is left
+    videos = writer.call("result = client.dataset.get_videos(params['d']).meta.page.total", d=out["ds"])
+    assert videos == 0
+
+    with pytest.raises(SdkError) as e:  # a whole dataset is the admin's to erase
+        writer.call("result = client.dataset.delete(params['d'])", d=out["ds"])
+    assert e.value.status_code == 403
+    admin = SdkSession(server.url, server.tokens["admin"])
+    done = admin.call("result = client.dataset.delete(params['d'])", d=out["ds"])
+    assert done["matched"]["datasets"] == 1 and done["matched"]["images"] == 1
+    assert _query_rows(http, sql)[0]["data"]["n"] == 0
+    assert not (server.root / "datasets" / "leaving").exists()
+    with pytest.raises(SdkError) as e:  # an erased dataset answers 410 with its tombstone
+        admin.call("result = client.dataset.get(params['d'])", d=out["ds"])
+    assert e.value.status_code == 410
+    assert "leaving" not in [d["name"] for d in http.get("/api/v1/datasets").json()["data"]]
+
+
+def _query_rows(http, sql):
+    done = _query(http, sql)
+    assert done["status"] == "Complete", done
+    return http.get(f"/api/v1/queries/{done['query_id']}").json()["results"]["data"]

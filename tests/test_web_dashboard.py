@@ -173,6 +173,8 @@ def click_point(page, selector: str, x, y):
         return c && c.getZr().animation.isFinished(); }}""")
     px, py = page.evaluate(f"""([x, y]) => echarts.getInstanceByDom(document.querySelector('{selector}'))
         .convertToPixel({{gridIndex: 0}}, [x, y])""", [x, y])
+    # A person scrolls to a chart before clicking it; a mouse click outside the viewport hits nothing.
+    page.locator(selector).scroll_into_view_if_needed()
     box = page.locator(selector).bounding_box()
     page.mouse.click(box["x"] + px, box["y"] + py)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 
 from . import migrations
-from .errors import NotFound
+from .errors import Gone, NotFound
 
 # Ingest runs alive in this process.  DuckDB lets one process write the file, so a run
 # found 'Running' on open that is not in here belongs to a process that is gone.
@@ -216,13 +216,18 @@ def resolve_dataset(con, ref: str) -> str:
     """The name of the dataset `ref` names, by name or by its UUID (`dataset_id`); NotFound otherwise.
 
     The one place a client's dataset reference becomes a name: routers, the SDK-compatible
-    routes and deletion all call this, so every route takes either form.
+    routes and deletion all call this, so every route takes either form.  A dataset that was
+    erased (its tombstone names it, by name or UUID) is `Gone` with the date.
     """
     row = con.execute("SELECT name FROM catalog.datasets WHERE name = $r UNION ALL "
                       "SELECT name FROM catalog.datasets WHERE dataset_id = $r LIMIT 1", {"r": ref}).fetchone()
-    if row is None:
-        raise NotFound(f"unknown dataset {ref!r}")
-    return row[0]
+    if row is not None:
+        return row[0]
+    erased = con.execute("SELECT max(created_dt) FROM catalog.tombstones WHERE kind = 'dataset' AND subject_id = ?",
+                         [ref]).fetchone()[0]
+    if erased is not None:
+        raise Gone(f"dataset {ref} was erased on {erased:%Y-%m-%d %H:%M:%S} UTC")
+    raise NotFound(f"unknown dataset {ref!r}")
 
 
 def dataset_uuid(con, name: str | None) -> str | None:

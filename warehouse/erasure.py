@@ -96,6 +96,8 @@ def _erase(wh, sel: Selection, report: ErasureReport, reason, who, block) -> Era
         _delete_where(con, "analyses", "coactive_image_id", ids)
         removed["videos"] = _delete_where(con, "videos", "coactive_video_id", list(sel.videos))
         removed["ingest_errors"] = _delete_where(con, "ingest_errors", "path", sorted(paths))
+        # A client may name an erased dataset by its UUID later: its tombstone keeps both names for it.
+        dataset_uuids = [(d, catalog.dataset_uuid(con, d)) for d in sel.datasets]
         for d in sel.datasets:
             for table, col in (("datasets", "name"), ("dataset_analyzers", "dataset"), ("ingest_errors", "dataset"),
                                ("ingest_runs", "dataset")):
@@ -106,7 +108,8 @@ def _erase(wh, sel: Selection, report: ErasureReport, reason, who, block) -> Era
         removed["asset_metadata"] = _delete_where(con, "asset_metadata", "subject_id", ids + list(sel.videos))
         removed["moderation_cache"] = _delete_where(con, "moderation_cache", "sha256", sorted(shas))
         subjects = [(a["media_type"], i, a["sha256"]) for i, a in sel.assets.items()] + \
-                   [("video", v, x["sha256"]) for v, x in sel.videos.items()] + [("dataset", d, None) for d in sel.datasets]
+                   [("video", v, x["sha256"]) for v, x in sel.videos.items()] + [("dataset", d, None) for d in sel.datasets] + \
+                   [("dataset", u, None) for _, u in dataset_uuids if u]
         stones = tombstones.record(con, eid, subjects, block, reason, who)
         removed["tombstones"] = len(stones)
         removed["decisions"] = _anonymise_decisions(con, stones)

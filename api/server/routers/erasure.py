@@ -30,14 +30,7 @@ class ErasureOut(BaseModel):
 
 def resolve_dataset(state, dataset_id: str) -> str:
     """The dataset name a `{dataset_id}` path parameter (name or UUID) names; an erased one is 410."""
-    con = state.cursor()
-    try:
-        return catalog.resolve_dataset(con, dataset_id)
-    except NotFound:
-        stone = tombstones.erased(con, dataset_id)
-        if stone:
-            raise Gone(f"dataset {dataset_id} was erased on {stone['created_dt']:%Y-%m-%d %H:%M:%S} UTC") from None
-        raise
+    return catalog.resolve_dataset(state.cursor(), dataset_id)
 
 
 def _erase(state, who, what: str, subject: str | None, reason, block, dry_run, **selector) -> ErasureOut:
