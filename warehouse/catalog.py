@@ -290,6 +290,16 @@ def set_asset_metadata(con, rows: list[dict], updated_by: str | None) -> datetim
     return t
 
 
+def _subject_filter(where: str, args: dict, id_col: str, ids: list[str] | None, path_col: str,
+                    paths: list[str] | None) -> tuple[str, dict]:
+    """`where` narrowed to the given ids and paths (None: no narrowing), with its parameters."""
+    if ids is not None:
+        where, args = f"{where} AND list_contains($ids, {id_col})", {**args, "ids": ids}
+    if paths is not None:
+        where, args = f"{where} AND list_contains($paths, {path_col})", {**args, "paths": paths}
+    return where, args
+
+
 _IMAGE_FIELDS = ["coactive_image_id", "path", "created_dt", "metadata", "user_id", "updated_by", "updated_dt"]
 
 
@@ -297,13 +307,8 @@ def dataset_images(con, dataset: str, offset: int = 0, limit: int = 100, ids: li
                    paths: list[str] | None = None) -> tuple[list[dict], int]:
     """A dataset's images (not keyframes) in ingest order with their current metadata, and their count;
     `ids`/`paths` keep only those."""
-    where, args = "a.dataset = $d AND a.media_type = 'image'", {"d": dataset}
-    if ids is not None:
-        where += " AND list_contains($ids, a.coactive_image_id)"
-        args["ids"] = ids
-    if paths is not None:
-        where += " AND list_contains($paths, a.path)"
-        args["paths"] = paths
+    where, args = _subject_filter("a.dataset = $d AND a.media_type = 'image'", {"d": dataset},
+                                  "a.coactive_image_id", ids, "a.path", paths)
     total = con.execute(f"SELECT count(*) FROM pixql_internal.assets a WHERE {where}", args).fetchone()[0]
     rows = con.execute(
         f"""SELECT a.coactive_image_id, a.path, a.created_dt, CAST(coalesce(m.metadata, a.metadata) AS VARCHAR),
@@ -320,13 +325,7 @@ _VIDEO_FIELDS = ["coactive_video_id", "path", "created_dt", "metadata", "updated
 def dataset_videos(con, dataset: str, offset: int = 0, limit: int = 100, ids: list[str] | None = None,
                    paths: list[str] | None = None) -> tuple[list[dict], int]:
     """A dataset's videos in ingest order with their user metadata, and their count."""
-    where, args = "v.dataset = $d", {"d": dataset}
-    if ids is not None:
-        where += " AND list_contains($ids, v.coactive_video_id)"
-        args["ids"] = ids
-    if paths is not None:
-        where += " AND list_contains($paths, v.path)"
-        args["paths"] = paths
+    where, args = _subject_filter("v.dataset = $d", {"d": dataset}, "v.coactive_video_id", ids, "v.path", paths)
     total = con.execute(f"SELECT count(*) FROM catalog.videos v WHERE {where}", args).fetchone()[0]
     rows = con.execute(
         f"""SELECT v.coactive_video_id, v.path, v.created_dt, CAST(m.metadata AS VARCHAR), m.updated_by, m.updated_dt

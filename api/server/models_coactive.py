@@ -66,23 +66,28 @@ class PagedMeta(BaseModel):
     sort: list[SortItem] = []
 
 
-def paged_meta(path: str, offset: int, limit: int, total: int, sort: list[tuple[str, str]] = (),
+def paged_meta(path: str | None, offset: int, limit: int, total: int | None, sort: list[tuple[str, str]] = (),
                **params) -> PagedMeta:
-    """Coactive's page metadata: 1-based page numbers and links that keep the other query parameters."""
+    """Coactive's page metadata: 1-based page numbers and links that keep the other query parameters.
+
+    No `path`: no links (a concept's labels, a search); no `total` (a search's is unknown): no last page.
+    """
     params = {k: v for k, v in params.items() if v is not None}
 
     def link(off: int) -> str:
         return f"{path}?{urlencode({**params, 'offset': max(0, off), 'limit': limit}, doseq=True)}"
 
-    per = max(1, limit)
+    per = max(1, int(limit))
+    page = PageDetails(current_page=offset // per + 1, limit=limit, offset=offset, total=total,
+                       last_page=max(1, math.ceil(total / per)) if total is not None else None)
+    sorting = [SortItem(field=f, direction=d) for f, d in sort]
+    if path is None or total is None:
+        return PagedMeta(page=page, links=PageLinks(), sort=sorting)
     last_off = max(0, (math.ceil(total / per) - 1) * per)
-    return PagedMeta(
-        page=PageDetails(current_page=offset // per + 1, last_page=max(1, math.ceil(total / per)), limit=limit,
-                         offset=offset, total=total),
-        links=PageLinks(prev=link(offset - per) if offset > 0 else None,
-                        next=link(offset + per) if offset + per < total else None,
-                        first=link(0), last=link(last_off)),
-        sort=[SortItem(field=f, direction=d) for f, d in sort])
+    return PagedMeta(page=page, sort=sorting,
+                     links=PageLinks(prev=link(offset - per) if offset > 0 else None,
+                                     next=link(offset + per) if offset + per < total else None,
+                                     first=link(0), last=link(last_off)))
 
 
 # -- datasets ----------------------------------------------------------------------------------

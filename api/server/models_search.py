@@ -8,66 +8,21 @@ so the SDK's union falls through to its `Keyframe`.
 """
 from __future__ import annotations
 
-import math
-from datetime import datetime, timezone
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-PIXQL_USER = "pixql"  # who created an asset: PixQL's ingest does not record a user
-
-
-def iso(v: datetime | None) -> str | None:
-    """Naive UTC timestamps go out with an explicit zone, as every other PixQL answer."""
-    if v is None:
-        return None
-    if v.tzinfo is None:
-        v = v.replace(tzinfo=timezone.utc)
-    return v.isoformat().replace("+00:00", "Z")
+from .models_coactive import SERVER_USER, PagedMeta, paged_meta, utc  # noqa: F401  (one page shape)
 
 
 class _Camel(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
 
-class PageDetails(_Camel):
-    current_page: int = Field(alias="currentPage")
-    last_page: int | None = Field(None, alias="lastPage")
-    limit: int
-    offset: int
-    total: int | None = None
-
-
-class PageLinks(BaseModel):
-    prev: str | None = None
-    next: str | None = None
-    first: str | None = None
-    last: str | None = None
-
-
-class SortItem(BaseModel):
-    direction: Literal["asc", "desc"]
-    field: str
-
-
-class PagedMeta(BaseModel):
-    page: PageDetails
-    links: PageLinks = PageLinks()
-    sort: list[SortItem] = []
-
-
-def paged_meta(offset: int, limit: int, total: int | None, sort: list[tuple[str, str]] = ()) -> PagedMeta:
-    limit = max(int(limit), 1)
-    last = max(1, math.ceil(total / limit)) if total is not None else None
-    return PagedMeta(page=PageDetails(current_page=offset // limit + 1, last_page=last, limit=limit,
-                                      offset=offset, total=total),
-                     sort=[SortItem(field=f, direction=d) for f, d in sort])
-
-
 class ImageOut(_Camel):
-    created_user_id: str = Field(PIXQL_USER, alias="createdUserId")
+    created_user_id: str = Field(SERVER_USER, alias="createdUserId")
     created_dt: str = Field(alias="createdDt")
-    updated_user_id: str = Field(PIXQL_USER, alias="updatedUserId")
+    updated_user_id: str = Field(SERVER_USER, alias="updatedUserId")
     updated_dt: str = Field(alias="updatedDt")
     coactive_image_id: str = Field(alias="coactiveImageId")
     path: str | None = None
@@ -78,9 +33,9 @@ class ImageOut(_Camel):
 
 
 class VideoOut(_Camel):
-    created_user_id: str = Field(PIXQL_USER, alias="createdUserId")
+    created_user_id: str = Field(SERVER_USER, alias="createdUserId")
     created_dt: str = Field(alias="createdDt")
-    updated_user_id: str = Field(PIXQL_USER, alias="updatedUserId")
+    updated_user_id: str = Field(SERVER_USER, alias="updatedUserId")
     updated_dt: str = Field(alias="updatedDt")
     path: str | None = None
     coactive_video_id: str = Field(alias="coactiveVideoId")
@@ -153,12 +108,12 @@ class SimilarHit(BaseModel):
 
 def visual(d: dict, score: float | None = None) -> ImageOut | KeyframeOut:
     """An image or a keyframe answer from `concepts.search.describe`'s dict of one asset."""
-    created = iso(d.get("created_dt")) or ""
+    created = utc(d.get("created_dt")) or ""
     if d.get("media_type") == "keyframe" and d.get("coactive_video_id"):
         v = d.get("video") or {}
         start = int(d.get("keyframe_time_ms") or 0)
         step = int(round(1000.0 / v["sample_fps"])) if v.get("sample_fps") else 1000
-        vcreated = iso(v.get("created_dt")) or created
+        vcreated = utc(v.get("created_dt")) or created
         return KeyframeOut(
             coactive_image_id=d["coactive_image_id"], timestamp=start, path=d.get("path"), dataset=d.get("dataset"),
             score=score,

@@ -91,7 +91,7 @@ def list_concepts(request: Request, state: State, who: Reader, parent: str | Non
     if not (coactive_client(request) or offset is not None or limit is not None or datasets):
         return out
     off, lim = offset or 0, limit or 100
-    return PagedConcepts(meta=paged_meta(off, lim, len(out), [("name", "asc")]), data=out[off:off + lim])
+    return PagedConcepts(meta=paged_meta(None, off, lim, len(out), [("name", "asc")]), data=out[off:off + lim])
 
 
 @router.get("/{name}", response_model=ConceptOut)
@@ -166,7 +166,7 @@ def get_labels(name: str, request: Request, state: State, who: Reader,
             updated_dt=r["created_dt"] + "Z", label_id=_label_id(cid, r["coactive_image_id"]), label=r["label"],
             image=v if v is not None and not hasattr(v, "shot") else None,
             keyframe=v if v is not None and hasattr(v, "shot") else None))
-    return PagedConceptLabels(meta=paged_meta(off, lim, len(rows), [("created_dt", "asc")]), data=data)
+    return PagedConceptLabels(meta=paged_meta(None, off, lim, len(rows), [("created_dt", "asc")]), data=data)
 
 
 @router.patch("/{name}/labels", response_model=ConceptOut)

@@ -40,7 +40,7 @@ def _page(state, hits, offset: int, limit: int, total_hint: int | None = None) -
 
     about = search.describe(state.wh, [h.coactive_image_id for h in hits])
     data = [visual(about[h.coactive_image_id], h.score) for h in hits if h.coactive_image_id in about]
-    return SearchResult(meta=paged_meta(offset, limit, total_hint, [("score", "desc")]), data=data)
+    return SearchResult(meta=paged_meta(None, offset, limit, total_hint, [("score", "desc")]), data=data)
 
 
 @router.get("", response_model=SearchResult)
