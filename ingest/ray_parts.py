@@ -24,11 +24,11 @@ import json
 import pickle
 from dataclasses import asdict
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 
 from .decode import DecodedAsset
+from .objects import location
 from .sources import PLAIN, Source
 
 _ENCODERS: dict = {}
@@ -92,15 +92,30 @@ def _preprocessor(name: str, spec: dict):
     return enc
 
 
-def decode_sources(batch: dict, *, dataset: str, encoder: str, preprocess: dict, embedded, existing,
-                   analyzed: dict, max_pixels: int, video_options: dict, block_rows: int = 64, files=PLAIN,
+def decode_sources(batch: dict, *, dataset: str, encoder: str, preprocess: dict, analyzers: list[str],
+                   max_pixels: int, video_options: dict, block_rows: int = 64, files=PLAIN,
                    blocked: dict | None = None):
-    """Decode a batch of sources (columns `path`, `metadata`, `problem`); a generator of row blocks."""
+    """Decode a batch of sources (columns `path`, `metadata`, `problem`, `known`); a generator of row
+    blocks.  `known` is the JSON of what is committed under that path (`ray_pipeline.known_by_path`),
+    empty for a path the warehouse has never seen: the skip rules of a local ingest, fed with the
+    ids of this batch's files only."""
     from .pipeline import _decode_and_preprocess, _prepare, refuse_blocked
 
     enc = _preprocessor(encoder, preprocess)
-    analysis = bool(analyzed)
+    analysis = bool(analyzers)
     out = _Rows()
+    embedded, existing, analyzed = set(), set(), {name: set() for name in analyzers}
+    known_videos = {}
+    for path, k in zip(batch["path"], batch["known"]):
+        if k:
+            k = json.loads(k)
+            embedded.update(k["embedded"])
+            existing.update(k["existing"])
+            for name, ids in k["analyzed"].items():
+                analyzed.setdefault(name, set()).update(ids)
+            if "video" in k:
+                known_videos[path] = k["video"]
+    video_options = {**video_options, "known_videos": known_videos}
 
     def asset(a):
         if a.pixels is None:  # keyframes arrive unprepared, images prepared by the decoder
@@ -110,7 +125,7 @@ def decode_sources(batch: dict, *, dataset: str, encoder: str, preprocess: dict,
         a.image = a.pixels = None
 
     for path, meta, problem in zip(batch["path"], batch["metadata"], batch["problem"]):
-        src = Source(Path(path), json.loads(meta) if meta else {}, problem or None)
+        src = Source(location(path), json.loads(meta) if meta else {}, problem or None)  # a Path or an s3:// URI
         res = _decode_and_preprocess(src, dataset, embedded, max_pixels, enc, video_options, analysis, files)
         refuse_blocked(res, blocked or {})
         errors = [res.error] if res.error else []
@@ -136,11 +151,23 @@ def decode_sources(batch: dict, *, dataset: str, encoder: str, preprocess: dict,
         yield out.take()
 
 
+def pick_device(cuda_available: bool, gpu_ids, batch_size: int | None, batch_sizes: tuple[int, int]) -> tuple[str, int]:
+    """(torch device, images per forward pass) for an embedding actor.
+
+    CUDA only when this actor was given a GPU by Ray (`gpu_ids`, which also sets
+    CUDA_VISIBLE_DEVICES to it, so it is `cuda:0` inside) and torch can use it; a GPU the actor
+    was not given belongs to another actor.  `batch_size` (the caller's) wins over the device's
+    default `batch_sizes` (cpu, gpu)."""
+    device = "cuda:0" if cuda_available and len(gpu_ids) > 0 else "cpu"
+    return device, batch_size or batch_sizes[device != "cpu"]
+
+
 class PartWriter:
     """An actor of the embedding pool: holds the encoder (and analyzers) once, writes parts."""
 
     def __init__(self, root: str, dataset: str, encoder: str, run_id: str, analyzers: list[str],
-                 batch_size: int, threads: int = 1):
+                 batch_size: int | None, threads: int = 1, batch_sizes: tuple[int, int] = (32, 128)):
+        import ray
         import torch
 
         from warehouse.storage import Layout
@@ -150,12 +177,12 @@ class PartWriter:
         torch.set_num_threads(max(1, threads))
         self.layout = Layout(root)
         self.dataset, self.encoder_name, self.run_id = dataset, encoder, run_id
+        self.device, self.batch_size = pick_device(torch.cuda.is_available(), ray.get_gpu_ids(), batch_size,
+                                                   tuple(batch_sizes))
         self.enc = _encoder(encoder)
+        if self.device != "cpu":
+            self.enc.to(self.device)  # vectors come back as numpy on the host either way
         self.active = [get_analyzer(n) for n in analyzers]
-        self.batch_size = batch_size
-        import ray
-
-        self.gpu = bool(ray.get_gpu_ids())
 
     def __call__(self, batch: dict) -> dict:
         import torch
