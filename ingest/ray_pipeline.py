@@ -117,6 +117,14 @@ def known_by_path(con, r) -> dict[str, dict]:
     return out
 
 
+def source_items(r) -> list[dict]:
+    """The rows of the Ray dataset: one per source, with what is committed under its path."""
+    known = known_by_path(r.con, r)
+    return [{"path": str(s.path), "metadata": json.dumps(s.metadata) if s.metadata else "",
+             "problem": s.problem or "", "known": json.dumps(known[str(s.path)]) if str(s.path) in known else ""}
+            for s in r.sources]
+
+
 def _stream(wh, r, how: dict, part_rows, max_pixels, files, files_per_task, bar, publish, should_stop) -> bool:
     """Run the Ray Data pipeline and commit each part as it arrives; True if stopped early."""
     import ray
@@ -126,11 +134,7 @@ def _stream(wh, r, how: dict, part_rows, max_pixels, files, files_per_task, bar,
     report, writer = r.report, r.writer
     n = len(r.sources)
     per_task = files_per_task or max(1, min(16, n // (4 * max(1, how["actors"])) or 1))
-    known = known_by_path(r.con, r)
-    items = [{"path": str(s.path), "metadata": json.dumps(s.metadata) if s.metadata else "",
-              "problem": s.problem or "", "known": json.dumps(known.get(str(s.path))) if str(s.path) in known else ""}
-             for s in r.sources]
-    del known
+    items = source_items(r)
     video_options = {k: v for k, v in r.video_options.items() if k != "known_videos"}  # per source, above
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
