@@ -55,7 +55,10 @@ def main(args) -> dict:
     from warehouse.schema import vectors_table
     from warehouse.storage import Layout, atomic_write_parquet
 
+    from test_ray_ingest import _address_file_dir
+
     tmp = Path(tempfile.mkdtemp(prefix="pxb"))
+    _address_file_dir()
     c = Cluster(initialize_head=True, head_node_args={**NODE, "include_dashboard": False,
                                                       "temp_dir": str(tmp / "ray")})
     c.add_node(**NODE)
