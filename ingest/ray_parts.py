@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import time
 from dataclasses import asdict
 from datetime import datetime
 
@@ -167,6 +168,7 @@ class PartWriter:
 
     def __init__(self, root: str, dataset: str, encoder: str, run_id: str, analyzers: list[str],
                  batch_size: int | None, threads: int = 1, batch_sizes: tuple[int, int] = (32, 128)):
+        started = time.perf_counter()
         import ray
         import torch
 
@@ -183,6 +185,9 @@ class PartWriter:
         if self.device != "cpu":
             self.enc.to(self.device)  # vectors come back as numpy on the host either way
         self.active = [get_analyzer(n) for n in analyzers]
+        # Where an actor's time goes, reported with each part (benchmarks/ray_ingest.py sums it):
+        # starting (imports, model load) once, then embedding and writing per part.
+        self.timing = {"start_s": time.perf_counter() - started}
 
     def __call__(self, batch: dict) -> dict:
         import torch
@@ -206,6 +211,7 @@ class PartWriter:
             else:
                 files.append(rec)
         buf = PartBuffer(self.layout, self.dataset, self.encoder_name, self.run_id, existing)
+        t0 = time.perf_counter()
         for s in range(0, len(assets), self.batch_size):
             chunk = assets[s:s + self.batch_size]
             vectors = self.enc.encode(torch.stack([a.pixels for a in chunk]))
@@ -218,8 +224,10 @@ class PartWriter:
                 buf.error(f["path"], e)
         for v in videos:
             buf.add_video(v)
+        t1 = time.perf_counter()
         new_parts, analyzed_parts = buf.write_parts()
-        desc = {"parts": [(k, e, str(p), n) for k, e, p, n in new_parts],
+        timing, self.timing = {**self.timing, "encode_s": t1 - t0, "write_s": time.perf_counter() - t1}, {}
+        desc = {"timing": timing, "parts": [(k, e, str(p), n) for k, e, p, n in new_parts],
                 "analyzed": [(n, str(p), ids) for n, p, ids in analyzed_parts],
                 "rows": buf.rows, "vec_ids": buf.vec_ids, "errors": buf.errors, "ok_paths": sorted(buf.ok_paths),
                 "videos": [asdict(v) for v in videos], "files": files}
