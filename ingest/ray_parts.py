@@ -8,12 +8,14 @@ Two stages of a Ray Data pipeline (ingest/ray_pipeline.py builds it):
   asset's fields and its preprocessed pixels), `video` (a finished video's
   `catalog.videos` row) and `source` (one per file: skipped, or its error), in
   blocks of at most `block_rows` rows so a long video never sits in one block.
-* `PartWriter` - an actor (the encoder and analyzers are loaded once per actor,
-  on a GPU when the cluster gives it one) that takes `part_rows` rows, embeds
-  them in batches of the device's batch size, runs the analyzers, and writes
-  the assets / vectors / analyzer parts with `pipeline.PartBuffer` into the
-  warehouse's layout.  It returns one row per part: the description the driver
-  commits with `_PartWriter.commit`.  Nothing here touches the catalog.
+* `PartWriter` - takes `part_rows` rows, embeds them in batches of the device's
+  batch size, runs the analyzers, and writes the assets / vectors / analyzer
+  parts with `pipeline.PartBuffer` into the warehouse's layout.  It returns one
+  row per part: the description the driver commits with `_PartWriter.commit`.
+  On GPUs it is an actor (one per GPU, the model on `cuda`) fed by the decoding
+  tasks; on CPUs both stages run in one task (`ingest_sources`), one per node at
+  a time, in worker processes that keep the encoder loaded across tasks and
+  runs.  Nothing here touches the catalog.
 
 Rows cross the object store as plain columns: `kind`, `id`, `record` (JSON of the
 asset's fields), `pixels` (the uint8 tensor's bytes), `image` (raw RGB for analyzers).
@@ -232,6 +234,31 @@ class PartWriter:
                 "rows": buf.rows, "vec_ids": buf.vec_ids, "errors": buf.errors, "ok_paths": sorted(buf.ok_paths),
                 "videos": [asdict(v) for v in videos], "files": files}
         return {"desc": np.array([pickle.dumps(desc)], dtype=object)}
+
+
+def ingest_sources(batch: dict, *, decode_args: dict, writer_args: dict, part_rows: int):
+    """Decode a batch of sources and embed and write them, in one CPU task: a generator of part
+    descriptions, one per `part_rows` rows (a long video spans several, so memory stays bounded).
+
+    One task per node at a time (num_cpus = the node's), so Ray keeps one worker process per
+    node and reuses it: the encoder loads once per process (`_encoder`), and a later run of the
+    same driver (a server, a notebook) loads no model at all; the pixels never cross the object
+    store.  The same decoding and writing as the GPU path's two stages."""
+    writer = PartWriter(**writer_args)
+    pending: list[dict] = []
+    rows = 0
+    for block in decode_sources(batch, **decode_args):
+        pending.append(block)
+        rows += len(block["kind"])
+        if rows >= part_rows:
+            yield writer(_concat(pending))
+            pending, rows = [], 0
+    if pending:
+        yield writer(_concat(pending))
+
+
+def _concat(blocks: list[dict]) -> dict:
+    return {c: np.concatenate([b[c] for b in blocks]) for c in blocks[0]}
 
 
 def _asset(rec: dict, pixels: bytes, image: bytes | None) -> DecodedAsset:

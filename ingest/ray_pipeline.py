@@ -6,10 +6,11 @@ The driver (this process, on the head) opens the run exactly as a local ingest
 does (`pipeline.open_run`: the sources, the encoder and dataset rows, the ids
 already committed) and hands the sources to a Ray Data pipeline:
 
-    from_items(sources) -> map_batches(decode_sources)   CPU tasks   (ingest/ray_parts.py)
-                        -> map_batches(PartWriter)        actor pool: encoder loaded once per actor,
-                                                          num_gpus=1 each when the cluster has GPUs
-                        -> one description per written part, streamed back to the driver
+    GPUs: from_items(sources) -> map_batches(decode_sources)  CPU tasks          (ingest/ray_parts.py)
+                              -> map_batches(PartWriter)      an actor per GPU (num_gpus=1), model on cuda
+    CPUs: from_items(sources) -> map_batches(ingest_sources)  one task per node at a time: decode, embed,
+                                                              write; its worker process keeps the encoder
+    both:                     -> one description per written part, streamed back to the driver
 
 Workers write the Parquet parts into the warehouse's own layout (the root must
 be the same path on every node: a shared file system); the driver commits each
@@ -41,7 +42,7 @@ from . import pipeline
 from .pipeline import IngestReport, open_run, publish_run
 
 def plan(batch_size: int | None = None, actors: int | None = None) -> dict:
-    """How the cluster is used: one embedding actor per GPU, else one per node with half its CPUs.
+    """How the cluster is used: one embedding actor per GPU, else one ingest task per node at a time.
 
     The batch size is left to each actor (`ray_parts.pick_device`: the device it finds decides)
     unless `batch_size` is given."""
@@ -53,9 +54,9 @@ def plan(batch_size: int | None = None, actors: int | None = None) -> dict:
     if gpus:
         return {"actors": actors or gpus, "actor": {"num_gpus": 1, "num_cpus": 1}, "threads": 1,
                 "batch_size": batch_size, "decode_cpus": 1, "gpus": gpus}
-    half = node_cpus / 2
-    return {"actors": actors or len(nodes), "actor": {"num_cpus": half}, "threads": max(1, int(half)),
-            "batch_size": batch_size, "decode_cpus": min(1.0, node_cpus / 4), "gpus": 0}
+    # CPUs: a task per node takes the node's CPUs (decoding, then the model on all its threads).
+    return {"actors": actors or len(nodes), "actor": {"num_cpus": node_cpus}, "threads": max(1, int(node_cpus)),
+            "batch_size": batch_size, "decode_cpus": node_cpus, "gpus": 0}
 
 
 _LOCAL = inspect.signature(pipeline.run)
@@ -129,7 +130,7 @@ def _stream(wh, r, how: dict, part_rows, max_pixels, files, files_per_task, bar,
     """Run the Ray Data pipeline and commit each part as it arrives; True if stopped early."""
     import ray
 
-    from .ray_parts import PartWriter, decode_sources, preprocess_spec
+    from .ray_parts import PartWriter, decode_sources, ingest_sources, preprocess_spec
 
     report, writer = r.report, r.writer
     n = len(r.sources)
@@ -140,23 +141,29 @@ def _stream(wh, r, how: dict, part_rows, max_pixels, files, files_per_task, bar,
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     ds = ray.data.from_items(items, override_num_blocks=max(1, -(-n // per_task)))
-    ds = ds.map_batches(
-        decode_sources, batch_size=per_task, batch_format="numpy", num_cpus=how["decode_cpus"],
-        fn_kwargs=dict(dataset=r.report.dataset, encoder=r.encoder, preprocess=preprocess_spec(r.enc),
+    decode_args = dict(dataset=r.report.dataset, encoder=r.encoder, preprocess=preprocess_spec(r.enc),
                        analyzers=sorted(r.analyzed), blocked=r.blocked, max_pixels=max_pixels,
-                       video_options=video_options, files=files))
-    # Every actor gets work on a small run too: a part is at most part_rows, and at least a device batch.
+                       video_options=video_options, files=files)
     settings = current_settings()
-    device_batch = how["batch_size"] or (settings.gpu_batch_size if how["gpus"] else settings.cpu_batch_size)
-    rows = min(part_rows, max(device_batch, -(-n // (2 * how["actors"]))))
-    ds = ds.map_batches(
-        PartWriter, batch_size=rows, batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=how["actors"]),
-        fn_constructor_kwargs=dict(root=str(wh.layout.root), dataset=r.report.dataset, encoder=r.encoder,
-                                   run_id=r.run_id, analyzers=[a.name for a in r.active],
-                                   batch_size=how["batch_size"], threads=how["threads"],
-                                   batch_sizes=(settings.cpu_batch_size, settings.gpu_batch_size)),
-        **how["actor"])  # Ray Data restarts a lost actor and retries its batch (max_restarts=-1)
+    writer_args = dict(root=str(wh.layout.root), dataset=r.report.dataset, encoder=r.encoder, run_id=r.run_id,
+                       analyzers=[a.name for a in r.active], batch_size=how["batch_size"], threads=how["threads"],
+                       batch_sizes=(settings.cpu_batch_size, settings.gpu_batch_size))
+    if how["gpus"]:
+        # Decoding on CPU tasks, embedding on one actor per GPU (all started at once: CUDA and the
+        # model are set up once per actor).  Ray Data restarts a lost actor and retries its batch.
+        ds = ds.map_batches(decode_sources, batch_size=per_task, batch_format="numpy",
+                            num_cpus=how["decode_cpus"], fn_kwargs=decode_args)
+        # Every actor gets work on a small run too: a part is at most part_rows, and at least a batch.
+        rows = min(part_rows, max(how["batch_size"] or settings.gpu_batch_size, -(-n // (2 * how["actors"]))))
+        ds = ds.map_batches(PartWriter, batch_size=rows, batch_format="numpy",
+                            compute=ray.data.ActorPoolStrategy(min_size=how["actors"], max_size=how["actors"]),
+                            fn_constructor_kwargs=writer_args, **how["actor"])
+    else:
+        # On CPUs, one task per node at a time decodes, embeds and writes its sources
+        # (`ray_parts.ingest_sources`); a task lost with its node is retried elsewhere.
+        ds = ds.map_batches(ingest_sources, batch_size=per_task, batch_format="numpy",
+                            fn_kwargs=dict(decode_args=decode_args, writer_args=writer_args, part_rows=part_rows),
+                            max_retries=-1, **how["actor"])
     rows = iter(ds.iter_rows())
     try:
         for row in rows:
