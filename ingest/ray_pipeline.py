@@ -81,20 +81,23 @@ def run(wh, paths, dataset: str = "default", *, ray_address: str | None = None, 
     r = open_run(wh, paths, dataset, o["encoder"], o["manifest"], o["analyzers"], o["run_id"],
                  o["video_options"], o["files"])
     report, con = r.report, r.con
-    owns = connect(ray_address)
     bar = tqdm(total=len(r.sources), unit="file", disable=not o["progress"], desc=f"ingest {dataset} (ray)",
                dynamic_ncols=True)
+    owns = []
 
     def ingest() -> bool:
         if not r.sources:
             return False
+        # Connected inside the run: an unreachable cluster ends it as Error, with its row closed.
+        if connect(ray_address):
+            owns.append(True)
         return _stream(wh, r, plan(o["batch_size"], actors), o["part_rows"], o["max_pixels"], o["files"],
                        files_per_task, bar, lambda: publish_run(wh, con, report, started, o["on_progress"]),
                        o["should_stop"])
 
     return pipeline.finish_run(wh, r, started, ingest, bar=bar, on_progress=o["on_progress"],
                                part_rows=o["part_rows"], progress=o["progress"],
-                               cleanup=ray.shutdown if owns else None)
+                               cleanup=lambda: ray.shutdown() if owns else None)
 
 
 def known_by_path(con, r) -> dict[str, dict]:
