@@ -7,14 +7,22 @@ starts a two-node Ray cluster (head + one worker node, 1 CPU each, so two
 cores in all), then:
 
 * ingests the bundled photos (6 files x `--copies`) locally and on Ray into two
-  fresh warehouses, timing each ingest call; a first small Ray ingest starts
-  the worker processes (reported as `ray_warmup_s`), so the timed Ray run
-  still includes Ray Data's planning and each actor's model loading;
+  fresh warehouses, timing each ingest call.  A first small Ray ingest starts
+  the worker processes and loads the model in them (`ray_cold_s`: what a fresh
+  driver pays once, e.g. a one-off `pixql ingest --ray`); the timed Ray run is
+  then what a long-lived driver (a server, a notebook) pays per run, Ray Data's
+  planning included.  `ray_where` splits it: the workers' model time, part
+  writing, start-up inside the tasks, and the driver's catalog commits;
 * scores one concept head over `--vector-rows` synthetic 1280-d vectors in
   parts of 10k rows, locally (`concept_cache.score_parts`) and on Ray
   (`ray_scoring.ray_scorer`), each once warm (sidecars written) and timed;
 * prints bytes per asset on disk by folder of the local warehouse (for the
-  README's sizing table) and the ratios Ray / local.
+  README's sizing table), the load average, and the ratios Ray / local (last
+  line: `RATIOS ingest=... scoring=...`).
+
+The two nodes share this machine's cores: on a machine loaded by other work,
+two Ray processes get a larger share of the contended cores than one local
+process, so a ratio above 1 there says little; measure on a quiet machine.
 """
 from __future__ import annotations
 
@@ -55,16 +63,23 @@ def main(args) -> dict:
     from warehouse.schema import vectors_table
     from warehouse.storage import Layout, atomic_write_parquet
 
+    from test_ray_ingest import _address_file_dir
+
     tmp = Path(tempfile.mkdtemp(prefix="pxb"))
+    _address_file_dir()
     c = Cluster(initialize_head=True, head_node_args={**NODE, "include_dashboard": False,
                                                       "temp_dir": str(tmp / "ray")})
     c.add_node(**NODE)
     ray.init(address=c.address, log_to_driver=False)
     files = _photos(tmp / "photos", copies=args.copies)
     n = len(list(files.iterdir()))
-    out = {"images": n}
+    out = {"images": n, "load_average_start": os.getloadavg()}
 
-    # Warm the local process's model once, as the Ray actors load theirs inside the timed call.
+    # Both sides warm: the local process loads its model before the timed call, as the Ray
+    # workers hold theirs after the cold run below.
+    from encoders import get_encoder
+
+    get_encoder(None)
     lw = Warehouse.open(tmp / "local")
     t = time.perf_counter()
     rep = lw.ingest([str(files)], dataset="d", progress=False)
@@ -75,11 +90,29 @@ def main(args) -> dict:
     t = time.perf_counter()
     Warehouse.open(tmp / "warmup").ingest([str(few)], dataset="d", engine="ray", ray_address=c.address,
                                           progress=False)
-    out["ray_warmup_s"] = time.perf_counter() - t
+    out["ray_cold_s"] = time.perf_counter() - t
+    from ingest import ray_pipeline
+
+    where = {"tasks_model_s": 0.0, "tasks_write_s": 0.0, "tasks_start_s": 0.0, "driver_commit_s": 0.0}
+    commit = ray_pipeline._commit
+
+    def timed_commit(wh, r, writer, desc):
+        t0 = time.perf_counter()
+        try:
+            return commit(wh, r, writer, desc)
+        finally:
+            where["driver_commit_s"] += time.perf_counter() - t0
+            where.setdefault("first_part_at_s", t0 - t)
+            for k, v in desc.get("timing", {}).items():
+                where["tasks_" + {"encode_s": "model_s"}.get(k, k)] += v
+
+    ray_pipeline._commit = timed_commit
     rw = Warehouse.open(tmp / "ray")
     t = time.perf_counter()
     rrep = rw.ingest([str(files)], dataset="d", engine="ray", ray_address=c.address, progress=False)
     out["ray_s"] = time.perf_counter() - t
+    ray_pipeline._commit = commit
+    out["ray_where"] = {k: round(v, 2) for k, v in where.items()}
     assert rep.assets_added == rrep.assets_added == n
     out["local_images_per_s"] = n / out["local_s"]
     out["ray_images_per_s"] = n / out["ray_s"]
@@ -111,6 +144,7 @@ def main(args) -> dict:
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(local, remote))
     out["score_ratio_ray_over_local"] = out["score_ray_gb_per_s"] / out["score_local_gb_per_s"]
     out["vector_gb"] = gb
+    out["load_average_end"] = os.getloadavg()
     ray.shutdown()
     c.shutdown()
     shutil.rmtree(tmp, ignore_errors=True)
@@ -127,4 +161,7 @@ if __name__ == "__main__":
     if not netns.inside():
         env = {**os.environ, netns.ENV: "1", "PYTHONPATH": str(ROOT)}
         sys.exit(subprocess.run(netns.command([sys.executable, *sys.argv]), env=env).returncode)
-    print(json.dumps(main(args), indent=2))
+    out = main(args)
+    print(json.dumps(out, indent=2))
+    print(f"RATIOS ingest={out['ingest_ratio_ray_over_local']:.2f} scoring={out['score_ratio_ray_over_local']:.2f} "
+          f"(Ray / local; load average {out['load_average_start'][0]:.1f} -> {out['load_average_end'][0]:.1f})")

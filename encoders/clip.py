@@ -117,14 +117,14 @@ class ClipEncoder(Encoder):
     def _forward(self, x: torch.Tensor) -> dict[str, np.ndarray]:
         emb = self.model.encode_image(x)
         emb = emb / emb.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        return {"embedding": emb.float().numpy()}
+        return {"embedding": emb.float().cpu().numpy()}
 
     @torch.inference_mode()
     def encode_text(self, texts: list[str]) -> np.ndarray:
         self.load()
-        emb = self.model.encode_text(self.tokenizer(texts))
+        emb = self.model.encode_text(self.tokenizer(texts).to(self.device))
         emb = emb / emb.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        return emb.float().numpy()
+        return emb.float().cpu().numpy()
 
     def text_head(self, prompts, negatives, class_names=None) -> dict:
         pos = self.encode_text(prompts + [f"a photo of {p}" for p in prompts]).mean(axis=0)

@@ -86,7 +86,7 @@ class ImagenetEncoder(Encoder):
     def prior_direction(self, head_column, weights, column):
         if head_column != "probs" or column != "features":
             return None
-        W = self.load().model.get_classifier().weight.detach().float().numpy()
+        W = self.load().model.get_classifier().weight.detach().float().cpu().numpy()
         m = weights - weights.mean()
         return (m @ W).astype(np.float32)
 

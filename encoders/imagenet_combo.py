@@ -44,6 +44,12 @@ class ImagenetLite0Lite2(ImagenetEncoder):
         for p in self._parts():
             p.load()
 
+    def to(self, device) -> "ImagenetLite0Lite2":
+        for p in self._parts():
+            p.to(device)
+        self.device = str(device)
+        return self
+
     def preprocess(self, im):
         """uint8 (2C, 260, 260): lite2's C channels, then lite0's C (C = 3, or 6 for "both")
         in the top-left 224 x 224 corner."""
@@ -70,5 +76,5 @@ class ImagenetLite0Lite2(ImagenetEncoder):
         if head_column != "probs" or column != "features":
             return None
         m = weights - weights.mean()
-        halves = [m @ p.load().model.get_classifier().weight.detach().float().numpy() for p in self._parts()]
+        halves = [m @ p.load().model.get_classifier().weight.detach().float().cpu().numpy() for p in self._parts()]
         return np.concatenate(halves).astype(np.float32)

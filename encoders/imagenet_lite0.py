@@ -63,6 +63,6 @@ class ImagenetLite0(ImagenetEncoder):
         feats = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
         logits = self.model.get_classifier()(feats)
         return {
-            "features": feats.float().numpy(),
-            "probs": logits.softmax(-1).float().numpy(),
+            "features": feats.float().cpu().numpy(),
+            "probs": logits.softmax(-1).float().cpu().numpy(),
         }

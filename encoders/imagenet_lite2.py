@@ -58,4 +58,4 @@ class ImagenetLite2(ImagenetEncoder):
         x = x.contiguous(memory_format=torch.channels_last)
         feats = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
         logits = self.model.get_classifier()(feats)
-        return {"features": feats.float().numpy(), "probs": logits.softmax(-1).float().numpy()}
+        return {"features": feats.float().cpu().numpy(), "probs": logits.softmax(-1).float().cpu().numpy()}

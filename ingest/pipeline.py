@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from encoders import get_encoder, normalize_name
 from warehouse import catalog, encoder_sql, tombstones
 from warehouse.schema import ASSET_SCHEMA, vectors_table
+from warehouse.settings import current as current_settings
 from warehouse.storage import atomic_write_parquet
 
 from . import video_catalog
@@ -380,7 +381,7 @@ def run(
     dataset: str = "default",
     encoder: str | None = None,
     manifest=None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     workers: int | None = None,
     part_rows: int = 512,
     progress: bool = True,
@@ -393,13 +394,15 @@ def run(
     files: FileAccess = PLAIN,
 ) -> IngestReport:
     """Ingest `paths` into `dataset`; `files` is how the files are reached (a server's intake checks
-    each one when it is opened; the default reads whatever the process can)."""
+    each one when it is opened; the default reads whatever the process can).  `batch_size`: images
+    per forward pass, default the `cpu_batch_size` setting."""
     started = time.perf_counter()
     r = open_run(wh, paths, dataset, encoder, manifest, analyzers, run_id, video_options, files)
     con, enc_name, enc, requested, active, sources, run_id, report = (
         r.con, r.encoder, r.enc, r.requested, r.active, r.sources, r.run_id, r.report)
     embedded, analyzed, video_options, writer = r.embedded, r.analyzed, r.video_options, r.writer
     workers = workers or max(2, (os.cpu_count() or 2))
+    batch_size = batch_size or current_settings().cpu_batch_size
     bar = tqdm(total=len(sources), unit="file", disable=not progress, desc=f"ingest {dataset}", dynamic_ncols=True)
     batch: list[DecodedAsset] = []
 
@@ -417,8 +420,8 @@ def run(
     def publish(status="Running"):
         publish_run(wh, con, report, started, on_progress, status)
 
-    status, stopped = "Error", False
-    try:
+    def ingest() -> bool:
+        stopped = False
         with ThreadPoolExecutor(workers, thread_name_prefix="pixql-decode") as pool:
             inflight: deque = deque()
             it = iter(sources)
@@ -490,12 +493,27 @@ def run(
                 bar.set_postfix(added=report.assets_added + len(writer.rows), errors=report.errors, refresh=False)
         encode_batch()
         report.assets_added += writer.flush()
-        if requested and not stopped:
+        return stopped
+
+    return finish_run(wh, r, started, ingest, bar=bar, on_progress=on_progress, part_rows=part_rows,
+                      batch_size=batch_size, progress=progress)
+
+
+def finish_run(wh, r: OpenRun, started: float, ingest: Callable[[], bool], *, bar, on_progress=None,
+               part_rows: int = 512, batch_size: int | None = None, progress: bool = False,
+               cleanup: Callable[[], None] | None = None) -> IngestReport:
+    """Run an engine's `ingest` (True if it stopped early), then what every run ends with: the
+    catch-up of newly asked analyzers, the final status and counters, and the run's release.
+    Local and Ray ingest both end here."""
+    report, status = r.report, "Error"
+    try:
+        stopped = ingest()
+        if r.requested and not stopped:
             # Assets ingested before these analyzers were asked for get them now.
             from .analyzers.run import analyze
 
-            analyze(wh, dataset, requested, batch_size=batch_size, part_rows=part_rows, progress=progress,
-                    run_id=run_id, register=False)
+            analyze(wh, r.report.dataset, r.requested, part_rows=part_rows, progress=progress,
+                    run_id=r.run_id, register=False, **({"batch_size": batch_size} if batch_size else {}))
         status = "Stopped" if stopped else "Complete"
     except KeyboardInterrupt:
         status = "Stopped"
@@ -503,10 +521,12 @@ def run(
     finally:
         bar.close()
         try:
-            publish(status)
+            publish_run(wh, r.con, report, started, on_progress, status)
         except Exception:
             pass
-        catalog.LIVE_RUNS.discard(run_id)
+        catalog.LIVE_RUNS.discard(r.run_id)
+        if cleanup is not None:
+            cleanup()
     return report
 
 

@@ -8,12 +8,14 @@ Two stages of a Ray Data pipeline (ingest/ray_pipeline.py builds it):
   asset's fields and its preprocessed pixels), `video` (a finished video's
   `catalog.videos` row) and `source` (one per file: skipped, or its error), in
   blocks of at most `block_rows` rows so a long video never sits in one block.
-* `PartWriter` - an actor (the encoder and analyzers are loaded once per actor,
-  on a GPU when the cluster gives it one) that takes `part_rows` rows, embeds
-  them in batches of the device's batch size, runs the analyzers, and writes
-  the assets / vectors / analyzer parts with `pipeline.PartBuffer` into the
-  warehouse's layout.  It returns one row per part: the description the driver
-  commits with `_PartWriter.commit`.  Nothing here touches the catalog.
+* `PartWriter` - takes `part_rows` rows, embeds them in batches of the device's
+  batch size, runs the analyzers, and writes the assets / vectors / analyzer
+  parts with `pipeline.PartBuffer` into the warehouse's layout.  It returns one
+  row per part: the description the driver commits with `_PartWriter.commit`.
+  On GPUs it is an actor (one per GPU, the model on `cuda`) fed by the decoding
+  tasks; on CPUs both stages run in one task (`ingest_sources`), one per node at
+  a time, in worker processes that keep the encoder loaded across tasks and
+  runs.  Nothing here touches the catalog.
 
 Rows cross the object store as plain columns: `kind`, `id`, `record` (JSON of the
 asset's fields), `pixels` (the uint8 tensor's bytes), `image` (raw RGB for analyzers).
@@ -22,13 +24,14 @@ from __future__ import annotations
 
 import json
 import pickle
+import time
 from dataclasses import asdict
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 
 from .decode import DecodedAsset
+from .objects import location
 from .sources import PLAIN, Source
 
 _ENCODERS: dict = {}
@@ -92,15 +95,30 @@ def _preprocessor(name: str, spec: dict):
     return enc
 
 
-def decode_sources(batch: dict, *, dataset: str, encoder: str, preprocess: dict, embedded, existing,
-                   analyzed: dict, max_pixels: int, video_options: dict, block_rows: int = 64, files=PLAIN,
+def decode_sources(batch: dict, *, dataset: str, encoder: str, preprocess: dict, analyzers: list[str],
+                   max_pixels: int, video_options: dict, block_rows: int = 64, files=PLAIN,
                    blocked: dict | None = None):
-    """Decode a batch of sources (columns `path`, `metadata`, `problem`); a generator of row blocks."""
+    """Decode a batch of sources (columns `path`, `metadata`, `problem`, `known`); a generator of row
+    blocks.  `known` is the JSON of what is committed under that path (`ray_pipeline.known_by_path`),
+    empty for a path the warehouse has never seen: the skip rules of a local ingest, fed with the
+    ids of this batch's files only."""
     from .pipeline import _decode_and_preprocess, _prepare, refuse_blocked
 
     enc = _preprocessor(encoder, preprocess)
-    analysis = bool(analyzed)
+    analysis = bool(analyzers)
     out = _Rows()
+    embedded, existing, analyzed = set(), set(), {name: set() for name in analyzers}
+    known_videos = {}
+    for path, k in zip(batch["path"], batch["known"]):
+        if k:
+            k = json.loads(k)
+            embedded.update(k["embedded"])
+            existing.update(k["existing"])
+            for name, ids in k["analyzed"].items():
+                analyzed.setdefault(name, set()).update(ids)
+            if "video" in k:
+                known_videos[path] = k["video"]
+    video_options = {**video_options, "known_videos": known_videos}
 
     def asset(a):
         if a.pixels is None:  # keyframes arrive unprepared, images prepared by the decoder
@@ -110,7 +128,7 @@ def decode_sources(batch: dict, *, dataset: str, encoder: str, preprocess: dict,
         a.image = a.pixels = None
 
     for path, meta, problem in zip(batch["path"], batch["metadata"], batch["problem"]):
-        src = Source(Path(path), json.loads(meta) if meta else {}, problem or None)
+        src = Source(location(path), json.loads(meta) if meta else {}, problem or None)  # a Path or an s3:// URI
         res = _decode_and_preprocess(src, dataset, embedded, max_pixels, enc, video_options, analysis, files)
         refuse_blocked(res, blocked or {})
         errors = [res.error] if res.error else []
@@ -136,11 +154,24 @@ def decode_sources(batch: dict, *, dataset: str, encoder: str, preprocess: dict,
         yield out.take()
 
 
+def pick_device(cuda_available: bool, gpu_ids, batch_size: int | None, batch_sizes: tuple[int, int]) -> tuple[str, int]:
+    """(torch device, images per forward pass) for an embedding actor.
+
+    CUDA only when this actor was given a GPU by Ray (`gpu_ids`, which also sets
+    CUDA_VISIBLE_DEVICES to it, so it is `cuda:0` inside) and torch can use it; a GPU the actor
+    was not given belongs to another actor.  `batch_size` (the caller's) wins over the device's
+    default `batch_sizes` (cpu, gpu)."""
+    device = "cuda:0" if cuda_available and len(gpu_ids) > 0 else "cpu"
+    return device, batch_size or batch_sizes[device != "cpu"]
+
+
 class PartWriter:
     """An actor of the embedding pool: holds the encoder (and analyzers) once, writes parts."""
 
     def __init__(self, root: str, dataset: str, encoder: str, run_id: str, analyzers: list[str],
-                 batch_size: int, threads: int = 1):
+                 batch_size: int | None, threads: int = 1, batch_sizes: tuple[int, int] = (32, 128)):
+        started = time.perf_counter()
+        import ray
         import torch
 
         from warehouse.storage import Layout
@@ -150,12 +181,15 @@ class PartWriter:
         torch.set_num_threads(max(1, threads))
         self.layout = Layout(root)
         self.dataset, self.encoder_name, self.run_id = dataset, encoder, run_id
+        self.device, self.batch_size = pick_device(torch.cuda.is_available(), ray.get_gpu_ids(), batch_size,
+                                                   tuple(batch_sizes))
         self.enc = _encoder(encoder)
+        if self.device != "cpu":
+            self.enc.to(self.device)  # vectors come back as numpy on the host either way
         self.active = [get_analyzer(n) for n in analyzers]
-        self.batch_size = batch_size
-        import ray
-
-        self.gpu = bool(ray.get_gpu_ids())
+        # Where an actor's time goes, reported with each part (benchmarks/ray_ingest.py sums it):
+        # starting (imports, model load) once, then embedding and writing per part.
+        self.timing = {"start_s": time.perf_counter() - started}
 
     def __call__(self, batch: dict) -> dict:
         import torch
@@ -179,6 +213,7 @@ class PartWriter:
             else:
                 files.append(rec)
         buf = PartBuffer(self.layout, self.dataset, self.encoder_name, self.run_id, existing)
+        t0 = time.perf_counter()
         for s in range(0, len(assets), self.batch_size):
             chunk = assets[s:s + self.batch_size]
             vectors = self.enc.encode(torch.stack([a.pixels for a in chunk]))
@@ -191,12 +226,39 @@ class PartWriter:
                 buf.error(f["path"], e)
         for v in videos:
             buf.add_video(v)
+        t1 = time.perf_counter()
         new_parts, analyzed_parts = buf.write_parts()
-        desc = {"parts": [(k, e, str(p), n) for k, e, p, n in new_parts],
+        timing, self.timing = {**self.timing, "encode_s": t1 - t0, "write_s": time.perf_counter() - t1}, {}
+        desc = {"timing": timing, "parts": [(k, e, str(p), n) for k, e, p, n in new_parts],
                 "analyzed": [(n, str(p), ids) for n, p, ids in analyzed_parts],
                 "rows": buf.rows, "vec_ids": buf.vec_ids, "errors": buf.errors, "ok_paths": sorted(buf.ok_paths),
                 "videos": [asdict(v) for v in videos], "files": files}
         return {"desc": np.array([pickle.dumps(desc)], dtype=object)}
+
+
+def ingest_sources(batch: dict, *, decode_args: dict, writer_args: dict, part_rows: int):
+    """Decode a batch of sources and embed and write them, in one CPU task: a generator of part
+    descriptions, one per `part_rows` rows (a long video spans several, so memory stays bounded).
+
+    One task per node at a time (num_cpus = the node's), so Ray keeps one worker process per
+    node and reuses it: the encoder loads once per process (`_encoder`), and a later run of the
+    same driver (a server, a notebook) loads no model at all; the pixels never cross the object
+    store.  The same decoding and writing as the GPU path's two stages."""
+    writer = PartWriter(**writer_args)
+    pending: list[dict] = []
+    rows = 0
+    for block in decode_sources(batch, **decode_args):
+        pending.append(block)
+        rows += len(block["kind"])
+        if rows >= part_rows:
+            yield writer(_concat(pending))
+            pending, rows = [], 0
+    if pending:
+        yield writer(_concat(pending))
+
+
+def _concat(blocks: list[dict]) -> dict:
+    return {c: np.concatenate([b[c] for b in blocks]) for c in blocks[0]}
 
 
 def _asset(rec: dict, pixels: bytes, image: bytes | None) -> DecodedAsset:

@@ -6,10 +6,11 @@ The driver (this process, on the head) opens the run exactly as a local ingest
 does (`pipeline.open_run`: the sources, the encoder and dataset rows, the ids
 already committed) and hands the sources to a Ray Data pipeline:
 
-    from_items(sources) -> map_batches(decode_sources)   CPU tasks   (ingest/ray_parts.py)
-                        -> map_batches(PartWriter)        actor pool: encoder loaded once per actor,
-                                                          num_gpus=1 each when the cluster has GPUs
-                        -> one description per written part, streamed back to the driver
+    GPUs: from_items(sources) -> map_batches(decode_sources)  CPU tasks          (ingest/ray_parts.py)
+                              -> map_batches(PartWriter)      an actor per GPU (num_gpus=1), model on cuda
+    CPUs: from_items(sources) -> map_batches(ingest_sources)  one task per node at a time: decode, embed,
+                                                              write; its worker process keeps the encoder
+    both:                     -> one description per written part, streamed back to the driver
 
 Workers write the Parquet parts into the warehouse's own layout (the root must
 be the same path on every node: a shared file system); the driver commits each
@@ -25,6 +26,7 @@ parts; a re-run skips every committed id (same ids as a local ingest).
 """
 from __future__ import annotations
 
+import inspect
 import json
 import pickle
 import time
@@ -34,16 +36,16 @@ from typing import Callable
 from tqdm.auto import tqdm
 
 from warehouse.ray_scoring import connect
+from warehouse.settings import current as current_settings
 
-from .decode import DEFAULT_MAX_PIXELS
+from . import pipeline
 from .pipeline import IngestReport, open_run, publish_run
-from .sources import PLAIN, FileAccess
-
-CPU_BATCH, GPU_BATCH = 32, 128  # images per forward pass on a CPU actor, on one GPU
-
 
 def plan(batch_size: int | None = None, actors: int | None = None) -> dict:
-    """How the cluster is used: one embedding actor per GPU, else one per node with half its CPUs."""
+    """How the cluster is used: one embedding actor per GPU, else one ingest task per node at a time.
+
+    The batch size is left to each actor (`ray_parts.pick_device`: the device it finds decides)
+    unless `batch_size` is given."""
     import ray
 
     nodes = [n for n in ray.nodes() if n.get("Alive")]
@@ -51,99 +53,120 @@ def plan(batch_size: int | None = None, actors: int | None = None) -> dict:
     node_cpus = min((n["Resources"].get("CPU", 1) for n in nodes), default=1)
     if gpus:
         return {"actors": actors or gpus, "actor": {"num_gpus": 1, "num_cpus": 1}, "threads": 1,
-                "batch_size": batch_size or GPU_BATCH, "decode_cpus": 1, "gpus": gpus}
-    half = node_cpus / 2
-    return {"actors": actors or len(nodes), "actor": {"num_cpus": half}, "threads": max(1, int(half)),
-            "batch_size": batch_size or CPU_BATCH, "decode_cpus": min(1.0, node_cpus / 4), "gpus": 0}
+                "batch_size": batch_size, "decode_cpus": 1, "gpus": gpus}
+    # CPUs: a task per node takes the node's CPUs (decoding, then the model on all its threads).
+    return {"actors": actors or len(nodes), "actor": {"num_cpus": node_cpus}, "threads": max(1, int(node_cpus)),
+            "batch_size": batch_size, "decode_cpus": node_cpus, "gpus": 0}
 
 
-def run(
-    wh,
-    paths,
-    dataset: str = "default",
-    encoder: str | None = None,
-    manifest=None,
-    batch_size: int | None = None,
-    part_rows: int = 512,
-    progress: bool = True,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    video_options: dict | None = None,
-    on_progress: Callable[[IngestReport], None] | None = None,
-    run_id: str | None = None,
-    analyzers=None,
-    should_stop: Callable[[], bool] | None = None,
-    files: FileAccess = PLAIN,
-    ray_address: str | None = None,
-    actors: int | None = None,
-    files_per_task: int | None = None,
-    workers: int | None = None,  # local decode threads: not used on a cluster
-) -> IngestReport:
-    """Ingest `paths` into `dataset` on a Ray cluster; same arguments and report as `pipeline.run`."""
+_LOCAL = inspect.signature(pipeline.run)
+
+
+def run(wh, paths, dataset: str = "default", *, ray_address: str | None = None, actors: int | None = None,
+        files_per_task: int | None = None, **options) -> IngestReport:
+    """Ingest `paths` into `dataset` on a Ray cluster: the arguments of `pipeline.run` (checked
+    against its signature; `workers`, the local decode threads, is not used here) and the same
+    report.  `ray_address`: the cluster (default $RAY_ADDRESS or the local `ray start` cluster);
+    `actors`: embedding actors (default one per GPU, else one per node); `files_per_task`: sources
+    per decoding task."""
     import ray
 
-    started = time.perf_counter()
-    r = open_run(wh, paths, dataset, encoder, manifest, analyzers, run_id, video_options, files)
-    report, con = r.report, r.con
-    owns = connect(ray_address)
-    bar = tqdm(total=len(r.sources), unit="file", disable=not progress, desc=f"ingest {dataset} (ray)",
-               dynamic_ncols=True)
-    status, stopped = "Error", False
     try:
-        if r.sources:
-            stopped = _stream(wh, r, plan(batch_size, actors), part_rows, max_pixels, files, files_per_task,
-                              bar, lambda: publish_run(wh, con, report, started, on_progress), should_stop)
-        if r.requested and not stopped:
-            from .analyzers.run import analyze  # assets ingested before these analyzers were asked for
+        bound = _LOCAL.bind(wh, paths, dataset, **options)
+    except TypeError as e:
+        raise TypeError(f"ray ingest: {e}") from None
+    bound.apply_defaults()
+    o = bound.arguments
+    started = time.perf_counter()
+    r = open_run(wh, paths, dataset, o["encoder"], o["manifest"], o["analyzers"], o["run_id"],
+                 o["video_options"], o["files"])
+    report, con = r.report, r.con
+    bar = tqdm(total=len(r.sources), unit="file", disable=not o["progress"], desc=f"ingest {dataset} (ray)",
+               dynamic_ncols=True)
+    owns = []
 
-            analyze(wh, dataset, r.requested, part_rows=part_rows, progress=progress, run_id=r.run_id,
-                    register=False)
-        status = "Stopped" if stopped else "Complete"
-    except KeyboardInterrupt:
-        status = "Stopped"
-        raise
-    finally:
-        bar.close()
-        try:
-            publish_run(wh, con, report, started, on_progress, status)
-        except Exception:
-            pass
-        from warehouse import catalog
+    def ingest() -> bool:
+        if not r.sources:
+            return False
+        # Connected inside the run: an unreachable cluster ends it as Error, with its row closed.
+        if connect(ray_address):
+            owns.append(True)
+        return _stream(wh, r, plan(o["batch_size"], actors), o["part_rows"], o["max_pixels"], o["files"],
+                       files_per_task, bar, lambda: publish_run(wh, con, report, started, o["on_progress"]),
+                       o["should_stop"])
 
-        catalog.LIVE_RUNS.discard(r.run_id)
-        if owns:
-            ray.shutdown()
-    return report
+    return pipeline.finish_run(wh, r, started, ingest, bar=bar, on_progress=o["on_progress"],
+                               part_rows=o["part_rows"], progress=o["progress"],
+                               cleanup=lambda: ray.shutdown() if owns else None)
+
+
+def known_by_path(con, r) -> dict[str, dict]:
+    """Per path of the dataset with committed assets, what a decoding task needs to skip them:
+    {"embedded": ids with this run's vectors, "existing": ids with an asset row, "analyzed":
+    {analyzer: ids}, "video": its `known_videos` entry}.  Each source carries its own entry, so
+    what a task receives grows with its files, not with the warehouse."""
+    rows = con.execute("SELECT path, coactive_image_id FROM catalog.assets WHERE dataset = ?",
+                       [r.report.dataset]).fetchall()
+    out: dict[str, dict] = {}
+    for path, aid in rows:
+        k = out.setdefault(path, {"embedded": [], "existing": [], "analyzed": {}})
+        k["existing"].append(aid)
+        if aid in r.embedded:
+            k["embedded"].append(aid)
+        for name, ids in r.analyzed.items():
+            if aid in ids:
+                k["analyzed"].setdefault(name, []).append(aid)
+    for path, rec in r.video_options.get("known_videos", {}).items():
+        out.setdefault(path, {"embedded": [], "existing": [], "analyzed": {}})["video"] = rec
+    return out
+
+
+def source_items(r) -> list[dict]:
+    """The rows of the Ray dataset: one per source, with what is committed under its path."""
+    known = known_by_path(r.con, r)
+    return [{"path": str(s.path), "metadata": json.dumps(s.metadata) if s.metadata else "",
+             "problem": s.problem or "", "known": json.dumps(known[str(s.path)]) if str(s.path) in known else ""}
+            for s in r.sources]
 
 
 def _stream(wh, r, how: dict, part_rows, max_pixels, files, files_per_task, bar, publish, should_stop) -> bool:
     """Run the Ray Data pipeline and commit each part as it arrives; True if stopped early."""
     import ray
 
-    from .ray_parts import PartWriter, decode_sources, preprocess_spec
+    from .ray_parts import PartWriter, decode_sources, ingest_sources, preprocess_spec
 
     report, writer = r.report, r.writer
     n = len(r.sources)
     per_task = files_per_task or max(1, min(16, n // (4 * max(1, how["actors"])) or 1))
-    items = [{"path": str(s.path), "metadata": json.dumps(s.metadata) if s.metadata else "",
-              "problem": s.problem or ""} for s in r.sources]
+    items = source_items(r)
+    video_options = {k: v for k, v in r.video_options.items() if k != "known_videos"}  # per source, above
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     ds = ray.data.from_items(items, override_num_blocks=max(1, -(-n // per_task)))
-    ds = ds.map_batches(
-        decode_sources, batch_size=per_task, batch_format="numpy", num_cpus=how["decode_cpus"],
-        fn_kwargs=dict(dataset=r.report.dataset, encoder=r.encoder, preprocess=preprocess_spec(r.enc), embedded=frozenset(r.embedded),
-                       existing=frozenset(r.existing), blocked=r.blocked, analyzed={k: frozenset(v) for k, v in r.analyzed.items()},
-                       max_pixels=max_pixels, video_options=r.video_options, files=files))
-    # Every actor gets work on a small run too: a part is at most part_rows, and at least a device batch.
-    rows = min(part_rows, max(how["batch_size"], -(-n // (2 * how["actors"]))))
-    ds = ds.map_batches(
-        PartWriter, batch_size=rows, batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=how["actors"]),
-        fn_constructor_kwargs=dict(root=str(wh.layout.root), dataset=r.report.dataset, encoder=r.encoder,
-                                   run_id=r.run_id, analyzers=[a.name for a in r.active],
-                                   batch_size=how["batch_size"], threads=how["threads"]),
-        **how["actor"])  # Ray Data restarts a lost actor and retries its batch (max_restarts=-1)
+    decode_args = dict(dataset=r.report.dataset, encoder=r.encoder, preprocess=preprocess_spec(r.enc),
+                       analyzers=sorted(r.analyzed), blocked=r.blocked, max_pixels=max_pixels,
+                       video_options=video_options, files=files)
+    settings = current_settings()
+    writer_args = dict(root=str(wh.layout.root), dataset=r.report.dataset, encoder=r.encoder, run_id=r.run_id,
+                       analyzers=[a.name for a in r.active], batch_size=how["batch_size"], threads=how["threads"],
+                       batch_sizes=(settings.cpu_batch_size, settings.gpu_batch_size))
+    if how["gpus"]:
+        # Decoding on CPU tasks, embedding on one actor per GPU (all started at once: CUDA and the
+        # model are set up once per actor).  Ray Data restarts a lost actor and retries its batch.
+        ds = ds.map_batches(decode_sources, batch_size=per_task, batch_format="numpy",
+                            num_cpus=how["decode_cpus"], fn_kwargs=decode_args)
+        # Every actor gets work on a small run too: a part is at most part_rows, and at least a batch.
+        rows = min(part_rows, max(how["batch_size"] or settings.gpu_batch_size, -(-n // (2 * how["actors"]))))
+        ds = ds.map_batches(PartWriter, batch_size=rows, batch_format="numpy",
+                            compute=ray.data.ActorPoolStrategy(min_size=how["actors"], max_size=how["actors"]),
+                            fn_constructor_kwargs=writer_args, **how["actor"])
+    else:
+        # On CPUs, one task per node at a time decodes, embeds and writes its sources
+        # (`ray_parts.ingest_sources`); a task lost with its node is retried elsewhere.
+        ds = ds.map_batches(ingest_sources, batch_size=per_task, batch_format="numpy",
+                            fn_kwargs=dict(decode_args=decode_args, writer_args=writer_args, part_rows=part_rows),
+                            max_retries=-1, **how["actor"])
     rows = iter(ds.iter_rows())
     try:
         for row in rows:

@@ -1,10 +1,6 @@
 """Object storage: ingest `s3://bucket/prefix/` from an S3-compatible server (moto) on 127.0.0.1,
-then query, thumbnail, `/image` and classify those `s3://` paths through a real `pixql serve`.
-
-moto runs in this process (`ThreadedMotoServer`) with IAM enforced once the bucket is set up:
-PixQL reads with the keys of a user whose policy denies one prefix, so a denied object is a
-real 403 from the store.  No request ever leaves loopback: the endpoint is set, the instance
-metadata probe is off, and AWS config files point at empty files.
+then query, thumbnail, `/image`, classify and moderate those `s3://` paths (through a real
+`pixql serve` and the library).  The store is `tests/s3store.py`: a denied object is a real 403.
 """
 from __future__ import annotations
 
@@ -12,8 +8,6 @@ import fnmatch
 import hashlib
 import io
 import json
-import logging
-import os
 import time
 import uuid
 from pathlib import Path
@@ -23,75 +17,16 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from apiserver import Server, free_port, make_token, poll
-
-BUCKET = "pixql-media"
-PREFIX = f"s3://{BUCKET}/photos/"
-CLIP_SECONDS = 3
+import s3store
+from apiserver import Server, make_token, poll
+from s3store import BUCKET, CLIP_SECONDS, PREFIX
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, photo_dir):
     """moto on a free loopback port holding the photos, a video, a sidecar and a denied object."""
-    boto3 = pytest.importorskip("boto3")
-    from moto.server import ThreadedMotoServer
-    import requests
-    from videogen import make_video
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    empty = tmp_path_factory.mktemp("aws") / "empty"
-    empty.write_text("")
-    saved = {k: os.environ.get(k) for k in (
-        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION",
-        "AWS_EC2_METADATA_DISABLED", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_PROFILE",
-        "AWS_ENDPOINT_URL", "PIXQL_S3_ENDPOINT_URL")}
-    os.environ.update(AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=str(empty),
-                      AWS_SHARED_CREDENTIALS_FILE=str(empty), AWS_REGION="us-east-1")
-    for k in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION"):
-        os.environ.pop(k, None)
-    admin = dict(endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
-                 region_name="us-east-1")
-    s3, iam = boto3.client("s3", **admin), boto3.client("iam", **admin)
-    s3.create_bucket(Bucket=BUCKET)
-    objects = {}
-
-    def put(key: str, data: bytes):
-        s3.put_object(Bucket=BUCKET, Key=key, Body=data)
-        objects[key] = data
-
-    photos = sorted(p for p in photo_dir.iterdir() if p.is_file())
-    for p in photos:
-        put(f"photos/{p.name}", p.read_bytes())
-    video = make_video(tmp_path_factory.mktemp("video") / "clip.mp4", seconds=CLIP_SECONDS, rate=10)
-    put("photos/clips/clip.mp4", video.read_bytes())
-    put("photos/chelsea.png.json", json.dumps({"source": "bucket", "rating": 5}).encode())
-    put("photos/secret/denied.png", photos[0].read_bytes())
-    put("elsewhere/other.png", photos[0].read_bytes())
-    iam.create_user(UserName="pixql-reader")
-    iam.put_user_policy(UserName="pixql-reader", PolicyName="read", PolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Action": "s3:*", "Resource": [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"]},
-            {"Effect": "Deny", "Action": "s3:GetObject", "Resource": [f"arn:aws:s3:::{BUCKET}/photos/secret/*"]},
-        ]}))
-    key = iam.create_access_key(UserName="pixql-reader")["AccessKey"]
-    # From here on moto checks every request's signature and the user's policy.
-    requests.post(f"{endpoint}/moto-api/reset-auth", data=b"0").raise_for_status()
-    os.environ.update(AWS_ACCESS_KEY_ID=key["AccessKeyId"], AWS_SECRET_ACCESS_KEY=key["SecretAccessKey"],
-                      PIXQL_S3_ENDPOINT_URL=endpoint)
-    yield {"endpoint": endpoint, "objects": objects, "photos": photos, "video": video}
-    # moto's backends and auth switch are process-wide: leave them as other tests expect.
-    requests.post(f"{endpoint}/moto-api/reset-auth", data=b"inf")
-    requests.post(f"{endpoint}/moto-api/reset")
-    server.stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with s3store.moto_bucket(tmp_path_factory.mktemp("s3"), photo_dir) as st:
+        yield st
 
 
 @pytest.fixture(scope="module")
@@ -287,3 +222,29 @@ def test_object_roots_match_whole_buckets_and_segments_only():
     for sneaky in ("s3://media/photos/../secret.jpg", "s3://media/photos/./a.jpg", "s3://media/photos//a.jpg"):
         assert not under(sneaky, roots), sneaky
     assert not under("/media/photos/a.jpg", roots)
+
+
+def test_moderation_reads_s3_paths_through_the_object_layer(store, tmp_path):
+    """Moderating `s3://` items: hashed and ingested from the bucket under their URI; a denied or
+    missing object is that item's error; the same URI again is found, not ingested twice."""
+    from concepts.moderation import Item, Moderator
+    from warehouse import Warehouse
+
+    wh = Warehouse.open(tmp_path / "wh")
+    m = Moderator(wh)
+    rocket = f"{PREFIX}rocket.png"
+    out = m.moderate([Item(path=rocket, id="r"), Item(path=f"{PREFIX}secret/denied.png"),
+                      Item(path=f"{PREFIX}nope.png"), Item(path=f"{PREFIX}clips/clip.mp4")])
+    got, denied, missing, clip = out["results"]
+    assert got["status"] == "rejected" and got["path"] == rocket and got["id"] == "r", got  # weapons
+    assert got["sha256"] == hashlib.sha256(store["objects"]["photos/rocket.png"]).hexdigest()
+    assert denied["status"] == "error" and "access denied" in denied["error"]
+    assert missing["status"] == "error" and "no such object" in missing["error"]
+    assert clip["status"] in ("approved", "review", "rejected") and clip["path"] == f"{PREFIX}clips/clip.mp4"
+    rows = wh.sql("SELECT path, media_type FROM coactive_table_adv WHERE dataset = 'moderation'").fetchall()
+    assert {p for p, _ in rows} == {rocket, f"{PREFIX}clips/clip.mp4"} and ("keyframe" in {k for _, k in rows})
+    # The stored asset moderated again by id and by URI: the same subject, nothing ingested anew.
+    again = m.moderate([Item(coactive_image_id=got["coactive_image_id"]), Item(path=rocket)], use_cache=False)
+    assert [r["coactive_image_id"] for r in again["results"]] == [got["coactive_image_id"]] * 2
+    assert wh.sql("SELECT count(*) FROM catalog.assets WHERE path = ?", [rocket]).fetchone()[0] == 1
+    wh.close()

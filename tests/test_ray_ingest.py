@@ -7,6 +7,7 @@ a small object store, no dashboard.
 """
 from __future__ import annotations
 
+import io
 import os
 import select
 import shutil
@@ -29,13 +30,34 @@ HERE = Path(__file__).resolve().parent
 NODE = {"num_cpus": 1, "object_store_memory": 96 * 2**20}
 
 
+def _address_file_dir() -> None:
+    """`Cluster` writes its address to <system temp>/ray/ray_current_cluster whatever its temp_dir,
+    and fails where that directory does not exist yet (a fresh machine)."""
+    from ray._common.utils import get_default_ray_temp_dir
+
+    Path(get_default_ray_temp_dir()).mkdir(parents=True, exist_ok=True)
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def bucket(tmp_path_factory, photo_dir):
+    """moto's S3 with the photos and a video (tests/s3store.py), inside the namespace with the
+    cluster (the namespace has only its own lo).  Started before the cluster, so every Ray node
+    inherits its endpoint and credentials from the environment, as a real node has its own."""
+    sys.path.insert(0, str(HERE))
+    import s3store
+
+    with s3store.moto_bucket(tmp_path_factory.mktemp("s3"), photo_dir) as store:
+        yield store
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, bucket):
     assert netns.interfaces() == ["lo"], "Ray tests must run in a namespace that has only lo"
     import ray
     from ray.cluster_utils import Cluster
 
     temp = Path(f"/tmp/pxr{os.getpid()}")  # short: Ray's socket paths must fit in 107 bytes
+    _address_file_dir()
     c = Cluster(initialize_head=True, head_node_args={**NODE, "include_dashboard": False, "temp_dir": str(temp)})
     c.worker = c.add_node(**NODE)
     ray.init(address=c.address, log_to_driver=False)
@@ -236,6 +258,62 @@ def test_ray_bulk_scoring_equals_local_scoring(cluster, local):
     assert concept_cache.cache_status(con, concept_cache.load_heads(con, "contrast")[0], parts) == "complete"
     got = local.sql("SELECT contrast_latest_prob FROM coactive_table_adv ORDER BY path, keyframe_index").fetchall()
     assert len(got) == len(ids) and all(g[0] is not None for g in got)
+
+
+@netns.loopback
+def test_an_s3_prefix_through_ray_matches_a_local_ingest_of_it(cluster, bucket, tmp_path):
+    """`s3://bucket/photos/` ingested on the two-node cluster and locally: the same ids, facts and
+    vectors; denied and missing objects are error rows; queries, thumbnails and classify read
+    the `s3://` paths."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from api.server.routers.assets import thumbnail_bytes
+    from pixql import Warehouse
+    from s3store import PREFIX
+
+    sources = [PREFIX, PREFIX + "gone.jpg"]
+    local = Warehouse.open(tmp_path / "local")
+    mine = local.ingest(sources, dataset="d", part_rows=8, progress=False)
+    wh = Warehouse.open(tmp_path / "ray")
+    report = wh.ingest(sources, dataset="d", engine="ray", ray_address=cluster.address, part_rows=8,
+                       progress=False)
+    assert report.status == mine.status == "Complete" and report.errors == mine.errors == 2
+    rows = _rows(wh)
+    assert rows == _rows(local) and {r[2] for r in rows} == {"image", "keyframe"}
+    assert all(r[1].startswith(PREFIX) for r in rows)
+    ours, theirs = _vectors(wh), _vectors(local)
+    assert ours.keys() == theirs.keys() == {r[0] for r in rows}
+    for aid, cols in theirs.items():
+        for col, v in cols.items():
+            np.testing.assert_allclose(ours[aid][col], v, atol=1e-5, rtol=0)
+    errors = dict(_errors(wh))
+    assert _errors(wh) == _errors(local) and len(errors) == 2
+    assert "access denied" in errors[f"{PREFIX}secret/denied.png"]
+    assert "no such object" in errors[f"{PREFIX}gone.jpg"]
+
+    # Queries, thumbnails (the server's own code) and classify, on the s3:// paths.
+    n_images = wh.sql("SELECT count(*) FROM coactive_table WHERE path LIKE 's3://%' AND media_type = 'image'"
+                      ).fetchone()[0]
+    assert n_images == sum(r[2] == "image" for r in rows) > 3
+    chelsea = wh.sql("SELECT coactive_image_id FROM coactive_table WHERE path = ?", [f"{PREFIX}chelsea.png"]
+                     ).fetchone()[0]
+    frame = next(r[0] for r in rows if r[2] == "keyframe")
+    state = SimpleNamespace(wh=wh, cursor=wh.cursor)
+    for aid in (chelsea, frame):
+        jpeg = thumbnail_bytes(state, aid, 64)
+        assert jpeg[:2] == b"\xff\xd8" and max(Image.open(io.BytesIO(jpeg)).size) == 64
+    wh.create_concept("cat", prompts=["a photo of a cat"])
+    got = {r["path"]: r for r in wh.classify([f"{PREFIX}chelsea.png", f"{PREFIX}secret/denied.png",
+                                              f"{PREFIX}nope.png"], concepts=["cat"])}
+    assert got[f"{PREFIX}chelsea.png"]["error"] is None
+    column = wh.sql("SELECT cat_latest_prob FROM coactive_table WHERE coactive_image_id = ?", [chelsea]).fetchone()[0]
+    assert got[f"{PREFIX}chelsea.png"]["probabilities"]["cat"] == pytest.approx(column, abs=1e-4)
+    assert "access denied" in got[f"{PREFIX}secret/denied.png"]["error"]
+    assert "no such object" in got[f"{PREFIX}nope.png"]["error"]
+    local.close()
+    wh.close()
 
 
 def test_the_server_takes_engine_ray_only_with_a_cluster_setting(tmp_path):

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     # The Ray cluster `engine="ray"` ingests and scorings use (host:port of its head; "auto": the
     # `ray start` cluster on this machine); unset: the server refuses `"engine": "ray"`.
     ray_address: str | None = None
+    # Images per forward pass of the encoder: on CPU (a local ingest, a Ray actor without a GPU)
+    # and on one GPU (a Ray actor that sees CUDA).  An explicit `batch_size` wins over both.
+    cpu_batch_size: int = Field(32, ge=1, le=4096)
+    gpu_batch_size: int = Field(128, ge=1, le=4096)
 
 
 def current() -> Settings:

@@ -24,7 +24,7 @@ def ingest(
     dataset: str = typer.Option("default", "--dataset", "-d", help="Dataset to add the assets to."),
     encoder: Optional[str] = typer.Option(None, "--encoder", "-e", help="imagenet-lite0 (default) or clip:<model>:<pretrained>."),
     manifest: Optional[str] = typer.Option(None, "--manifest", help="CSV or JSONL (a file or an s3:// object) with a 'path' column; other columns become metadata."),
-    batch_size: int = typer.Option(32, "--batch-size"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per forward pass (default: the cpu_batch_size setting; on Ray GPU actors gpu_batch_size)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Decode threads (default: number of cores)."),
     fps: float = typer.Option(1.0, "--fps", help="Video keyframes sampled per second."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="At most this many keyframes per video."),

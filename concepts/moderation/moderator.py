@@ -79,7 +79,7 @@ class Moderator:
                 try:  # erased and blocked: this item's error says why, and its upload goes
                     tombstones.check(con, sha)
                 except Blocked:
-                    if path.is_relative_to(self.wh.root / "uploads" / "moderation"):
+                    if isinstance(path, Path) and path.is_relative_to(self.wh.root / "uploads" / "moderation"):
                         path.unlink(missing_ok=True)
                     raise
                 if use_cache:

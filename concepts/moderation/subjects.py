@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ingest import objects
+from ingest.objects import ObjectURI
 from ingest.sources import PLAIN, FileAccess
-from warehouse.errors import Invalid, NotFound
+from warehouse.errors import Invalid, NotFound, PixqlError
 from warehouse.storage import atomic_write_bytes
 
 from .similarity import SIM_ENCODER
@@ -124,8 +126,24 @@ class Subjects:
         self.fetch = fetch
         self.files = files
 
-    def intake(self, it: Item) -> tuple[Path, str]:
-        """(local path, sha256) of a path, URL or upload item; URLs and uploads are stored by hash."""
+    def intake(self, it: Item) -> tuple[Path | ObjectURI, str]:
+        """(local path or object URI, sha256) of a path, URL or upload item; URLs and uploads are
+        stored by hash.  An `s3://` / `gs://` / `az://` path is read through `ingest.objects`
+        (via `files`, which a server bounds to its object roots) and stays a URI: it is ingested
+        and stored under that name, as ingest does with a bucket."""
+        if it.path and objects.is_uri(it.path):
+            uri = objects.location(it.path)
+            try:
+                sha = _sha256_file(uri, self.files)
+            except FileNotFoundError as e:  # the store's reason: no such object / no such bucket
+                raise Invalid(str(e) or f"no such object: {it.path}") from None
+            except IsADirectoryError:
+                raise Invalid(f"not an object (a prefix): {it.path}") from None
+            except PermissionError as e:
+                if isinstance(e, PixqlError):  # refused by this server (outside its object roots): 403
+                    raise
+                raise Invalid(str(e)) from None  # denied by the store: this item's error, "access denied: ..."
+            return uri, sha
         if it.path:
             p = Path(it.path).expanduser()
             try:
