@@ -7,7 +7,6 @@ Coactive SDK (camelCase twins, rows in `result`): see `models.QueryResponse`.
 from __future__ import annotations
 
 import asyncio
-import time
 
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -129,14 +128,20 @@ def list_queries(
 
 
 async def _await_final(state, query_id: str, timeout: float) -> None:
-    """Long poll without holding a worker thread: watch the engine's in-memory status."""
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while time.monotonic() < deadline:
-        if state.engine.recent_status(query_id) in FINAL:
-            return
-        await asyncio.sleep(delay)
-        delay = min(delay * 1.5, 0.1)
+    """Long poll without holding a worker thread: woken by the engine the instant the query ends."""
+    loop = asyncio.get_running_loop()
+    ended = loop.create_future()
+
+    def wake() -> None:  # from the engine's thread
+        loop.call_soon_threadsafe(lambda: ended.done() or ended.set_result(None))
+
+    cancel = state.engine.on_final(query_id, wake)
+    try:
+        await asyncio.wait_for(ended, timeout)
+    except asyncio.TimeoutError:
+        pass
+    finally:
+        cancel()
 
 
 @router.get("/{query_id}", response_model=QueryResponse)
