@@ -106,6 +106,27 @@ def test_view_definitions_are_cached_until_a_commit_moves_them(served, monkeypat
     assert calls  # a commit moved a counter: read again
 
 
+def test_the_same_sql_is_checked_once_per_definitions(served, monkeypatch):
+    http, state, _ = served
+    import warehouse.queries as queries
+
+    checks = []
+    real = queries.sandbox.check_sql
+    monkeypatch.setattr(queries.sandbox, "check_sql", lambda *a: checks.append(a[0]) or real(*a))
+    sql = "SELECT count(*) AS n FROM coactive_table WHERE width > 17"
+    assert _http_rows(http, sql)[1] == _http_rows(http, sql)[1]
+    assert checks == [sql]
+    with state.wh.transaction() as tx:  # new definitions' fingerprint: checked again
+        tx.data_changed()
+    _http_rows(http, sql)
+    assert checks == [sql, sql]
+    bad = "SELECT * FROM catalog.api_tokens"
+    for _ in range(2):  # a refusal is not remembered as a pass
+        r = http.post("/api/v1/queries", json={"query": bad})
+        assert r.status_code == 400
+    assert checks.count(bad) == 2
+
+
 def test_new_and_retrained_concepts_and_an_ingest_show_in_the_next_query(served, photo_dir):
     http, state, base = served
     sql = "SELECT path, round(cat_prob, 6) AS p FROM coactive_table ORDER BY path"
@@ -236,6 +257,52 @@ def test_a_stopped_query_stays_stopped(fresh_root):
                                   [busy["query_id"]]).fetchone()
         assert row == ("Stopped",)
         assert catalog.now() >= engine.record(busy["query_id"])["end_dt"]
+    finally:
+        engine.shutdown()
+        wh.close()
+
+
+def test_fair_queue_lends_a_slot_its_cap_would_leave_idle():
+    from warehouse.query_queue import FairQueue
+
+    q = FairQueue(per_owner=1, borrow=True)
+    for qid in ("a1", "a2", "a3"):
+        q.put(qid, "A")
+    assert q.take(timeout=0) == ("a1", "A") and not q.borrowed
+    assert q.take(timeout=0) == ("a2", "A") and q.borrowed == {"a2"}  # nobody else waits: lent
+    assert not q.others_waiting("A")
+    q.put("b1", "B")
+    assert q.others_waiting("A") and not q.others_waiting("B")
+    q.done("A", "a2")  # the engine took the lent slot back ...
+    q.put_front("a2", "A")  # ... and a2 waits first in A's queue
+    assert q.take(timeout=0) == ("b1", "B")  # B is under its cap: it goes first
+    assert q.take(timeout=0) == ("a2", "A") and q.borrowed == {"a2"}
+    strict = FairQueue(per_owner=1)
+    strict.put("x1", "X"), strict.put("x2", "X")
+    assert strict.take(timeout=0) == ("x1", "X") and strict.take(timeout=0) is False
+
+
+def test_one_token_uses_every_worker_until_another_token_waits(fresh_root):
+    import time
+
+    from apiserver import LONG_QUERY
+
+    wh = Warehouse.open(fresh_root)
+    engine = QueryEngine(wh, QuerySettings(workers=2, lent_grace_s=0.2)).start()
+    try:
+        a = [engine.submit(LONG_QUERY, owner="A")["query_id"] for _ in range(2)]
+        deadline = time.monotonic() + 60
+        while len(engine._active) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert set(engine._active) == set(a)  # both slots run A's queries (its cap is 1)
+        b = engine.submit("SELECT 6 * 7 AS answer", owner="B")
+        done = engine.wait(b["query_id"], 60)
+        assert done["status"] == "Complete" and engine.page(b["query_id"])[1][0]["data"] == {"answer": 42}
+        # The lent query was put back and runs again; neither of A's ended for it.
+        assert all(engine.record(q)["status"] in ("Queued", "Running") for q in a)
+        for q in a:
+            engine.stop(q)
+        assert [engine.wait(q, 60)["status"] for q in a] == ["Stopped", "Stopped"]
     finally:
         engine.shutdown()
         wh.close()

@@ -9,13 +9,22 @@ here and runs one query at a time under an OS memory cap; the slot thread
 interrupts it at its time limit or on stop, and kills and replaces it when it
 is over its memory or does not unwind.  The worker writes the result to
 `results/<query_id>.parquet` (a temporary name, renamed when complete); pages
-are read from there.  On start the engine recovers: queued queries run again,
-a query that was running when the server died is marked `Error` with the
-reason, finished results stay served.
+are read from there, or for a small result from the copy the worker sent back.
 
-Size: over 400 lines because records, slot threads, the watchdog and recovery
-share the engine's lock and its table of active queries; the queue, the
-committer and the worker process are already modules of their own.
+Catalog writes are few and batched (`query_queue.GroupCommit`): the INSERT,
+committed before `submit` returns (the query already runs meanwhile);
+`Running` only for a query still running after `running_after_s`; the end,
+which for `Complete` may linger to share the next commit because the result
+file in place already proves it (`_recover` trusts it).  Until a write lands,
+`_Live` holds what this process knows and `record` lays it over the row; a
+client is shown nothing a crash could take back.  On start the engine
+recovers: a query whose result file is in place is Complete, queued queries
+run again, a query that was running when the server died is marked `Error`
+with the reason, finished results stay served.
+
+Size: over 600 lines because records, slot threads, the watchdog and recovery
+share the engine's lock and its tables of live and active queries; the queue,
+the committer and the worker process are already modules of their own.
 """
 from __future__ import annotations
 
@@ -90,6 +99,11 @@ class QuerySettings:
     inline_rows: int = 1_000
     inline_bytes: int = 1 << 20
     inline_cache_bytes: int = 64 << 20
+    # A slot its token's cap would leave idle is lent to that token while no
+    # other token waits; when one does, a lent query that has run this long is
+    # interrupted and queued again at the front (queries only read: it reruns).
+    lend_idle_slots: bool = True
+    lent_grace_s: float = 1.0
 
 
 class _Definitions:
@@ -202,7 +216,8 @@ class QueryEngine:
         self.settings = settings or QuerySettings()
         parse_size(self.settings.memory_limit)  # a nonsense limit fails here, not in every query
         self.results_dir: Path = wh.layout.results_dir()
-        self._sched = FairQueue(self.settings.max_running_per_token or max(1, self.settings.workers - 1))
+        self._sched = FairQueue(self.settings.max_running_per_token or max(1, self.settings.workers - 1),
+                                borrow=self.settings.lend_idle_slots)
         self._active: dict[str, _Active] = {}
         self._stop_requested: set[str] = set()
         self._lock = threading.Lock()
@@ -219,6 +234,7 @@ class QueryEngine:
         # Small results as the worker sent them: pages without reading the file.
         self._inline: "OrderedDict[str, object]" = OrderedDict()
         self._inline_size = 0
+        self._checked: "OrderedDict[tuple[str, str], bool]" = OrderedDict()  # SQL that passed layer 1
         self._definitions = _Definitions()
         # The sandbox files the worker processes open read-only (they cannot
         # open the warehouse while this process holds its write lock): one per
@@ -338,8 +354,16 @@ class QueryEngine:
                owner: str | None = None) -> dict:
         """Check the SQL (raises `sandbox.SandboxError`) and queue it; returns the record once it is durable."""
         cur = self._cur()
-        defs = self._definitions.views(cur)
-        sandbox.check_sql(sql, defs["user_views"], self._definitions.macros)
+        fp, defs = self._definitions.get(cur)
+        key = (sql, fp)
+        with self._lock:
+            checked = key in self._checked
+        if not checked:  # a dashboard sends the same SQL again and again: checked once per definitions
+            sandbox.check_sql(sql, defs["user_views"], self._definitions.macros)
+            with self._lock:
+                self._checked[key] = True
+                while len(self._checked) > 2048:
+                    self._checked.popitem(last=False)
         if dataset_id is not None and not cur.execute(
             "SELECT 1 FROM catalog.datasets WHERE name = ?", [dataset_id]
         ).fetchone():
@@ -607,11 +631,11 @@ class QueryEngine:
                 with self._lock:
                     self._queued -= 1
                 try:
-                    self._run(i, qid)
+                    self._run(i, qid, owner)
                 except Exception as e:  # the pool must survive anything one query does
                     self._finish(qid, "Error", error=f"internal error: {type(e).__name__}: {e}")
                 finally:
-                    self._sched.done(owner)
+                    self._sched.done(owner, qid)
         finally:
             w = self.workers.pop(i, None)
             if w is not None:
@@ -655,7 +679,7 @@ class QueryEngine:
                 shutil.rmtree(sandbox.tables_dir(gone), ignore_errors=True)
             return fp, self._sbx_files[fp], defs
 
-    def _run(self, slot: int, qid: str) -> None:
+    def _run(self, slot: int, qid: str, owner: str | None = None) -> None:
         with self._lock:
             live = self._live.get(qid)
             if live is None or live.state != "Queued" or qid in self._stop_requested:
@@ -688,7 +712,7 @@ class QueryEngine:
                         self._active.pop(qid, None)
                     raise
         try:
-            reply, died = self._watch(worker, active, qid, live), None
+            reply, died = self._watch(worker, active, qid, live, owner), None
         except WorkerDied as e:
             reply, died = None, str(e)
         finally:
@@ -705,6 +729,11 @@ class QueryEngine:
             return
         tmp.unlink(missing_ok=True)
         self.result_path(qid).unlink(missing_ok=True)
+        if active.reason == "requeue" and not stopped:
+            self._requeue(qid, owner, live)
+            if not worker.alive():
+                self._worker(slot)
+            return
         if live.abandoned:
             status, error = "Stopped", None
         else:
@@ -714,7 +743,8 @@ class QueryEngine:
             log.warning("query %s: worker %d ended (%s); starting a new one", qid, worker.pid, error or status)
             self._worker(slot)  # the replacement, warm before the next query
 
-    def _watch(self, worker: WorkerProcess, active: _Active, qid: str, live: _Live) -> dict | None:
+    def _watch(self, worker: WorkerProcess, active: _Active, qid: str, live: _Live,
+               owner: str | None = None) -> dict | None:
         """Wait for the worker's answer, enforcing the time and memory limits and stops.
 
         Returns the reply, or None when the worker had to be killed (the reason is in `active`).
@@ -722,6 +752,7 @@ class QueryEngine:
         interrupted_at = last_interrupt = None
         grace = self.settings.kill_grace_s
         running_at = time.monotonic() + self.settings.running_after_s
+        lent_until = time.monotonic() + self.settings.lent_grace_s if qid in self._sched.borrowed else None
         while True:
             reply = worker.reply(0.02 if interrupted_at is None else 0.05)
             if reply is not None and reply.get("done") == qid:
@@ -730,6 +761,9 @@ class QueryEngine:
             if running_at is not None and now >= running_at:
                 running_at = None
                 self._record_running(qid, live)
+            if (active.reason is None and lent_until is not None and now >= lent_until
+                    and self._sched.others_waiting(owner)):
+                active.reason = "requeue"  # the slot was lent: its owner's turn came
             if active.reason is None and now > active.deadline:
                 active.reason = "time"
             if active.reason is None and worker.anon_rss() > worker.rss_cap:
@@ -765,6 +799,18 @@ class QueryEngine:
         if reply["kind"] == "internal":
             return "Error", f"internal error: {reply['error']}"
         return "Error", reply["error"]
+
+    def _requeue(self, qid: str, owner: str | None, live: _Live) -> None:
+        """A lent slot taken back: the query waits again, first of its owner's queue."""
+        with self._lock:
+            if live.state != "Running":
+                return
+            live.state, live.start_dt = "Queued", None
+            self._queued += 1
+        self._writer.submit("UPDATE catalog.queries SET status = 'Queued', start_dt = NULL "
+                            "WHERE query_id = ? AND status = 'Running' RETURNING query_id", [qid],
+                            lambda row, error_: row is not None and self._note(qid, "Queued"))
+        self._sched.put_front(qid, owner)
 
     def _record_running(self, qid: str, live: _Live) -> None:
         """Write `Running` for a query that is taking a while; it shows once committed."""

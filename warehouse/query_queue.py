@@ -16,13 +16,19 @@ class FairQueue:
     One FIFO let one token's slow queries hold every worker while others
     waited; here a free slot takes the next query of the next owner in turn
     that runs fewer than `per_owner` queries, so no token holds every slot.
+    With `borrow`, a free slot that no owner under its cap wants goes to an
+    owner at its cap anyway (twenty clients of one token use every worker);
+    `borrowed` names those queries, and the engine puts one back in the queue
+    (`put_front`) when another owner's query waits for its slot (`others_waiting`).
     """
 
-    def __init__(self, per_owner: int):
+    def __init__(self, per_owner: int, borrow: bool = False):
         self.per_owner = max(1, per_owner)
+        self.borrow = borrow
         self._cv = threading.Condition()
         self._queues: "OrderedDict[str | None, deque[str]]" = OrderedDict()
         self._running: dict[str | None, int] = {}
+        self.borrowed: set[str] = set()
         self._closed = False
 
     def put(self, qid: str, owner: str | None) -> None:
@@ -30,27 +36,44 @@ class FairQueue:
             self._queues.setdefault(owner, deque()).append(qid)
             self._cv.notify()
 
+    def put_front(self, qid: str, owner: str | None) -> None:
+        """A query taken back from its slot: first of its owner's queue again."""
+        with self._cv:
+            self._queues.setdefault(owner, deque()).appendleft(qid)
+            self._cv.notify()
+
+    def others_waiting(self, owner: str | None) -> bool:
+        """Whether another owner under its cap has a query queued (it wants a slot)."""
+        with self._cv:
+            return any(o != owner and q and self._running.get(o, 0) < self.per_owner
+                       for o, q in self._queues.items())
+
     def take(self, timeout: float | None = None) -> tuple[str, str | None] | None | bool:
         """The next (query_id, owner) to run, blocking; None once closed, False after `timeout` s."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cv:
             while not self._closed:
-                for owner, q in self._queues.items():
-                    if self._running.get(owner, 0) < self.per_owner:
-                        qid = q.popleft()
-                        del self._queues[owner]
-                        if q:
-                            self._queues[owner] = q  # to the back of the ring
-                        self._running[owner] = self._running.get(owner, 0) + 1
-                        return qid, owner
+                under = [o for o, q in self._queues.items() if self._running.get(o, 0) < self.per_owner][:1]
+                over = not under and self.borrow and bool(self._queues)
+                if under or over:
+                    pick = under[0] if under else next(iter(self._queues))
+                    q = self._queues.pop(pick)
+                    qid = q.popleft()
+                    if q:
+                        self._queues[pick] = q  # to the back of the ring
+                    self._running[pick] = self._running.get(pick, 0) + 1
+                    if over:
+                        self.borrowed.add(qid)
+                    return qid, pick
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
                 self._cv.wait(left)
             return None
 
-    def done(self, owner: str | None) -> None:
+    def done(self, owner: str | None, qid: str | None = None) -> None:
         with self._cv:
+            self.borrowed.discard(qid)
             n = self._running.get(owner, 0) - 1
             if n > 0:
                 self._running[owner] = n
