@@ -163,12 +163,20 @@ async def get_query(
     exclude_results: bool = Query(False, description="Status only, no rows (the SDK's exclude_results)."),
 ):
     """Status and, once `Complete`, rows `offset`..`offset+limit` of the result (in `results` and `result`)."""
-    rec = await run_in_threadpool(_readable, state, who, query_id)
-    if wait and rec["status"] not in FINAL:
+    rows_from = None if exclude_results else offset
+
+    def answer(final_only: bool) -> QueryResponse | None:
+        # One trip to the thread pool: the record and, once final, the page.
+        rec = _readable(state, who, query_id)
+        if final_only and rec["status"] not in FINAL:
+            return None
+        return _response(state, rec, rows_from, limit, request.url.path)
+
+    body = await run_in_threadpool(answer, bool(wait))
+    if body is None:
         await _await_final(state, query_id, wait)
-        rec = await run_in_threadpool(_readable, state, who, query_id)
-    return _send(await run_in_threadpool(_response, state, rec, None if exclude_results else offset, limit,
-                                         request.url.path))
+        body = await run_in_threadpool(answer, False)
+    return _send(body)
 
 
 @router.post("/{query_id}/stop", response_model=QueryResponse)
