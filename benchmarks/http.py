@@ -106,6 +106,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=10, help="per client")
     ap.add_argument("--workers", type=int, default=2, help="server query workers")
     ap.add_argument("--lone", type=int, default=50, help="queries of the lone client")
+    ap.add_argument("--lend", action="store_true", help="PIXQL_LEND_IDLE_SLOTS=true: one token may use every worker")
     ap.add_argument("--per-token", type=int, default=0,
                     help="--max-running-per-token (all clients share one token; 0: the server's default)")
     ap.add_argument("--decisions-per-s", type=float, default=5.0, help="decisions during the 'mod' run (0: skip it)")
@@ -162,6 +163,8 @@ def main() -> None:
     token = make_token(root, "bench", "read")
     writer = make_token(root, "bench-writer", "write")
 
+    if args.lend:
+        os.environ["PIXQL_LEND_IDLE_SLOTS"] = "true"
     srv = Server(root, "--query-workers", str(args.workers), "--max-queued", str(total + 10), "--lazy-model",
                  "--max-running-per-token", str(args.per_token)).start()
     try:

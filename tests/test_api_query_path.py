@@ -288,7 +288,7 @@ def test_one_token_uses_every_worker_until_another_token_waits(fresh_root):
     from apiserver import LONG_QUERY
 
     wh = Warehouse.open(fresh_root)
-    engine = QueryEngine(wh, QuerySettings(workers=2, lent_grace_s=0.2)).start()
+    engine = QueryEngine(wh, QuerySettings(workers=2, lend_idle_slots=True, lent_grace_s=0.2)).start()
     try:
         a = [engine.submit(LONG_QUERY, owner="A")["query_id"] for _ in range(2)]
         deadline = time.monotonic() + 60

@@ -99,11 +99,12 @@ class QuerySettings:
     inline_rows: int = 1_000
     inline_bytes: int = 1 << 20
     inline_cache_bytes: int = 64 << 20
-    # A slot its token's cap would leave idle is lent to that token while no
-    # other token waits; when one does, a lent query that has run this long is
-    # interrupted and queued again at the front (queries only read: it reruns).
-    lend_idle_slots: bool = True
-    lent_grace_s: float = 1.0
+    # Off by default (the cap is strict): a slot its token's cap would leave idle
+    # is lent to that token while no other token waits; when one does, a lent
+    # query that has run `lent_grace_s` is interrupted and queued again at the
+    # front (queries only read: it reruns).
+    lend_idle_slots: bool = False
+    lent_grace_s: float = 0.0
 
 
 class _Definitions:
