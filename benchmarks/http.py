@@ -1,11 +1,13 @@
 """HTTP query throughput and latency: 20 concurrent clients x 10 queries against `pixql serve` on loopback.
 
-    python benchmarks/http.py [--clients 20] [--queries 10] [--workers 2] [--per-token 0]
+    nice -n 10 python benchmarks/http.py [--clients 20] [--queries 10] [--workers 2] [--per-token 0]
 
 Builds a warehouse from the bundled photos in a temporary directory, then
 measures in this process:
   * sdk:   the same queries run directly with `Warehouse.sql` (no HTTP, no
-           sandbox, no result files): the floor;
+           sandbox, no result files), one after another: the floor;
+  * sdk-N: the same from N threads, a cursor each (DuckDB reads in parallel);
+  * sdk-1: one query at a time, as the lone client below sends them;
   * http:  `pixql serve` as a subprocess on 127.0.0.1 (auth on); each client
            thread submits, long-polls until Complete and reads the rows, one
            query at a time; latency is submit to rows in hand;
@@ -15,7 +17,10 @@ measures in this process:
            every 1/--decisions-per-s seconds (each one changes what
            `moderation_status` reads, so the sandbox must follow it);
            --decision-rows seeds that many older decisions first;
-and prints queries/s, p50 and p99 latency, and the ratios http/sdk.
+and prints queries/s, p50 and p99 latency, the load (`uptime`) before and
+after, and the two goals of issue 16 side by side with the SDK from the same
+run: what HTTP adds to a lone client's query (p50, ms) and the 20-client
+throughput as a fraction of the SDK's.
 """
 from __future__ import annotations
 
@@ -100,6 +105,8 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--queries", type=int, default=10, help="per client")
     ap.add_argument("--workers", type=int, default=2, help="server query workers")
+    ap.add_argument("--lone", type=int, default=50, help="queries of the lone client")
+    ap.add_argument("--lend", action="store_true", help="PIXQL_LEND_IDLE_SLOTS=true: one token may use every worker")
     ap.add_argument("--per-token", type=int, default=0,
                     help="--max-running-per-token (all clients share one token; 0: the server's default)")
     ap.add_argument("--decisions-per-s", type=float, default=5.0, help="decisions during the 'mod' run (0: skip it)")
@@ -119,14 +126,32 @@ def main() -> None:
     wh.ingest([str(photos)], dataset="photos", progress=False)
     total = args.clients * args.queries
 
+    load_before = os.getloadavg()
+    for sql in queries_for(99, 20):  # warm: views bound, files in the page cache
+        wh.sql(sql).fetchall()
     sdk_lat = []
     t0 = time.perf_counter()
     for k in range(args.clients):
         for sql in queries_for(k, args.queries):
             q0 = time.perf_counter()
-            wh.cursor().sql(sql).fetchall()
+            wh.sql(sql).fetchall()
             sdk_lat.append(time.perf_counter() - q0)
     sdk_s = time.perf_counter() - t0
+    sdk_one = []
+    for sql in queries_for(0, args.lone):
+        q0 = time.perf_counter()
+        wh.sql(sql).fetchall()
+        sdk_one.append(time.perf_counter() - q0)
+
+    def sdk_client(k: int) -> None:
+        cur = wh.cursor()
+        for sql in queries_for(k, args.queries):
+            cur.sql(sql).fetchall()
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(args.clients) as pool:
+        list(pool.map(sdk_client, range(args.clients)))
+    sdk_par_s = time.perf_counter() - t0
     ids = [r[0] for r in wh.sql("SELECT coactive_image_id FROM catalog.assets ORDER BY path").fetchall()]
     if args.decision_rows:
         # Before the server starts, so its first sandbox copies them whatever the change tracking.
@@ -138,11 +163,13 @@ def main() -> None:
     token = make_token(root, "bench", "read")
     writer = make_token(root, "bench-writer", "write")
 
+    if args.lend:
+        os.environ["PIXQL_LEND_IDLE_SLOTS"] = "true"
     srv = Server(root, "--query-workers", str(args.workers), "--max-queued", str(total + 10), "--lazy-model",
                  "--max-running-per-token", str(args.per_token)).start()
     try:
         run_http(srv.url, token, 2, 2, True)  # warm up: sandbox copies, connections
-        one_s, one_lat = run_http(srv.url, token, 1, 20, True)  # a lone client: latency without queueing
+        one_s, one_lat = run_http(srv.url, token, 1, args.lone, True)  # a lone client: latency without queueing
         http_s, http_lat = run_http(srv.url, token, args.clients, args.queries, True)
         poll_s, poll_lat = run_http(srv.url, token, args.clients, args.queries, False)
         mod = None
@@ -171,20 +198,27 @@ def main() -> None:
     finally:
         srv.stop()
 
+    load_after = os.getloadavg()
     print(f"{total} queries ({args.clients} clients x {args.queries}), {args.workers} server workers, "
           f"{os.cpu_count()} cores, photos: {len(list(photos.iterdir()))}")
+    print(f"load average (1, 5, 15 min): before {' '.join(f'{x:.2f}' for x in load_before)}, "
+          f"after {' '.join(f'{x:.2f}' for x in load_after)}")
     print(f"{'mode':<10}{'queries/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
-    for name, secs, lat in (("sdk", sdk_s, sdk_lat), ("http-1", one_s, one_lat), ("http", http_s, http_lat),
-                            ("poll", poll_s, poll_lat)):
+    rows = [("sdk", sdk_s, sdk_lat), (f"sdk-{args.clients}", sdk_par_s, [float("nan")] * total),
+            ("sdk-1", sum(sdk_one), sdk_one), ("http-1", one_s, one_lat), ("http", http_s, http_lat),
+            ("poll", poll_s, poll_lat)]
+    for name, secs, lat in rows:
         print(f"{name:<10}{len(lat) / secs:>10.1f}{pct(lat, 50) * 1000:>10.1f}{pct(lat, 99) * 1000:>10.1f}")
     if mod is not None:
         print(f"{'mod':<10}{len(mod[1]) / mod[0]:>10.1f}{pct(mod[1], 50) * 1000:>10.1f}{pct(mod[1], 99) * 1000:>10.1f}"
               f"   ({mod[2]} decisions during the run, {args.decision_rows} seeded)")
-    print(f"ratio http/sdk: throughput {total / http_s / (total / sdk_s):.3f}x; "
-          f"p50 latency of a lone client {pct(one_lat, 50) / pct(sdk_lat, 50):.1f}x "
-          f"(HTTP adds the parser check, three catalog commits, the round trip to a worker process, "
-          f"a Parquet result and the HTTP round trips; under load {args.clients} clients of one token share "
-          f"{args.workers} workers under the per-token cap, so latency is mostly queueing)")
+    added = (pct(one_lat, 50) - pct(sdk_one, 50)) * 1000
+    print(f"lone client: HTTP {pct(one_lat, 50) * 1000:.1f} ms vs SDK {pct(sdk_one, 50) * 1000:.1f} ms per query "
+          f"(p50): HTTP adds {added:.1f} ms (goal: at most 10)")
+    print(f"{args.clients} clients x {args.queries}: HTTP {total / http_s:.0f} q/s = "
+          f"{total / http_s / (total / sdk_s):.2f}x the SDK's {total / sdk_s:.0f} q/s one after another "
+          f"(goal: at least 0.5x), {total / http_s / (total / sdk_par_s):.2f}x the SDK's "
+          f"{total / sdk_par_s:.0f} q/s from {args.clients} threads")
     print(f"mean http latency {statistics.mean(http_lat) * 1000:.1f} ms")
     print(f"server memory after the run: {' + '.join(f'{r / 2**20:.0f}' for r in procs)} MB RSS "
           f"(the server, then its query worker processes)")

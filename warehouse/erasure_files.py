@@ -121,7 +121,9 @@ def results_naming(con, root: Path, needles: set[str]) -> list[str]:
         return []
     value_set = pa.array(sorted(needles), pa.string())
     hits = []
-    rows = con.execute("SELECT query_id FROM catalog.queries WHERE status = 'Complete' AND withdrawn IS NULL").fetchall()
+    # Any status: the server shows a query Complete as soon as its file is in
+    # place, before its record says so (warehouse/queries.py, `_finish`).
+    rows = con.execute("SELECT query_id FROM catalog.queries WHERE withdrawn IS NULL").fetchall()
     for (qid,) in rows:
         path = root / "results" / f"{qid}.parquet"
         if not path.is_file():

@@ -9,13 +9,22 @@ here and runs one query at a time under an OS memory cap; the slot thread
 interrupts it at its time limit or on stop, and kills and replaces it when it
 is over its memory or does not unwind.  The worker writes the result to
 `results/<query_id>.parquet` (a temporary name, renamed when complete); pages
-are read from there.  On start the engine recovers: queued queries run again,
-a query that was running when the server died is marked `Error` with the
-reason, finished results stay served.
+are read from there, or for a small result from the copy the worker sent back.
 
-Size: over 400 lines because records, slot threads, the watchdog and recovery
-share the engine's lock and its table of active queries; the queue, the
-committer and the worker process are already modules of their own.
+Catalog writes are few and batched (`query_queue.GroupCommit`): the INSERT,
+committed before `submit` returns (the query already runs meanwhile);
+`Running` only for a query still running after `running_after_s`; the end,
+which for `Complete` may linger to share the next commit because the result
+file in place already proves it (`_recover` trusts it).  Until a write lands,
+`_Live` holds what this process knows and `record` lays it over the row; a
+client is shown nothing a crash could take back.  On start the engine
+recovers: a query whose result file is in place is Complete, queued queries
+run again, a query that was running when the server died is marked `Error`
+with the reason, finished results stay served.
+
+Size: over 600 lines because records, slot threads, the watchdog and recovery
+share the engine's lock and its tables of live and active queries; the queue,
+the committer and the worker process are already modules of their own.
 """
 from __future__ import annotations
 
@@ -32,7 +41,7 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import date, datetime, time as dtime, timedelta
+from datetime import date, datetime, time as dtime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -44,7 +53,7 @@ from .query_queue import FairQueue, GroupCommit
 from .query_worker import WorkerDied, WorkerProcess, parse_size, sweep_stale_dirs, unique_names  # noqa: F401
 from .errors import Conflict, NotFound, TooMany
 from .storage import TMP_PREFIX
-from .transaction import counters
+from .transaction import counters, epoch
 
 FINAL = ("Complete", "Error", "Stopped")
 STATUSES = ("Queued", "Running", "Stopping") + FINAL
@@ -82,20 +91,35 @@ class QuerySettings:
     kill_grace_s: float = 1.5
     # Days a result file is kept (then its record says expired and the API answers 410); 0: forever.
     results_retention_days: float = 7.0
+    # A query still running after this many seconds has `Running` recorded (a
+    # shorter one goes from Queued straight to its end: one catalog write).
+    running_after_s: float = 0.05
+    # Results of at most this many rows / bytes also come back from the worker
+    # in memory, and their pages are served from there (the file is still written).
+    inline_rows: int = 1_000
+    inline_bytes: int = 1 << 20
+    inline_cache_bytes: int = 64 << 20
+    # Off by default (the cap is strict): a slot its token's cap would leave idle
+    # is lent to that token while no other token waits; when one does, a lent
+    # query that has run `lent_grace_s` is interrupted and queued again at the
+    # front (queries only read: it reruns).
+    lend_idle_slots: bool = False
+    lent_grace_s: float = 0.0
 
 
 class _Definitions:
     """The view and macro definitions, shared by the workers and re-read only when they change.
 
     Reading them costs ~0.2 s (duckdb_functions() lists every built-in).  The
-    catalog's change counters (`transaction.counters`, one `catalog.meta`
-    lookup per query) say when: `views_generation` moves with every view
-    rebuild, `data_generation` with every write to a catalog table the views
-    read (a moderation decision, a video row).  The definitions are re-read
-    only for the first; either gives the definitions a new fingerprint, hence
-    a new sandbox file.  Writes that bypass the counters (a DuckDB shell on the
-    file while the server runs) are seen within `max_age` seconds for
-    definitions, not for copied rows.
+    catalog's change counters (`transaction.counters`) say when:
+    `views_generation` moves with every view rebuild, `data_generation` with
+    every write to a catalog table the views read (a moderation decision, a
+    video row).  The definitions are re-read only for the first; either gives
+    the definitions a new fingerprint, hence a new sandbox file.  The counters
+    themselves are read again only when `transaction.epoch()` says a commit in
+    this process moved them, so a query costs no catalog read for this.
+    Writes that bypass `transaction()` (none should) are seen within `max_age`
+    seconds for definitions, not for copied rows.
     """
 
     def __init__(self, max_age: float = 60.0):
@@ -104,25 +128,56 @@ class _Definitions:
         self._defs: dict | None = None
         self._fp = ""
         self._at = 0.0
+        self._epoch: int | None = None
+        self._counters = (0, 0)
         self.max_age = max_age
         self.reads = 0  # how often the definitions were read (tests count them)
+        self.macros: list[str] = []
 
     def get(self, cur) -> tuple[str, dict]:
         """(fingerprint, definitions) for the catalog as committed now."""
+        now = time.monotonic()
+        with self._lock:
+            if self._defs is not None and self._epoch == epoch() and now - self._at <= self.max_age:
+                return self._fp, self._defs
+        seen = epoch()  # before the read: a commit after it moves the epoch again
         views_gen, data_gen = counters(cur)
         with self._lock:
             stale = (self._defs is None or views_gen != self._gen
                      or time.monotonic() - self._at > self.max_age)
             if stale:
                 self._defs, self._gen, self._at = sandbox.definitions(cur), views_gen, time.monotonic()
+                self.macros = sandbox.macro_names(self._defs)
                 self.reads += 1
             if stale or self._defs["generation"] != (views_gen, data_gen):
                 self._defs = dict(self._defs, generation=(views_gen, data_gen))
                 self._fp = sandbox.fingerprint(self._defs)
+            self._epoch = seen
             return self._fp, self._defs
 
     def views(self, cur) -> dict:
         return self.get(cur)[1]
+
+
+class _Live:
+    """A query whose record is not final in the catalog yet, as this process knows it.
+
+    `state` is where the query really is (Queued, Running, Stopping, or its
+    end); `show` what `record` lays over the catalog row until the catalog
+    has caught up.  A client sees only what a crash cannot take back: the
+    record once its INSERT committed, `Running` once that write committed, and
+    `Complete` as soon as the worker renamed the result file into place (a
+    restart finds the file and records the query Complete, see `_recover`);
+    `Error` and `Stopped` once committed.
+    """
+
+    __slots__ = ("query", "dataset_id", "state", "start_dt", "show", "abandoned")
+
+    def __init__(self, query: str, dataset_id: str | None, state: str = "Queued"):
+        self.query, self.dataset_id, self.state = query, dataset_id, state
+        self.start_dt = None
+        self.show: dict | None = None
+        self.abandoned = False
 
 
 class _Active:
@@ -162,7 +217,8 @@ class QueryEngine:
         self.settings = settings or QuerySettings()
         parse_size(self.settings.memory_limit)  # a nonsense limit fails here, not in every query
         self.results_dir: Path = wh.layout.results_dir()
-        self._sched = FairQueue(self.settings.max_running_per_token or max(1, self.settings.workers - 1))
+        self._sched = FairQueue(self.settings.max_running_per_token or max(1, self.settings.workers - 1),
+                                borrow=self.settings.lend_idle_slots)
         self._active: dict[str, _Active] = {}
         self._stop_requested: set[str] = set()
         self._lock = threading.Lock()
@@ -173,6 +229,13 @@ class QueryEngine:
         self._queued = 0
         # Status changes since start, kept in memory so long polls need not hit the catalog.
         self._recent: "OrderedDict[str, str]" = OrderedDict()
+        # Queries whose record is not final in the catalog yet (see `_Live`).
+        self._live: dict[str, _Live] = {}
+        self._waiters: dict[str, list] = {}
+        # Small results as the worker sent them: pages without reading the file.
+        self._inline: "OrderedDict[str, object]" = OrderedDict()
+        self._inline_size = 0
+        self._checked: "OrderedDict[tuple[str, str], bool]" = OrderedDict()  # SQL that passed layer 1
         self._definitions = _Definitions()
         # The sandbox files the worker processes open read-only (they cannot
         # open the warehouse while this process holds its write lock): one per
@@ -231,15 +294,37 @@ class QueryEngine:
     def _recover(self) -> None:
         cur = self._cur()
         now = catalog.now()
+        # A result file in place means the query completed: its final write
+        # (lazy, see `_finish`) may not have committed before the crash.
+        for qid, created in cur.execute(
+                "SELECT query_id, created_dt FROM catalog.queries WHERE status IN ('Queued', 'Running', 'Stopping')"
+                " ORDER BY created_dt").fetchall():
+            path = self.result_path(qid)
+            if not path.is_file():
+                continue
+            try:
+                pf = pq.ParquetFile(path)
+                cols = [{"name": f.name, "type": str(f.type)} for f in pf.schema_arrow]
+                total = pf.metadata.num_rows
+            except Exception:  # torn or unreadable: the query runs again (Queued) or ends as below
+                path.unlink(missing_ok=True)
+                continue
+            end = max(created, datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).replace(tzinfo=None))
+            self._writer.run(
+                "UPDATE catalog.queries SET status = 'Complete', error = NULL, start_dt = coalesce(start_dt, ?), "
+                "end_dt = ?, total_row_count = ?, columns = ? WHERE query_id = ?",
+                [created, end, total, json.dumps(cols), qid])
         self._writer.run(
             "UPDATE catalog.queries SET status = 'Error', error = ?, end_dt = ? WHERE status = 'Running'",
             [RESTART_REASON, now],
         )
         self._writer.run("UPDATE catalog.queries SET status = 'Stopped', end_dt = ? WHERE status = 'Stopping'", [now])
         queued = cur.execute(
-            "SELECT query_id, owner FROM catalog.queries WHERE status = 'Queued' ORDER BY created_dt, query_id"
+            "SELECT query_id, owner, query, dataset_id FROM catalog.queries WHERE status = 'Queued' "
+            "ORDER BY created_dt, query_id"
         ).fetchall()
-        for qid, owner in queued:
+        for qid, owner, sql, dataset in queued:
+            self._live[qid] = _Live(sql, dataset)
             self._enqueue(qid, owner)
 
     def expire_results(self) -> int:
@@ -268,9 +353,18 @@ class QueryEngine:
 
     def submit(self, sql: str, dataset_id: str | None = None, embedding_id: str | None = None,
                owner: str | None = None) -> dict:
-        """Check the SQL (raises `sandbox.SandboxError`) and queue it; returns the record."""
+        """Check the SQL (raises `sandbox.SandboxError`) and queue it; returns the record once it is durable."""
         cur = self._cur()
-        sandbox.check_sql(sql, self.user_views(), sandbox.macro_names(self._definitions.views(cur)))
+        fp, defs = self._definitions.get(cur)
+        key = (sql, fp)
+        with self._lock:
+            checked = key in self._checked
+        if not checked:  # a dashboard sends the same SQL again and again: checked once per definitions
+            sandbox.check_sql(sql, defs["user_views"], self._definitions.macros)
+            with self._lock:
+                self._checked[key] = True
+                while len(self._checked) > 2048:
+                    self._checked.popitem(last=False)
         if dataset_id is not None and not cur.execute(
             "SELECT 1 FROM catalog.datasets WHERE name = ?", [dataset_id]
         ).fetchone():
@@ -286,12 +380,28 @@ class QueryEngine:
         rec = {"query_id": qid, "query": sql, "dataset_id": dataset_id, "embedding_id": embedding_id,
                "status": "Queued", "created_dt": catalog.now(), "start_dt": None, "end_dt": None,
                "total_row_count": None, "columns": None, "error": None, "owner": owner}
-        self._write(
+        live = _Live(sql, dataset_id)
+        with self._lock:
+            self._live[qid] = live
+        insert = self._writer.start(
             "INSERT INTO catalog.queries (query_id, query, dataset_id, embedding_id, status, created_dt, owner) "
             "VALUES (?, ?, ?, ?, 'Queued', ?, ?)",
             [qid, sql, dataset_id, embedding_id, rec["created_dt"], owner],
         )
+        # Queued before the INSERT commits, so the query runs during its WAL
+        # sync; every later write of it commits after the INSERT (one committer, in order).
         self._enqueue(qid, owner)
+        try:
+            insert.wait()
+        except BaseException:
+            with self._lock:
+                live.abandoned = True  # never told to anyone: the slot drops it and its file
+                self._live.pop(qid, None)
+                self._stop_requested.add(qid)
+                active = self._active.get(qid)
+                if active is not None:
+                    active.reason = "stop"
+            raise
         return rec
 
     def record(self, qid: str) -> dict:
@@ -306,6 +416,11 @@ class QueryEngine:
                 "end_dt", "total_row_count", "columns", "error", "owner", "withdrawn"]
         rec = dict(zip(keys, row))
         rec["columns"] = json.loads(rec["columns"]) if rec["columns"] else None
+        if rec["status"] not in FINAL:
+            live = self._live.get(qid)
+            show = live.show if live is not None else None
+            if show:
+                rec.update(show)
         return rec
 
     def wait(self, qid: str, timeout: float) -> dict:
@@ -317,9 +432,27 @@ class QueryEngine:
             if left <= 0:
                 break
             with self._changed:
-                self._changed.wait(min(left, 0.5))
+                if self._recent.get(qid) not in FINAL:
+                    self._changed.wait(min(left, 0.5))
             rec = self.record(qid)
         return rec
+
+    def on_final(self, qid: str, callback) -> "callable":
+        """Call `callback()` (from any thread) once `qid` is seen final, at once if it is; returns a cancel."""
+        with self._lock:
+            if self._recent.get(qid) not in FINAL:
+                self._waiters.setdefault(qid, []).append(callback)
+
+                def cancel() -> None:
+                    with self._lock:
+                        waiting = self._waiters.get(qid)
+                        if waiting and callback in waiting:
+                            waiting.remove(callback)
+                            if not waiting:
+                                del self._waiters[qid]
+                return cancel
+        callback()
+        return lambda: None
 
     def recent_status(self, qid: str) -> str | None:
         """The last status this process set for `qid`, if any (cheap, no catalog read)."""
@@ -334,7 +467,13 @@ class QueryEngine:
             self._recent.move_to_end(qid)
             while len(self._recent) > 100_000:
                 self._recent.popitem(last=False)
+            waiters = self._waiters.pop(qid, ()) if status in FINAL else ()
             self._changed.notify_all()
+        for w in waiters:
+            try:
+                w()
+            except Exception:  # a waiter that went away must not stop the slot
+                pass
 
     def list(self, status: str | None = None, owner: str | None = None, offset: int = 0,
              limit: int = 50) -> tuple[list[dict], int]:
@@ -346,6 +485,7 @@ class QueryEngine:
             where += " AND owner = ?"
             args.append(owner)
         cur = self._cur()
+        self._writer.flush()  # statuses filtered in SQL: lazy final writes first
         total = cur.execute(f"SELECT count(*) FROM catalog.queries {where}", args).fetchone()[0]
         ids = cur.execute(
             f"SELECT query_id FROM catalog.queries {where} ORDER BY created_dt DESC, query_id LIMIT ? OFFSET ?",
@@ -358,14 +498,25 @@ class QueryEngine:
         if rec["status"] in FINAL:
             raise QueryConflict(f"query {qid} is already {rec['status']}")
         # A queued query stops at once; a running one passes through Stopping
-        # until its worker has unwound.
-        self._writer.run(
-            "UPDATE catalog.queries SET status = CASE WHEN status = 'Queued' THEN 'Stopped' ELSE 'Stopping' END, "
-            "end_dt = CASE WHEN status = 'Queued' THEN ? ELSE end_dt END "
-            "WHERE query_id = ? AND status IN ('Queued', 'Running')",
-            [catalog.now(), qid],
-        )
-        self._note(qid, self.record(qid)["status"])
+        # until its worker has unwound.  Where it is, this process knows (`_Live`).
+        with self._lock:
+            live = self._live.get(qid)
+            state = live.state if live is not None else rec["status"]
+            if state in FINAL or state == "Stopping":
+                new = None
+            else:
+                new = "Stopped" if state == "Queued" else "Stopping"
+                if live is not None:
+                    live.state = new
+        if new is not None:
+            self._writer.run(
+                "UPDATE catalog.queries SET status = ?, end_dt = ? WHERE query_id = ? AND status IN ('Queued', 'Running')",
+                [new, catalog.now() if new == "Stopped" else None, qid],
+            )
+            if new == "Stopped":
+                with self._lock:
+                    self._live.pop(qid, None)
+            self._note(qid, new)
         # Status first, interrupt second: the worker that unwinds then finds
         # `Stopping` and records `Stopped`.
         with self._lock:
@@ -391,6 +542,8 @@ class QueryEngine:
         self.result_path(qid).unlink(missing_ok=True)
         with self._lock:
             self._recent.pop(qid, None)
+            self._live.pop(qid, None)
+            self._drop_inline(qid)
 
     def result_path(self, qid: str) -> Path:
         return self.results_dir / f"{qid}.parquet"
@@ -398,6 +551,15 @@ class QueryEngine:
     def page(self, qid: str, offset: int = 0, limit: int = 100) -> tuple[list[str], list[dict]]:
         """Rows [offset, offset+limit) of a complete query's result as JSON-ready dicts."""
         limit = max(0, min(limit, self.settings.max_page))
+        with self._lock:
+            table = self._inline.get(qid)
+            if table is not None:
+                self._inline.move_to_end(qid)
+        if table is not None:
+            part = table.slice(offset, limit)
+            names = table.schema.names
+            return names, [{"row": offset + k, "data": {c: jsonable(r[c]) for c in names}}
+                           for k, r in enumerate(part.to_pylist())]
         pf = pq.ParquetFile(self.result_path(qid))
         names = pf.schema_arrow.names
         rows: list[dict] = []
@@ -413,6 +575,23 @@ class QueryEngine:
             if start >= offset + limit:
                 break
         return names, rows
+
+    def _keep_inline(self, qid: str, table) -> None:
+        size = table.nbytes
+        if size > self.settings.inline_bytes:
+            return
+        with self._lock:
+            self._inline[qid] = table
+            self._inline_size += size
+            while self._inline_size > self.settings.inline_cache_bytes and self._inline:
+                _, old = self._inline.popitem(last=False)
+                self._inline_size -= old.nbytes
+
+    def _drop_inline(self, qid: str) -> None:
+        """(Under the lock.)"""
+        table = self._inline.pop(qid, None)
+        if table is not None:
+            self._inline_size -= table.nbytes
 
     def iter_csv(self, qid: str):
         pf = pq.ParquetFile(self.result_path(qid))
@@ -453,11 +632,11 @@ class QueryEngine:
                 with self._lock:
                     self._queued -= 1
                 try:
-                    self._run(i, qid)
+                    self._run(i, qid, owner)
                 except Exception as e:  # the pool must survive anything one query does
                     self._finish(qid, "Error", error=f"internal error: {type(e).__name__}: {e}")
                 finally:
-                    self._sched.done(owner)
+                    self._sched.done(owner, qid)
         finally:
             w = self.workers.pop(i, None)
             if w is not None:
@@ -501,84 +680,91 @@ class QueryEngine:
                 shutil.rmtree(sandbox.tables_dir(gone), ignore_errors=True)
             return fp, self._sbx_files[fp], defs
 
-    def _run(self, slot: int, qid: str) -> None:
-        try:
-            rec = self.record(qid)
-        except QueryNotFound:
-            return
-        if rec["status"] != "Queued":
-            return
+    def _run(self, slot: int, qid: str, owner: str | None = None) -> None:
+        with self._lock:
+            live = self._live.get(qid)
+            if live is None or live.state != "Queued" or qid in self._stop_requested:
+                return  # stopped, deleted or abandoned meanwhile
         box = self._sandbox_file(slot)
         worker = self._worker(slot)
         if worker is None:
             return  # shutting down: the query stays queued
         active = _Active(time.monotonic() + self.settings.time_limit_s)
         with self._lock:
-            if qid in self._stop_requested:
+            if live.state != "Queued" or qid in self._stop_requested:
                 return
+            # Claimed here, in memory: `Running` reaches the catalog only if
+            # the query is still running after `running_after_s` (see `_watch`).
+            live.state, live.start_dt = "Running", catalog.now()
             self._active[qid] = active
         tmp = self.results_dir / f"{TMP_PREFIX}{qid}.parquet"
         # The parser check ran at submit; the locked database stands on its own here.
-        # The worker starts before the claim below commits: the commit's WAL
-        # sync then overlaps the query instead of preceding it.
         for attempt in (1, 2):
             try:
-                worker.run(qid, rec["query"], rec["dataset_id"], tmp, self.result_path(qid),
+                worker.run(qid, live.query, live.dataset_id, tmp, self.result_path(qid),
                            (box[0], box[1], box[2] if worker.fp != box[0] else None),
-                           self.settings.row_cap, self.settings.row_group_rows)
+                           self.settings.row_cap, self.settings.row_group_rows,
+                           self.settings.inline_rows, self.settings.inline_bytes)
                 break
             except OSError:  # it died while idle: once more with a new one
                 worker.kill()
                 if attempt == 2 or (worker := self._worker(slot)) is None:
+                    with self._lock:
+                        self._active.pop(qid, None)
                     raise
         try:
-            claimed = self._writer.run(
-                "UPDATE catalog.queries SET status = 'Running', start_dt = ? "
-                "WHERE query_id = ? AND status = 'Queued' RETURNING query_id",
-                [catalog.now(), qid], fetch=True,
-            )
-        except Exception:
-            worker.kill()  # nobody will read its answer
-            raise
-        if claimed:
-            self._note(qid, "Running")
-        else:
-            active.reason = "unclaimed"  # stopped meanwhile: its record is final already
-        try:
-            reply, died = self._watch(worker, active, qid), None
+            reply, died = self._watch(worker, active, qid, live, owner), None
         except WorkerDied as e:
             reply, died = None, str(e)
         finally:
             with self._lock:
                 self._active.pop(qid, None)
                 self._stop_requested.discard(qid)
-        if claimed and reply is not None and reply.get("ok"):
+        with self._lock:
+            stopped = live.state == "Stopping" or live.abandoned
+        if reply is not None and reply.get("ok") and not stopped:
+            table = reply.get("table")
+            if table is not None:
+                self._keep_inline(qid, table)
             self._finish(qid, "Complete", total=reply["total"], columns=reply["columns"])
             return
         tmp.unlink(missing_ok=True)
         self.result_path(qid).unlink(missing_ok=True)
-        if not claimed:
+        if active.reason == "requeue" and not stopped:
+            self._requeue(qid, owner, live)
             if not worker.alive():
                 self._worker(slot)
             return
-        status, error = self._classify_failure(reply, active, died)
+        if live.abandoned:
+            status, error = "Stopped", None
+        else:
+            status, error = self._classify_failure(reply, active, died)
         self._finish(qid, status, error=error)
         if not worker.alive():
             log.warning("query %s: worker %d ended (%s); starting a new one", qid, worker.pid, error or status)
             self._worker(slot)  # the replacement, warm before the next query
 
-    def _watch(self, worker: WorkerProcess, active: _Active, qid: str) -> dict | None:
+    def _watch(self, worker: WorkerProcess, active: _Active, qid: str, live: _Live,
+               owner: str | None = None) -> dict | None:
         """Wait for the worker's answer, enforcing the time and memory limits and stops.
 
         Returns the reply, or None when the worker had to be killed (the reason is in `active`).
         """
         interrupted_at = last_interrupt = None
         grace = self.settings.kill_grace_s
+        running_at = time.monotonic() + self.settings.running_after_s
+        lent_until = time.monotonic() + self.settings.lent_grace_s if qid in self._sched.borrowed else None
         while True:
             reply = worker.reply(0.02 if interrupted_at is None else 0.05)
             if reply is not None and reply.get("done") == qid:
                 return reply
             now = time.monotonic()
+            if running_at is not None and now >= running_at:
+                running_at = None
+                self._record_running(qid, live)
+            if (active.reason is None and lent_until is not None and now >= lent_until
+                    and self._sched.others_waiting(owner)):
+                active.reason = "requeue"  # the slot was lent: its owner's turn came
             if active.reason is None and now > active.deadline:
                 active.reason = "time"
             if active.reason is None and worker.anon_rss() > worker.rss_cap:
@@ -615,17 +801,70 @@ class QueryEngine:
             return "Error", f"internal error: {reply['error']}"
         return "Error", reply["error"]
 
-    def _finish(self, qid, status, error=None, total=None, columns=None) -> None:
-        # A stop that arrived while the query ran wins: Stopping becomes Stopped.
-        # The worker does not wait for the commit; pollers learn of the end
-        # (through `_note`) only once it is committed and readable.
+    def _requeue(self, qid: str, owner: str | None, live: _Live) -> None:
+        """A lent slot taken back: the query waits again, first of its owner's queue."""
+        with self._lock:
+            if live.state != "Running":
+                return
+            live.state, live.start_dt = "Queued", None
+            self._queued += 1
+        self._writer.submit("UPDATE catalog.queries SET status = 'Queued', start_dt = NULL "
+                            "WHERE query_id = ? AND status = 'Running' RETURNING query_id", [qid],
+                            lambda row, error_: row is not None and self._note(qid, "Queued"))
+        self._sched.put_front(qid, owner)
+
+    def _record_running(self, qid: str, live: _Live) -> None:
+        """Write `Running` for a query that is taking a while; it shows once committed."""
         def committed(row, error_, qid=qid):
+            if row is not None:
+                with self._lock:
+                    show = live.state == "Running" and live.show is None
+                if show:
+                    self._note(qid, "Running")
+
+        self._writer.submit(
+            "UPDATE catalog.queries SET status = 'Running', start_dt = ? "
+            "WHERE query_id = ? AND status = 'Queued' RETURNING query_id", [live.start_dt, qid], committed)
+
+    def _finish(self, qid, status, error=None, total=None, columns=None) -> None:
+        """Record the end.  A stop that arrived while the query ran wins: Stopping becomes Stopped.
+
+        `Complete` shows at once (its result file is in place, which a restart
+        trusts) and its write may linger to share a commit; `Error` and
+        `Stopped` show once committed.
+        """
+        now = catalog.now()
+        with self._lock:
+            live = self._live.get(qid)
+            if live is not None:
+                if live.state in ("Stopping", "Stopped") and status != "Complete":
+                    status, error = "Stopped", None
+                live.state = status
+                start = live.start_dt or now
+            else:
+                start = now
+        cols = json.dumps(columns) if columns else None
+        if status == "Complete" and live is not None:
+            live.show = {"status": status, "start_dt": start, "end_dt": now, "total_row_count": total,
+                         "columns": columns, "error": None}
+            self._note(qid, status)
+
+        def committed(row, error_, qid=qid, live=live):
+            if error_ is not None:  # the catalog still says Queued/Running: keep showing the end from here
+                log.warning("query %s: recording %s failed: %s", qid, status, error_)
+                if live is not None and live.show is None:
+                    live.show = {"status": status, "start_dt": start, "end_dt": now, "error": error}
+                self._note(qid, status)
+                return
+            with self._lock:
+                if self._live.get(qid) is live:
+                    self._live.pop(qid, None)
             if row is not None:
                 self._note(qid, row[0])
 
         self._writer.submit(
-            "UPDATE catalog.queries SET status = CASE WHEN status = 'Stopping' THEN 'Stopped' ELSE ? END, "
-            "error = CASE WHEN status = 'Stopping' THEN NULL ELSE ? END, end_dt = ?, total_row_count = ?, "
-            "columns = ? WHERE query_id = ? RETURNING status",
-            [status, error, catalog.now(), total, json.dumps(columns) if columns else None, qid], committed,
+            "UPDATE catalog.queries SET status = CASE WHEN status = 'Stopping' AND ? <> 'Complete' THEN 'Stopped' "
+            "ELSE ? END, error = ?, start_dt = coalesce(start_dt, ?), end_dt = ?, total_row_count = ?, columns = ? "
+            "WHERE query_id = ? AND status NOT IN ('Complete', 'Error', 'Stopped') RETURNING status",
+            [status, status, error, start, now, total, cols, qid], committed, lazy=status == "Complete",
         )

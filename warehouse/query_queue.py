@@ -5,6 +5,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict, deque
+from contextlib import nullcontext
 
 from .transaction import transaction
 
@@ -15,13 +16,19 @@ class FairQueue:
     One FIFO let one token's slow queries hold every worker while others
     waited; here a free slot takes the next query of the next owner in turn
     that runs fewer than `per_owner` queries, so no token holds every slot.
+    With `borrow`, a free slot that no owner under its cap wants goes to an
+    owner at its cap anyway (twenty clients of one token use every worker);
+    `borrowed` names those queries, and the engine puts one back in the queue
+    (`put_front`) when another owner's query waits for its slot (`others_waiting`).
     """
 
-    def __init__(self, per_owner: int):
+    def __init__(self, per_owner: int, borrow: bool = False):
         self.per_owner = max(1, per_owner)
+        self.borrow = borrow
         self._cv = threading.Condition()
         self._queues: "OrderedDict[str | None, deque[str]]" = OrderedDict()
         self._running: dict[str | None, int] = {}
+        self.borrowed: set[str] = set()
         self._closed = False
 
     def put(self, qid: str, owner: str | None) -> None:
@@ -29,27 +36,44 @@ class FairQueue:
             self._queues.setdefault(owner, deque()).append(qid)
             self._cv.notify()
 
+    def put_front(self, qid: str, owner: str | None) -> None:
+        """A query taken back from its slot: first of its owner's queue again."""
+        with self._cv:
+            self._queues.setdefault(owner, deque()).appendleft(qid)
+            self._cv.notify()
+
+    def others_waiting(self, owner: str | None) -> bool:
+        """Whether another owner under its cap has a query queued (it wants a slot)."""
+        with self._cv:
+            return any(o != owner and q and self._running.get(o, 0) < self.per_owner
+                       for o, q in self._queues.items())
+
     def take(self, timeout: float | None = None) -> tuple[str, str | None] | None | bool:
         """The next (query_id, owner) to run, blocking; None once closed, False after `timeout` s."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cv:
             while not self._closed:
-                for owner, q in self._queues.items():
-                    if self._running.get(owner, 0) < self.per_owner:
-                        qid = q.popleft()
-                        del self._queues[owner]
-                        if q:
-                            self._queues[owner] = q  # to the back of the ring
-                        self._running[owner] = self._running.get(owner, 0) + 1
-                        return qid, owner
+                under = [o for o, q in self._queues.items() if self._running.get(o, 0) < self.per_owner][:1]
+                over = not under and self.borrow and bool(self._queues)
+                if under or over:
+                    pick = under[0] if under else next(iter(self._queues))
+                    q = self._queues.pop(pick)
+                    qid = q.popleft()
+                    if q:
+                        self._queues[pick] = q  # to the back of the ring
+                    self._running[pick] = self._running.get(pick, 0) + 1
+                    if over:
+                        self.borrowed.add(qid)
+                    return qid, pick
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
                 self._cv.wait(left)
             return None
 
-    def done(self, owner: str | None) -> None:
+    def done(self, owner: str | None, qid: str | None = None) -> None:
         with self._cv:
+            self.borrowed.discard(qid)
             n = self._running.get(owner, 0) - 1
             if n > 0:
                 self._running[owner] = n
@@ -63,34 +87,61 @@ class FairQueue:
             self._cv.notify_all()
 
 
+class Pending:
+    """One statement given to `GroupCommit`; `wait()` returns its row once committed (or raises its error)."""
+
+    __slots__ = ("sql", "args", "fetch", "lazy", "then", "done", "row", "error")
+
+    def __init__(self, sql, args, fetch, lazy, then):
+        self.sql, self.args, self.fetch, self.lazy, self.then = sql, args, fetch, lazy, then
+        self.done = threading.Event()
+        self.row = self.error = None
+
+    def wait(self):
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.row
+
+
 class GroupCommit:
     """Writes to `catalog.queries` from any thread, committed in batches: one WAL sync per batch.
 
-    Each DuckDB commit syncs the WAL (tens of ms on a busy disk); a query
-    makes three writes (queued, running, done), so with many clients the
-    syncs, not the queries, would bound throughput.  `run` returns once its
-    statement is committed, so what a caller wrote is durable and visible.
-    A batch that fails is rolled back and its statements retried one by one.
+    Each DuckDB commit syncs the WAL (4 ms on a quiet disk, tens on a busy
+    one), so with many clients the syncs, not the queries, would bound
+    throughput.  `run` returns once its statement is committed, so what a
+    caller wrote is durable and visible.  A `lazy` statement (a record whose
+    outcome is already safe elsewhere, e.g. a complete query whose result file
+    exists) may wait up to `linger` seconds to share the next batch, so a lone
+    client pays one sync per query instead of two.  Statements commit in the
+    order they were given.  A batch that fails is rolled back and its
+    statements retried one by one.
     """
 
-    def __init__(self, cursor_factory, max_batch: int = 256):
+    def __init__(self, cursor_factory, max_batch: int = 256, linger: float = 0.2):
         self._cursor_factory = cursor_factory
         self._max_batch = max_batch
-        self._queue: "queue.Queue[list | None]" = queue.Queue()
+        self.linger = linger
+        self._queue: "queue.Queue[Pending | None]" = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="pixql-query-commits", daemon=True)
         self._thread.start()
 
-    def run(self, sql: str, args: list, fetch: bool = False):
-        item = [sql, args, fetch, threading.Event(), None, None, None]  # ..., done, result, error, then
+    def start(self, sql: str, args: list, fetch: bool = False, lazy: bool = False, then=None) -> Pending:
+        """Queue a write; returns at once.  `then(row, error)` runs on the committer thread after it commits."""
+        item = Pending(sql, args, fetch, lazy, then)
         self._queue.put(item)
-        item[3].wait()
-        if item[5] is not None:
-            raise item[5]
-        return item[4]
+        return item
 
-    def submit(self, sql: str, args: list, then) -> None:
+    def run(self, sql: str, args: list, fetch: bool = False):
+        return self.start(sql, args, fetch).wait()
+
+    def submit(self, sql: str, args: list, then, lazy: bool = False) -> None:
         """Queue a write without waiting; `then(result_row, error)` runs after it commits."""
-        self._queue.put([sql, args, True, threading.Event(), None, None, then])
+        self.start(sql, args, True, lazy, then)
+
+    def flush(self) -> None:
+        """Return once everything given before this call is committed (lazy statements too)."""
+        self.start(None, None).wait()
 
     def close(self) -> None:
         self._queue.put(None)
@@ -98,37 +149,55 @@ class GroupCommit:
 
     def _loop(self) -> None:
         cur = self._cursor_factory()
-        while True:
-            first = self._queue.get()
+        held: list[Pending] = []  # lazy statements waiting for company or their deadline
+        deadline = 0.0
+        closing = False
+        while not closing:
+            try:
+                first = self._queue.get(timeout=max(0.0, deadline - time.monotonic()) if held else None)
+            except queue.Empty:
+                first = False  # a lazy statement's deadline passed: commit what is held
             if first is None:
-                return
-            batch = [first]
-            while len(batch) < self._max_batch:
+                closing = True
+            elif first is not False:
+                if first.lazy and len(held) < self._max_batch:
+                    if not held:
+                        deadline = time.monotonic() + self.linger
+                    held.append(first)
+                    continue
+                held.append(first)
+            batch, held = held, []
+            while len(batch) < self._max_batch and not closing:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is None:
-                    self._queue.put(None)
+                    closing = True
                     break
                 batch.append(nxt)
-            try:
-                # No write lock: only this thread writes catalog.queries (see QueryEngine).
-                with transaction(cur):
-                    for item in batch:
-                        r = cur.execute(item[0], item[1])
-                        item[4] = r.fetchone() if item[2] else None
-            except Exception:
-                for item in batch:
-                    try:
-                        r = cur.execute(item[0], item[1])
-                        item[4] = r.fetchone() if item[2] else None
-                    except Exception as e:
-                        item[5] = e
-            for item in batch:
-                item[3].set()
-                if item[6] is not None:
-                    try:
-                        item[6](item[4], item[5])
-                    except Exception:  # a callback must not stop the committer
-                        pass
+            if batch:
+                self._commit(cur, batch)
+
+    def _commit(self, cur, batch: list[Pending]) -> None:
+        work = [item for item in batch if item.sql is not None]
+        try:
+            # No write lock: only this thread writes catalog.queries (see QueryEngine).
+            with transaction(cur) if work else nullcontext():
+                for item in work:
+                    r = cur.execute(item.sql, item.args)
+                    item.row = r.fetchone() if item.fetch else None
+        except Exception:
+            for item in work:
+                try:
+                    r = cur.execute(item.sql, item.args)
+                    item.row = r.fetchone() if item.fetch else None
+                except Exception as e:
+                    item.error = e
+        for item in batch:
+            item.done.set()
+            if item.then is not None:
+                try:
+                    item.then(item.row, item.error)
+                except Exception:  # a callback must not stop the committer
+                    pass

@@ -13,7 +13,8 @@ connection) that
     plus the memory limit, plus `overhead`), so an allocation past it fails
     inside DuckDB as an out-of-memory error instead of growing the machine;
   * writes each result itself as Parquet (temporary name, then rename), so
-    rows never cross the pipe.
+    rows of a big result never cross the pipe (a small one also comes back
+    in the reply, for the parent to page from memory).
 
 The parent (`WorkerProcess`) talks to it over stdin/stdout with length-prefixed
 pickles, watches its anonymous RSS (a second, independent bound), and kills
@@ -185,18 +186,27 @@ class _Child:
         import pyarrow.parquet as pq
 
         cap, rows = msg["row_cap"], msg["batch_rows"]
+        inline_rows, inline_bytes = msg.get("inline_rows", 0), msg.get("inline_bytes", 0)
         reader = self.db.execute(msg["sql"], batch_rows=rows, dataset=msg["dataset"])
         names = unique_names(reader.schema.names)
         schema = pa.schema([f.with_name(n) for f, n in zip(reader.schema, names)])
-        total = 0
+        total, kept, size = 0, [], 0
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             for batch in reader:
                 total += batch.num_rows
                 if total > cap:
                     raise RowCapExceeded(
                         f"the result has more than {cap} rows (the row cap); add LIMIT or aggregate")
-                writer.write_table(pa.Table.from_batches([batch]).rename_columns(names), row_group_size=rows)
-        return {"total": total, "columns": [{"name": f.name, "type": str(f.type)} for f in schema]}
+                table = pa.Table.from_batches([batch]).rename_columns(names)
+                writer.write_table(table, row_group_size=rows)
+                if kept is not None:
+                    size += table.nbytes
+                    kept = kept + [table] if total <= inline_rows and size <= inline_bytes else None
+        out = {"total": total, "columns": [{"name": f.name, "type": str(f.type)} for f in schema]}
+        if kept is not None:
+            # Small: the parent serves its pages from memory (the file stays the record of it).
+            out["table"] = pa.concat_tables(kept) if kept else schema.empty_table()
+        return out
 
     def loop(self) -> None:
         # The main thread only reads the pipe, so an interrupt is handled
@@ -282,10 +292,11 @@ class WorkerProcess:
             send(self._in, obj)
 
     def run(self, qid: str, sql: str, dataset: str | None, tmp: Path, final: Path, sandbox: tuple,
-            row_cap: int, batch_rows: int) -> None:
+            row_cap: int, batch_rows: int, inline_rows: int = 0, inline_bytes: int = 0) -> None:
         fp, path, defs = sandbox
         self._send({"op": "run", "qid": qid, "sql": sql, "dataset": dataset, "tmp": str(tmp), "final": str(final),
-                    "row_cap": row_cap, "batch_rows": batch_rows, "sandbox": (fp, str(path), defs)})
+                    "row_cap": row_cap, "batch_rows": batch_rows, "inline_rows": inline_rows,
+                    "inline_bytes": inline_bytes, "sandbox": (fp, str(path), defs)})
         self.fp = fp
 
     def interrupt(self) -> None:

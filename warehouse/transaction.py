@@ -34,8 +34,30 @@ DATA_GENERATION = "data_generation"
 SANDBOX_TABLES = frozenset({"moderation_decisions", "videos", "asset_metadata"})
 
 
+_epoch = 0  # commits in this process that moved a counter (any warehouse): see `epoch`
+_epoch_lock = threading.Lock()
+
+
+def epoch() -> int:
+    """A number that changes after every commit in this process that moved a change counter.
+
+    The query engine reads the counters again only when it moved, instead of
+    once per query: exact, because the server process is the warehouse's only
+    writer and the number moves after the COMMIT, so whoever sees the new
+    number reads the new counters.  (It spans every warehouse this process
+    has open: a commit to another one costs a needless re-read, never a stale one.)
+    """
+    return _epoch
+
+
+def _moved() -> None:
+    global _epoch
+    with _epoch_lock:
+        _epoch += 1
+
+
 def bump(con, key: str) -> None:
-    """Add one to counter `key` in the caller's transaction."""
+    """Add one to counter `key` in the caller's `transaction()` (which moves `epoch` once it commits)."""
     con.execute(
         "INSERT INTO catalog.meta VALUES (?, '1') ON CONFLICT (key) "
         "DO UPDATE SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR)", [key])
@@ -66,6 +88,10 @@ class Transaction:
         """Rows of a table in SANDBOX_TABLES changed: query sandboxes must copy them again."""
         self._data = True
 
+    @property
+    def moves_counters(self) -> bool:
+        return self._views or self._data
+
     def _before_commit(self) -> None:
         if self._scores:
             from . import concept_cache
@@ -91,6 +117,8 @@ def transaction(con, lock: threading.RLock | None = None, root=None, views: bool
             yield tx
             tx._before_commit()
             con.execute("COMMIT")
+            if tx.moves_counters:
+                _moved()
         except BaseException:
             try:
                 con.execute("ROLLBACK")

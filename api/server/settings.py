@@ -47,6 +47,8 @@ class ServerSettings(Settings):
     max_queued_queries: int = _Q.max_queued
     # Queries one token may run at once (0: every worker but one, so one token never holds them all).
     max_running_per_token: int = _Q.max_running_per_token
+    # Lend a slot the per-token cap leaves idle while no other token waits (taken back when one does).
+    lend_idle_slots: bool = _Q.lend_idle_slots
     # Days a query's result file is kept; then its record says expired and the API answers 410 (0: forever).
     results_retention_days: float = _Q.results_retention_days
     # ingestion and uploads

@@ -38,6 +38,7 @@ class ServerState:
                 threads_per_query=settings.query_threads,
                 max_queued=settings.max_queued_queries,
                 max_running_per_token=settings.max_running_per_token,
+                lend_idle_slots=settings.lend_idle_slots,
                 results_retention_days=settings.results_retention_days,
             ),
         ).start()

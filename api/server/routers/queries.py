@@ -7,11 +7,10 @@ Coactive SDK (camelCase twins, rows in `result`): see `models.QueryResponse`.
 from __future__ import annotations
 
 import asyncio
-import time
 
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
 from warehouse import catalog
@@ -57,6 +56,12 @@ def _readable(state, who, qid: str) -> dict:
     return rec
 
 
+def _send(model: QueryResponse, status_code: int = 200) -> Response:
+    """The model as JSON, as FastAPI would write it, without its second validation of the whole body
+    (a query's hot path: every poll of every client)."""
+    return Response(model.model_dump_json(by_alias=True), status_code=status_code, media_type="application/json")
+
+
 def _response(state, rec: dict, offset: int | None = None, limit: int | None = None,
               path: str | None = None) -> QueryResponse:
     body = {k: rec[k] for k in QueryResponse.model_fields if k in rec and k != "results"}
@@ -94,7 +99,7 @@ def submit_query(body: QueryRequest, state: State, who: Reader):
         except NotFound:
             pass  # the engine refuses it as before: a 400 naming dataset_id
     rec = state.engine.submit(body.query, dataset, body.embedding_id, owner=who.client_id)
-    return _response(state, rec)
+    return _send(_response(state, rec), 201)
 
 
 @router.get("", response_model=QueryList)
@@ -129,14 +134,20 @@ def list_queries(
 
 
 async def _await_final(state, query_id: str, timeout: float) -> None:
-    """Long poll without holding a worker thread: watch the engine's in-memory status."""
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while time.monotonic() < deadline:
-        if state.engine.recent_status(query_id) in FINAL:
-            return
-        await asyncio.sleep(delay)
-        delay = min(delay * 1.5, 0.1)
+    """Long poll without holding a worker thread: woken by the engine the instant the query ends."""
+    loop = asyncio.get_running_loop()
+    ended = loop.create_future()
+
+    def wake() -> None:  # from the engine's thread
+        loop.call_soon_threadsafe(lambda: ended.done() or ended.set_result(None))
+
+    cancel = state.engine.on_final(query_id, wake)
+    try:
+        await asyncio.wait_for(ended, timeout)
+    except asyncio.TimeoutError:
+        pass
+    finally:
+        cancel()
 
 
 @router.get("/{query_id}", response_model=QueryResponse)
@@ -152,12 +163,20 @@ async def get_query(
     exclude_results: bool = Query(False, description="Status only, no rows (the SDK's exclude_results)."),
 ):
     """Status and, once `Complete`, rows `offset`..`offset+limit` of the result (in `results` and `result`)."""
-    rec = await run_in_threadpool(_readable, state, who, query_id)
-    if wait and rec["status"] not in FINAL:
+    rows_from = None if exclude_results else offset
+
+    def answer(final_only: bool) -> QueryResponse | None:
+        # One trip to the thread pool: the record and, once final, the page.
+        rec = _readable(state, who, query_id)
+        if final_only and rec["status"] not in FINAL:
+            return None
+        return _response(state, rec, rows_from, limit, request.url.path)
+
+    body = await run_in_threadpool(answer, bool(wait))
+    if body is None:
         await _await_final(state, query_id, wait)
-        rec = await run_in_threadpool(_readable, state, who, query_id)
-    return await run_in_threadpool(_response, state, rec, None if exclude_results else offset, limit,
-                                   request.url.path)
+        body = await run_in_threadpool(answer, False)
+    return _send(body)
 
 
 @router.post("/{query_id}/stop", response_model=QueryResponse)
