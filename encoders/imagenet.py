@@ -38,6 +38,15 @@ def imagenet_class_names() -> list[str]:
     return list(_imagenet_class_names())
 
 
+@functools.lru_cache(maxsize=1)
+def imagenet_wnids() -> tuple[str, ...]:
+    """The classes' WordNet ids (`n04086273` ...), in class order."""
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    return tuple(info.index_to_label_name(i) for i in range(1000))
+
+
 def class_indices(names: list[str], wanted) -> list[int]:
     """Indices of the class names `wanted` (exact ImageNet descriptions) in `names`."""
     index = {n: i for i, n in enumerate(names)}
@@ -78,10 +87,13 @@ class ImagenetEncoder(Encoder):
         return imagenet_class_names()
 
     def text_head(self, prompts, negatives, class_names=None) -> dict:
-        names = class_names or self.class_names
-        w, mapped = conse.conse_weights(prompts, negatives, names)
+        names = list(class_names or self.class_names)
+        # WordNet knows a class only by its id: the warehouse's names must be timm's, in order.
+        wnids = list(imagenet_wnids()) if names == imagenet_class_names() else None
+        w, mapped, how = conse.text_weights(prompts, negatives, names, wnids)
         return linear_head("probs", w, 1.0, 0.0, "linear",
-                          {"method": "conse-minilm", "maps_to": mapped, "calibration": conse.CALIBRATION})
+                          {"method": "conse-minilm", "maps_to": mapped, "calibration": conse.CALIBRATION,
+                           "class_text": how})
 
     def prior_direction(self, head_column, weights, column):
         if head_column != "probs" or column != "features":

@@ -111,3 +111,35 @@ def test_cli_lists_pins_and_shows_classes(wh):
         assert r.exit_code == 0 and shown["latest_version"] == 2 and _m(shown["classes"], "red wine") > 0.5
         r = CliRunner().invoke(app, ["concept", "classes", "beer_or_wine", "--drop", "no such thing", "--root", root])
         assert r.exit_code != 0 and "no class named 'no such thing'" in r.output
+
+
+def test_http_lists_pins_drops_and_resets_classes(wh):
+    """`/api/v1/concepts/{name}/classes`: the same edits as the CLI's, each a new version (runs
+    after the CLI test, on the directory it closed)."""
+    from fastapi.testclient import TestClient
+
+    from api.server import ServerSettings, create_app
+
+    settings = ServerSettings(root=wh.root, auth=False, load_model=False)
+    with TestClient(create_app(settings)) as http:
+        r = http.get("/api/v1/concepts/gunny/classes")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["concept"] == "gunny" and body["version"] == 1 and body["classes"]
+        r = http.patch("/api/v1/concepts/gunny/classes", json={"pin": ["eggnog"], "drop": ["revolver"]})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert (body["previous_version"], body["version"]) == (1, 2)
+        assert _m(body["classes"], "eggnog") == 1.0
+        assert {r_["class"]: r_["edit"] for r_ in body["classes"] if r_["edit"]} == {
+            "eggnog": "pinned", "revolver, six-gun, six-shooter": "dropped"}
+        old = http.get("/api/v1/concepts/gunny/classes", params={"version": 1}).json()
+        assert old["version"] == 1 and _m(old["classes"], "eggnog") == 0.0
+        assert _m(old["classes"], "revolver, six-gun, six-shooter") > 0.5
+        r = http.patch("/api/v1/concepts/gunny/classes", json={"reset": ["eggnog"]})
+        assert r.status_code == 200 and r.json()["version"] == 3 and _m(r.json()["classes"], "eggnog") == 0.0
+        r = http.patch("/api/v1/concepts/gunny/classes", json={"pin": ["nosuchclass"]})
+        assert r.status_code == 400 and "no class named 'nosuchclass'" in r.text
+        assert http.patch("/api/v1/concepts/gunny/classes", json={"pinn": ["x"]}).status_code == 422
+        assert http.get("/api/v1/concepts/nosuch/classes").status_code == 404
+        assert http.get("/api/v1/concepts/gunny").json()["latest_version"] == 3

@@ -19,6 +19,7 @@ from dataclasses import asdict
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 
 from ..deps import Reader, State, Writer
 from ..models import (Candidate, ConceptCreate, ConceptOut, ConceptUpdate, ConceptVersionOut, Estimate, LabelOut,
@@ -34,6 +35,22 @@ router = APIRouter(prefix="/api/v1/concepts", tags=["concepts"])
 class PagedConcepts(Open):
     meta: PagedMeta
     data: list[ConceptOut]
+
+
+class ClassEdits(BaseModel):
+    """Class names (an ImageNet description or one of its synonyms) to pin, drop or reset."""
+
+    model_config = ConfigDict(extra="forbid")
+    pin: list[str] = []
+    drop: list[str] = []
+    reset: list[str] = []
+
+
+class ConceptClasses(Open):
+    concept: str
+    version: int
+    previous_version: int | None = None
+    classes: list[dict]
 
 
 class Deleted(Open):
@@ -256,3 +273,26 @@ def version(name: str, number: int, state: State, who: Reader):
     v = registry.version(state.wh, _name(state, name), number)
     return ConceptVersionOut(**{k: val for k, val in asdict(v).items() if k != "weights"})
 
+
+
+@router.get("/{name}/classes", response_model=ConceptClasses)
+def get_classes(name: str, state: State, who: Reader, version: int | None = Query(None, ge=1)):
+    """The classifier classes that make up the concept (ConSE memberships, pins and drops) of a
+    version (the newest by default), as `pixql concept classes` lists them."""
+    from concepts import memberships, registry
+
+    real = _name(state, name)
+    v = registry.version(state.wh, real, version)
+    return ConceptClasses(concept=real, version=v.version, classes=memberships.of(state.wh, real, v.version))
+
+
+@router.patch("/{name}/classes", response_model=ConceptClasses)
+def edit_classes(name: str, body: ClassEdits, state: State, who: Writer):
+    """Pin (membership 1), drop (0) or reset classes: version N+1; earlier versions never change."""
+    from concepts import memberships, registry
+
+    real = _name(state, name)
+    before = registry.get(state.wh, real).latest_version
+    c = registry.edit_classes(state.wh, real, pin=body.pin, drop=body.drop, reset=body.reset)
+    return ConceptClasses(concept=real, version=c.latest_version, previous_version=before,
+                          classes=memberships.of(state.wh, real, c.latest_version))
