@@ -193,6 +193,8 @@ class _PartWriter(PartBuffer):
                     [self.dataset, touched],
                 )
             catalog.record_ingest_errors(con, self.run_id, self.dataset, self.errors, now)
+            if touched:
+                tx.data_changed()  # the ingest_errors view reads catalog.ingest_errors
             if new_parts or analyzed:
                 # New asset/vector parts: score caches catch up before the views are built.
                 tx.rebuild_views(scores=bool(new_parts))
@@ -507,6 +509,14 @@ def run(
         except Exception:
             pass
         catalog.LIVE_RUNS.discard(run_id)
+    if status == "Complete":
+        # After the run's counts are final: merging renames the parts they are counted from.
+        from warehouse.compaction import maybe_compact
+        from warehouse.retention import sweep_uploads
+
+        maybe_compact(wh, dataset)
+        with wh.write_lock:
+            sweep_uploads(wh.cursor(), wh.root)
     return report
 
 

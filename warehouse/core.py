@@ -18,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 
-from . import catalog, migrations
+from . import catalog, compaction, migrations, retention
 from .storage import Layout, default_root
 from .errors import Forbidden, MissingFile
 from .transaction import transaction
@@ -60,6 +60,8 @@ class WarehouseCore:
         from .erasure_files import recover
 
         recover(con, layout.root)  # an erasure a kill interrupted: finished, or its new files swept
+        compaction.sweep_leftovers(con, layout.root)  # score files a killed compaction left
+        retention.sweep_uploads(con, layout.root)
         # Paths inside views are absolute; rebuilding on open keeps them right
         # after the directory has been moved.
         wh.refresh_views()
