@@ -510,14 +510,19 @@ def run(
             pass
         catalog.LIVE_RUNS.discard(run_id)
     if status == "Complete":
-        # After the run's counts are final: merging renames the parts they are counted from.
-        from warehouse.compaction import maybe_compact
-        from warehouse.retention import sweep_uploads
-
-        maybe_compact(wh, dataset)
-        with wh.write_lock:
-            sweep_uploads(wh.cursor(), wh.root)
+        after_run(wh, dataset)
     return report
+
+
+def after_run(wh, dataset: str) -> None:
+    """After a complete run (local or Ray), once its counts are final (merging renames the parts they
+    are counted from): compact the dataset if it has too many small parts, sweep stale uploads."""
+    from warehouse.compaction import maybe_compact
+    from warehouse.retention import sweep_uploads
+
+    maybe_compact(wh, dataset)
+    with wh.write_lock:
+        sweep_uploads(wh.cursor(), wh.root)
 
 
 def reembed(wh, dataset: str, encoder: str, **options) -> IngestReport:

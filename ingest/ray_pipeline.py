@@ -112,6 +112,10 @@ def run(
         catalog.LIVE_RUNS.discard(r.run_id)
         if owns:
             ray.shutdown()
+    if status == "Complete":
+        from .pipeline import after_run
+
+        after_run(wh, dataset)
     return report
 
 

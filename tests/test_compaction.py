@@ -36,6 +36,12 @@ QUERIES = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def no_retire_grace(monkeypatch):
+    """Replaced files go at once here (their grace period has its own test)."""
+    monkeypatch.setenv("PIXQL_COMPACT_RETIRE_S", "0")
+
+
 def duckdb_cli() -> str:
     exe = Path(sys.executable).parent / "duckdb"
     found = str(exe) if exe.exists() else shutil.which("duckdb")
@@ -93,16 +99,19 @@ def part_count(wh, kind: str = "assets") -> int:
 
 
 def orphans(root: Path, con) -> list[str]:
-    """Files under datasets/ and scores/ that nothing in the catalog references."""
+    """Files under datasets/ and scores/ that nothing in the catalog references, temporaries, journal rows."""
+    out = [f"journal: {r}" for r in con.execute("SELECT erasure_id, state FROM catalog.erasure_journal").fetchall()]
     known = {r[0] for r in con.execute("SELECT path FROM catalog.parts").fetchall()}
     known |= {r[0] for r in con.execute("SELECT path FROM catalog.concept_scores").fetchall()}
     known |= set(compaction._segments(con))
     stems = {Path(p).stem for p in known}
-    out = []
     for p in list((root / "datasets").rglob("*")) + list((root / "scores").rglob("*")):
         if not p.is_file():
             continue
         rel = str(p.relative_to(root))
+        if p.name.startswith(".tmp-"):
+            out.append(rel)
+            continue
         if rel in known or (p.suffix == ".npy" and p.name.split(".", 1)[0] in stems):
             continue
         out.append(rel)
@@ -191,6 +200,45 @@ def test_auto_compaction_after_ingest(tmp_path, photo_dir, monkeypatch):
         wh.close()
 
 
+def test_an_older_snapshot_in_the_same_process_keeps_its_files(pristine, tmp_path, monkeypatch):
+    """A half-read result pins its cursor's transaction, and DuckDB binds that cursor's next `sql()` in the
+    same, older snapshot.  Other opens of the warehouse in this process (each CLI command run in-process does
+    one) and a compaction must leave the files that snapshot reads until the grace period ends."""
+    monkeypatch.setenv("PIXQL_COMPACT_RETIRE_S", "900")
+    root = copy_of(pristine, tmp_path / "wh")
+    a = Warehouse.open(root)
+    try:
+        expected = a.sql(QUERIES[2]).fetchall()
+        a.sql("SELECT path FROM coactive_table ORDER BY path").fetchone()  # half-read: pins the snapshot
+        b = Warehouse.open(root)
+        try:
+            con = b.cursor()
+            encoder = catalog.dataset_encoder(con, "mixed")
+            column, dim = next(iter(catalog.encoder_columns(con, encoder).items()))
+            w = np.random.default_rng(9).standard_normal(dim).astype(np.float32)
+            # A new concept version replaces the combined score segment, then the parts are merged.
+            registry.create_from_head(b, "probe_new", HeadSpec("model", encoder, column, w, 1.0, 0.0, "logistic"))
+            (report,) = b.compact("mixed")
+            assert report.parts_merged and report.files_removed == 0
+        finally:
+            b.close()
+        Warehouse.open(root).close()  # what each in-process CLI command does first
+        assert a.sql(QUERIES[2]).fetchall() == expected  # the old snapshot still reads all its files
+    finally:
+        a.close()
+    wh = Warehouse.open(root)
+    try:
+        from warehouse import concept_cache, erasure_files
+
+        left = orphans(root, wh.cursor())
+        assert any(f.startswith("journal: ") for f in left) and any(f.startswith("datasets/") for f in left)
+        erasure_files.remove_retired(wh.cursor(), root, grace_s=0)
+        concept_cache.sweep(wh.cursor(), root, min_age_s=0)  # the segment the new version replaced (its own grace)
+        assert orphans(root, wh.cursor()) == []
+    finally:
+        wh.close()
+
+
 CHILD = r"""
 import random, sys, time
 from warehouse.core import WarehouseCore
@@ -233,14 +281,20 @@ def test_sigkill_at_random_points_leaves_old_or_new_state(pristine, tmp_path):
         time.sleep(rng.uniform(0, 0.03))
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
-        wh = Warehouse.open(root)  # a writable open sweeps what the kill left
+        # What a reader sees before anything repairs the warehouse: the old or the new state, whole.
+        ro = Warehouse.open(root, read_only=True)
         try:
-            n = part_count(wh)
+            n = part_count(ro)
             assert n in (n_old, n_new), n
             seen["old" if n == n_old else "new"] += 1
-            assert snapshot(wh) == expected
+            assert snapshot(ro) == expected, f"kill {i} after step {steps[target]!r}: a query saw a mix"
+        finally:
+            ro.close()
+        wh = Warehouse.open(root)  # a writable open sweeps what the kill left
+        try:
+            assert part_count(wh) == n and snapshot(wh) == expected
             assert orphans(root, wh.cursor()) == []
-            wh.compact("mixed")
+            wh.compact("mixed")  # the re-run
             assert part_count(wh) == n_new and snapshot(wh) == expected
             assert orphans(root, wh.cursor()) == []
         finally:

@@ -16,13 +16,16 @@ commit.  A cache that was not complete is dropped (its macro serves until the
 next refresh).  Raw vector copies (`scores/_vectors/`) of merged vector parts
 are concatenated likewise.
 
-Crash safety: new files first (atomic writes, unreferenced until commit), then
-ONE catalog transaction (parts, the `part` column of assets/embeddings/analyses,
-the cache rows, views rebuilt), then the replaced files are removed.  A kill
-before COMMIT leaves the old state plus unreferenced files; after it, the new
-state plus unreferenced old files.  A writable open sweeps both
-(`catalog.sweep_orphans` for parts, `sweep_leftovers` for score files), and a
-re-run merges whatever is still small.
+Crash safety, through the intent journal of `erasure_files` (row `compact-<id>`):
+the row is committed `prepared` first, then the new files are written (atomic
+writes, unreferenced until commit), then ONE catalog transaction (parts, the
+`part` column of assets/embeddings/analyses, the cache rows, views rebuilt, the
+row turned `retired` with the replaced files).  A kill before COMMIT leaves the
+old state and a `prepared` row: the next writable open sweeps the new files
+(`erasure_files.recover`).  After COMMIT the new state holds; the replaced files
+stay `compact_retire_s` seconds (readers that began before the commit still
+read them), then `remove_retired` deletes them (after a compaction, on open).
+A re-run merges whatever is still small.
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import catalog, concept_cache
+from . import catalog, concept_cache, erasure_files
 from .storage import TMP_PREFIX, _fsync_dir
 
 KINDS = ("assets", "vectors", "analyzer")
@@ -260,6 +263,8 @@ def _compact_one(wh, con, dataset: str, part_rows: int, step) -> CompactReport:
     if not merges:
         report.parts_after = report.parts_before
         return report
+    journal_id = f"compact-{uuid.uuid4().hex}"
+    erasure_files.prepare(wh, journal_id)
     step("planned")
     layout = wh.layout
     for m in merges:
@@ -282,39 +287,37 @@ def _compact_one(wh, con, dataset: str, part_rows: int, step) -> CompactReport:
     old_parts = catalog.part_paths(con, "assets")
     rows_of = dict(con.execute("SELECT path, row_count FROM catalog.parts WHERE kind = 'assets'").fetchall())
     step("committing")
-    with wh.transaction(scores=True, con=con) as tx:
+    # Views only at commit: the scores are refreshed here, so the files the commit references are known.
+    with wh.transaction(con=con) as tx:
         for m in merges:
-            con.execute("DELETE FROM catalog.parts WHERE list_contains(?, path)", [m.sources])
+            con.execute(f"DELETE FROM catalog.parts WHERE {catalog.in_list('path')}", [m.sources])
             catalog.insert_part(con, m.path, dataset, m.kind, m.encoder, m.rows, m.run_id, m.created_dt)
             if m.kind == "assets":
-                con.execute("UPDATE catalog.assets SET part = ? WHERE list_contains(?, part)", [m.path, m.sources])
+                con.execute(f"UPDATE catalog.assets SET part = ? WHERE {catalog.in_list('part')}", [m.path, m.sources])
             elif m.kind == "vectors":
-                con.execute("UPDATE catalog.embeddings SET part = ? WHERE encoder = ? AND list_contains(?, part)",
+                con.execute(f"UPDATE catalog.embeddings SET part = ? WHERE encoder = ? AND {catalog.in_list('part')}",
                             [m.path, m.encoder, m.sources])
             else:
-                con.execute("UPDATE catalog.analyses SET part = ? WHERE analyzer = ? AND list_contains(?, part)",
+                con.execute(f"UPDATE catalog.analyses SET part = ? WHERE analyzer = ? AND {catalog.in_list('part')}",
                             [m.path, m.encoder, m.sources])
         new_parts = catalog.part_paths(con, "assets")
         rows_of.update({m.path: m.rows for m in merges if m.kind == "assets"})
         report.caches_rewritten, report.caches_dropped, retired = _rewrite_caches(
             con, root, old_parts, new_parts, rows_of, merges)
-        tx.rebuild_views(scores=True)
+        segments = concept_cache.refresh(con, root)
+        tx.rebuild_views()
+        live = {r[0] for r in con.execute("SELECT path FROM catalog.concept_scores").fetchall()} | set(segments)
+        doomed = [s for m in merges for s in m.sources]
+        doomed += [p for p in set(retired) | set(old_segments) if p not in live]
+        for m in merges:
+            if m.kind == "vectors":
+                for s in m.sources:
+                    doomed += erasure_files.sidecars(root, m.encoder, s)
+        erasure_files.retire(con, journal_id, doomed)
         step("before commit")
     step("committed")
-    # The old files are unreferenced now; a kill from here on leaves them to the next open's sweep.
-    live = {r[0] for r in con.execute("SELECT path FROM catalog.concept_scores").fetchall()} | set(_segments(con))
-    doomed = [root / s for m in merges for s in m.sources]
-    doomed += [root / p for p in set(retired) | set(old_segments) if p not in live]
-    for m in merges:
-        if m.kind == "vectors":
-            for s in m.sources:
-                doomed += concept_cache._sidecar(root, m.encoder, s, "x").parent.glob(f"{Path(s).stem}.*.npy")
-    for p in doomed:
-        try:
-            p.unlink()
-            report.files_removed += 1
-        except FileNotFoundError:
-            pass
+    # The replaced files are unreferenced now; they go once no reader can still be on them.
+    report.files_removed = erasure_files.remove_retired(con, root)
     step("removed")
     report.parts_merged = sum(len(m.sources) for m in merges)
     report.parts_written = len(merges)
@@ -333,29 +336,9 @@ def maybe_compact(wh, dataset: str) -> CompactReport | None:
     from .settings import current
 
     s = current()
-    if s.compact_after_parts <= 0:
-        return None
-    if small_part_counts(wh.cursor(), s.compact_part_rows).get(dataset, 0) <= s.compact_after_parts:
+    if s.compact_after_parts <= 0 or \
+            small_part_counts(wh.cursor(), s.compact_part_rows).get(dataset, 0) <= s.compact_after_parts:
+        with wh.write_lock:
+            erasure_files.remove_retired(wh.cursor(), wh.root)  # earlier compactions' files, past their grace
         return None
     return compact(wh, dataset, s.compact_part_rows)[0]
-
-
-def sweep_leftovers(con, root: Path) -> int:
-    """On a writable open (no writer can be mid-way): score files and raw vector copies nothing references.
-
-    Parts under datasets/ are `catalog.sweep_orphans`'s; this takes what a
-    killed compaction (or scoring) left under scores/, with no age limit.
-    """
-    removed = concept_cache.sweep(con, root, min_age_s=0)
-    base = Path(root) / "scores" / "_vectors"
-    if base.exists():
-        stems = {Path(r[0]).stem for r in con.execute(
-            "SELECT path FROM catalog.parts WHERE kind = 'vectors'").fetchall()}
-        for p in base.glob("*/*.npy"):
-            if p.name.split(".", 1)[0] not in stems:
-                try:
-                    p.unlink()
-                    removed += 1
-                except OSError:
-                    pass
-    return removed

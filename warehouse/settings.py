@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     # `compact_after_parts` small parts of one kind compacts it (0: only `pixql compact`).
     compact_part_rows: int = Field(100_000, ge=2)
     compact_after_parts: int = Field(64, ge=0)
+    # The files a compaction replaced stay this many seconds for readers that began before it
+    # (a query worker mid-way through the old part list), then go (warehouse/erasure_files.py).
+    compact_retire_s: float = Field(900.0, ge=0)
     # Retention (warehouse/retention.py): an upload no asset, video or unfinished job names is
     # removed once it is older than this many seconds.
     uploads_grace_s: float = Field(3600.0, ge=0)
