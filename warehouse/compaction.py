@@ -164,8 +164,10 @@ def _write_merged(root: Path, sources: list[str], dest: Path) -> int:
     return rows
 
 
-def _merge_sidecars(root: Path, encoder: str, columns: dict[str, int], m: Merge) -> None:
-    """Concatenate the raw float32 copies of the sources, when all exist (else they are rebuilt lazily)."""
+def _merge_sidecars(root: Path, encoder: str, columns: dict[str, int], m: Merge) -> list[str]:
+    """Concatenate the raw float32 copies of the sources, when all exist (else they are rebuilt lazily);
+    return the files written."""
+    out_files = []
     for col, dim in columns.items():
         sides = [concept_cache._sidecar(root, encoder, s, col) for s in m.sources]
         if not all(p.exists() for p in sides):
@@ -183,6 +185,8 @@ def _merge_sidecars(root: Path, encoder: str, columns: dict[str, int], m: Merge)
         out.flush()
         del out
         os.replace(tmp, dest)
+        out_files.append(str(dest.relative_to(root)))
+    return out_files
 
 
 # -- the score caches ------------------------------------------------------------------------
@@ -265,56 +269,63 @@ def _compact_one(wh, con, dataset: str, part_rows: int, step) -> CompactReport:
         return report
     journal_id = f"compact-{uuid.uuid4().hex}"
     erasure_files.prepare(wh, journal_id)
-    step("planned")
-    layout = wh.layout
-    for m in merges:
-        if m.kind == "assets":
-            d = layout.assets_dir(dataset)
-        elif m.kind == "vectors":
-            d = layout.vectors_dir(dataset, m.encoder)
-        else:
-            d = layout.analyzers_dir(dataset, m.encoder)
-        dest = layout.new_part_path(d)
-        m.path = str(dest.relative_to(root))
-        written = _write_merged(root, m.sources, dest)
-        if written != m.rows:
-            raise RuntimeError(f"compaction read {written} rows from {len(m.sources)} parts, the catalog says {m.rows}")
-        if m.kind == "vectors":
-            _merge_sidecars(root, m.encoder, catalog.encoder_columns(con, m.encoder), m)
-        step(f"wrote {m.kind}")
-
-    old_segments = _segments(con)
-    old_parts = catalog.part_paths(con, "assets")
-    rows_of = dict(con.execute("SELECT path, row_count FROM catalog.parts WHERE kind = 'assets'").fetchall())
-    step("committing")
-    # Views only at commit: the scores are refreshed here, so the files the commit references are known.
-    with wh.transaction(con=con) as tx:
+    written: list[str] = []
+    try:
+        step("planned")
+        layout = wh.layout
         for m in merges:
-            con.execute(f"DELETE FROM catalog.parts WHERE {catalog.in_list('path')}", [m.sources])
-            catalog.insert_part(con, m.path, dataset, m.kind, m.encoder, m.rows, m.run_id, m.created_dt)
             if m.kind == "assets":
-                con.execute(f"UPDATE catalog.assets SET part = ? WHERE {catalog.in_list('part')}", [m.path, m.sources])
+                d = layout.assets_dir(dataset)
             elif m.kind == "vectors":
-                con.execute(f"UPDATE catalog.embeddings SET part = ? WHERE encoder = ? AND {catalog.in_list('part')}",
-                            [m.path, m.encoder, m.sources])
+                d = layout.vectors_dir(dataset, m.encoder)
             else:
-                con.execute(f"UPDATE catalog.analyses SET part = ? WHERE analyzer = ? AND {catalog.in_list('part')}",
-                            [m.path, m.encoder, m.sources])
-        new_parts = catalog.part_paths(con, "assets")
-        rows_of.update({m.path: m.rows for m in merges if m.kind == "assets"})
-        report.caches_rewritten, report.caches_dropped, retired = _rewrite_caches(
-            con, root, old_parts, new_parts, rows_of, merges)
-        segments = concept_cache.refresh(con, root)
-        tx.rebuild_views()
-        live = {r[0] for r in con.execute("SELECT path FROM catalog.concept_scores").fetchall()} | set(segments)
-        doomed = [s for m in merges for s in m.sources]
-        doomed += [p for p in set(retired) | set(old_segments) if p not in live]
-        for m in merges:
+                d = layout.analyzers_dir(dataset, m.encoder)
+            dest = layout.new_part_path(d)
+            m.path = str(dest.relative_to(root))
+            written.append(m.path)
+            n = _write_merged(root, m.sources, dest)
+            if n != m.rows:
+                raise RuntimeError(f"compaction read {n} rows from {len(m.sources)} parts, the catalog says {m.rows}")
             if m.kind == "vectors":
-                for s in m.sources:
-                    doomed += erasure_files.sidecars(root, m.encoder, s)
-        erasure_files.retire(con, journal_id, doomed)
-        step("before commit")
+                written += _merge_sidecars(root, m.encoder, catalog.encoder_columns(con, m.encoder), m)
+            step(f"wrote {m.kind}")
+
+        old_segments = _segments(con)
+        old_parts = catalog.part_paths(con, "assets")
+        rows_of = dict(con.execute("SELECT path, row_count FROM catalog.parts WHERE kind = 'assets'").fetchall())
+        step("committing")
+        # Views only at commit: the scores are refreshed here, so the files the commit references are known.
+        with wh.transaction(con=con) as tx:
+            for m in merges:
+                con.execute(f"DELETE FROM catalog.parts WHERE {catalog.in_list('path')}", [m.sources])
+                catalog.insert_part(con, m.path, dataset, m.kind, m.encoder, m.rows, m.run_id, m.created_dt)
+                if m.kind == "assets":
+                    con.execute(f"UPDATE catalog.assets SET part = ? WHERE {catalog.in_list('part')}", [m.path, m.sources])
+                elif m.kind == "vectors":
+                    con.execute(f"UPDATE catalog.embeddings SET part = ? WHERE encoder = ? AND {catalog.in_list('part')}",
+                                [m.path, m.encoder, m.sources])
+                else:
+                    con.execute(f"UPDATE catalog.analyses SET part = ? WHERE analyzer = ? AND {catalog.in_list('part')}",
+                                [m.path, m.encoder, m.sources])
+            new_parts = catalog.part_paths(con, "assets")
+            rows_of.update({m.path: m.rows for m in merges if m.kind == "assets"})
+            report.caches_rewritten, report.caches_dropped, retired = _rewrite_caches(
+                con, root, old_parts, new_parts, rows_of, merges)
+            segments = concept_cache.refresh(con, root)
+            tx.rebuild_views()
+            live = {r[0] for r in con.execute("SELECT path FROM catalog.concept_scores").fetchall()} | set(segments)
+            doomed = [s for m in merges for s in m.sources]
+            doomed += [p for p in set(retired) | set(old_segments) if p not in live]
+            for m in merges:
+                if m.kind == "vectors":
+                    for s in m.sources:
+                        doomed += erasure_files.sidecars(root, m.encoder, s)
+            erasure_files.retire(con, journal_id, doomed)
+            step("before commit")
+    except BaseException:
+        # Not committed: the old state holds; what this attempt wrote goes (a kill leaves it to recover).
+        erasure_files.abandon(wh, journal_id, written)
+        raise
     step("committed")
     # The replaced files are unreferenced now; they go once no reader can still be on them.
     report.files_removed = erasure_files.remove_retired(con, root)

@@ -46,7 +46,13 @@ def crash_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+# Journal rows of operations running in this process: another open of the same warehouse in this
+# process (DuckDB shares the database) must not take them for a killed one.
+LIVE: set[str] = set()
+
+
 def prepare(wh, erasure_id: str) -> None:
+    LIVE.add(erasure_id)
     with wh.transaction() as tx:
         tx.con.execute("INSERT INTO catalog.erasure_journal VALUES (?, 'prepared', NULL, ?)",
                        [erasure_id, catalog.now()])
@@ -83,6 +89,7 @@ def finish(wh, erasure_id: str, files: list[str]) -> int:
     crash_point("files_removed")
     with wh.transaction() as tx:
         tx.con.execute("DELETE FROM catalog.erasure_journal WHERE erasure_id = ?", [erasure_id])
+    LIVE.discard(erasure_id)
     return n
 
 
@@ -93,7 +100,7 @@ def recover(con, root: Path) -> int:
         rows = con.execute("SELECT erasure_id, state, files FROM catalog.erasure_journal").fetchall()
     except Exception:  # a catalog before migration 6 (a read of an old file): nothing to do
         return 0
-    interrupted = [r for r in rows if r[1] != RETIRED]
+    interrupted = [r for r in rows if r[1] != RETIRED and r[0] not in LIVE]
     for eid, state, files in interrupted:
         if state == "committed":
             remove_files(root, json.loads(files or "[]"))
@@ -111,6 +118,7 @@ def retire(con, journal_id: str, files: list[str]) -> None:
     """Inside a compaction's transaction: `files` are replaced, to be removed after the grace period."""
     con.execute("UPDATE catalog.erasure_journal SET state = ?, files = ?, created_dt = ? WHERE erasure_id = ?",
                 [RETIRED, json.dumps(sorted(set(files))), catalog.now(), journal_id])
+    LIVE.discard(journal_id)  # a retired row is never taken for a killed operation
 
 
 def retired_files(con) -> set[str]:
@@ -120,6 +128,14 @@ def retired_files(con) -> set[str]:
     except Exception:  # a catalog before migration 6
         return set()
     return {f for (files,) in rows for f in json.loads(files or "[]")}
+
+
+def abandon(wh, journal_id: str, files: list[str]) -> None:
+    """An operation that failed before its commit: remove the new files it wrote, and its row."""
+    remove_files(wh.root, files)
+    with wh.transaction() as tx:
+        tx.con.execute("DELETE FROM catalog.erasure_journal WHERE erasure_id = ?", [journal_id])
+    LIVE.discard(journal_id)
 
 
 def remove_retired(con, root: Path, grace_s: float | None = None) -> int:
