@@ -194,6 +194,8 @@ class _PartWriter(PartBuffer):
                     [self.dataset, touched],
                 )
             catalog.record_ingest_errors(con, self.run_id, self.dataset, self.errors, now)
+            if touched:
+                tx.data_changed()  # the ingest_errors view reads catalog.ingest_errors
             if new_parts or analyzed:
                 # New asset/vector parts: score caches catch up before the views are built.
                 tx.rebuild_views(scores=bool(new_parts))
@@ -527,7 +529,20 @@ def finish_run(wh, r: OpenRun, started: float, ingest: Callable[[], bool], *, ba
         catalog.LIVE_RUNS.discard(r.run_id)
         if cleanup is not None:
             cleanup()
+    if status == "Complete":
+        after_run(wh, r.report.dataset)
     return report
+
+
+def after_run(wh, dataset: str) -> None:
+    """After a complete run (local or Ray), once its counts are final (merging renames the parts they
+    are counted from): compact the dataset if it has too many small parts, sweep stale uploads."""
+    from warehouse.compaction import maybe_compact
+    from warehouse.retention import sweep_uploads
+
+    maybe_compact(wh, dataset)
+    with wh.write_lock:
+        sweep_uploads(wh.cursor(), wh.root)
 
 
 def reembed(wh, dataset: str, encoder: str, **options) -> IngestReport:

@@ -49,6 +49,12 @@ class Warehouse(WarehouseCore):
         see `ingest.analyzers.run.analyze`."""
         return analyze_(self, dataset, analyzers, **options)
 
+    def compact(self, dataset: str | None = None, part_rows: int | None = None, **options):
+        """Merge small parts (every dataset, or one) without changing any answer; see `warehouse.compaction`."""
+        from warehouse.compaction import compact
+
+        return compact(self, dataset, part_rows, **options)
+
     # -- concepts --------------------------------------------------------------------------
     def create_concept(self, name: str, prompts=None, negative_prompts=None, positive=None, negative=None,
                        engine: str = "local", ray_address: str | None = None, **options):

@@ -4,7 +4,7 @@ Photos are uploaded (so their files live under `uploads/`); the SDK's
 `dataset.delete_image` drops the dataset's count by one and removes the upload,
 the thumbnail and every result that named the asset (its query answers 410
 with the reason); unknown ids are 404 JSON; a `block` delete refuses the same
-bytes on re-upload with the reason; a whole dataset needs the admin scope;
+bytes on re-upload, moderation intake and classify with the reason; a whole dataset needs the admin scope;
 results older than `results_retention_days` answer 410 as expired.
 """
 from __future__ import annotations
@@ -103,6 +103,17 @@ def test_delete_over_http_and_the_coactive_sdk(server, photo_dir, tmp_path, monk
     assert r.status_code == 200 and r.json()["block"] is True
     r = _upload(http, photo_dir, ["horse.png"])
     assert r.status_code == 403 and "hash list entry 9" in r.json()["detail"]
+    horse_bytes = (photo_dir / "horse.png").read_bytes()
+    # ... nor through moderation intake (the item errs with the reason, its upload is not kept) ...
+    r = http.post("/api/v1/moderate", files=[("files", ("copy.png", horse_bytes, "image/png"))])
+    assert r.status_code == 200, r.text
+    (res,) = r.json()["results"]
+    assert res["status"] == "error" and "blocked" in res["error"] and "hash list entry 9" in res["error"], res
+    kept = server.root / "uploads" / "moderation"
+    assert not (kept.exists() and any(p.is_file() for p in kept.rglob("*")))
+    # ... nor through classify
+    r = http.post("/api/v1/classify", files=[("files", ("copy.png", horse_bytes, "image/png"))])
+    assert r.status_code == 403 and "hash list entry 9" in r.json()["detail"], r.text
     assert _count(http) == before - 2
 
     # a whole dataset needs admin; a dry run counts

@@ -153,6 +153,27 @@ def test_ray_ingest_matches_a_local_ingest(cluster, local, media, tmp_path):
     wh.close()
 
 
+@netns.loopback
+def test_a_ray_ingest_compacts_its_small_parts_like_a_local_one(cluster, local, media, tmp_path, monkeypatch):
+    from pixql import Warehouse
+
+    monkeypatch.setenv("PIXQL_COMPACT_AFTER_PARTS", "2")
+    monkeypatch.setenv("PIXQL_COMPACT_RETIRE_S", "0")
+    wh = Warehouse.open(tmp_path / "wh")
+    try:
+        report = wh.ingest([str(media)], dataset="d", engine="ray", ray_address=cluster.address, part_rows=2,
+                           progress=False)
+        assert report.status == "Complete"
+        parts = dict(wh.sql("SELECT kind, count(*) FROM catalog.parts GROUP BY kind").fetchall())
+        assert parts == {"assets": 1, "vectors": 1}, parts
+        assert _rows(wh) == _rows(local)
+        assert wh.sql("SELECT path FROM ingest_errors").fetchall() == [(p,) for p, _ in _errors(local)]
+        left = {str(p.relative_to(wh.root)) for p in (wh.root / "datasets").rglob("*.parquet")}
+        assert left == {r[0] for r in wh.sql("SELECT path FROM catalog.parts").fetchall()}
+    finally:
+        wh.close()
+
+
 def _one_row_per_file(wh, files: Path) -> None:
     rows = wh.sql("SELECT path, keyframe_index, count(*) FROM coactive_table_adv GROUP BY ALL").fetchall()
     assert all(n == 1 for _, _, n in rows)

@@ -25,7 +25,7 @@ import re
 
 from . import catalog
 from .storage import safe_name
-from .views import INTERNAL, ViewParts, _parquet_source
+from .views import INTERNAL, ViewParts, parquet_source
 from .errors import Invalid
 
 # flag -> (pattern, what it catches).  Heuristics for triage, tuned for recall on
@@ -123,7 +123,7 @@ def contribute(con, root) -> ViewParts:
         files = catalog.part_paths(con, "analyzer", encoder=name)
         cols = ", ".join(columns)
         if files:
-            select = f"SELECT coactive_image_id, {cols} FROM {_parquet_source(root, files)}"
+            select = f"SELECT coactive_image_id, {cols} FROM {parquet_source(f'analyzer_{name}', root, files, parts.pre)}"
         else:
             typed = ", ".join(f"NULL::{t} AS {c}" for c, t in columns.items())
             select = f"SELECT NULL::VARCHAR AS coactive_image_id, {typed} WHERE false"

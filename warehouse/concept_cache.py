@@ -405,7 +405,7 @@ def combined_segments(con, root: Path, members: list[Head], asset_parts: list[st
     return out
 
 
-def sweep(con, root: Path, min_age_s: float = 900.0) -> int:
+def sweep(con, root: Path, min_age_s: float = 900.0, keep: set[str] = frozenset()) -> int:
     """Delete score files nothing references (dropped or compacted caches, replaced combined segments).
 
     Call after a commit, holding the warehouse write lock, so no writer is between
@@ -426,7 +426,7 @@ def sweep(con, root: Path, min_age_s: float = 900.0) -> int:
     for p in base.glob("*/*.parquet"):
         if p.parent.name.startswith("_") and p.parent.name != COMBINED_DIR:
             continue
-        if str(p.relative_to(root)) not in known:
+        if str(p.relative_to(root)) not in known and str(p.relative_to(root)) not in keep:
             try:
                 if p.stat().st_mtime > cutoff:
                     continue

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .concept_cache import Head, load_heads, usable_segments
-from .views import ViewParts, vectors_join
+from .views import ViewParts, parquet_source, vectors_join
 
 MACRO_PREFIX = "pixql_concept_"
 SCORES_ALIAS = "pixql_scores"
@@ -54,10 +54,6 @@ def macro_statement(h: Head) -> str:
     return f"CREATE OR REPLACE MACRO {macro_name(h.concept, h.version)}(x) AS {head_expression(h, 'x')}"
 
 
-def _quote(p: Path) -> str:
-    return "'" + str(p).replace("'", "''") + "'"
-
-
 def contribute(con, root) -> ViewParts:
     parts = ViewParts()
     root = Path(root)
@@ -82,8 +78,8 @@ def contribute(con, root) -> ViewParts:
     for h in heads:
         parts.pre.append(macro_statement(h))
     if segments:
-        files = ", ".join(_quote(root / s) for s in segments)
-        parts.joins.append(f"POSITIONAL JOIN (SELECT * FROM read_parquet([{files}])) {SCORES_ALIAS}")
+        src = parquet_source("scores", root, segments, parts.pre, union_by_name=False)
+        parts.joins.append(f"POSITIONAL JOIN (SELECT * FROM {src}) {SCORES_ALIAS}")
     latest_of = {name: latest for name, latest, _ in concepts}
     for h in heads:
         if (h.concept, h.version) in served:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 
-from . import catalog, migrations
+from . import catalog, migrations, retention
 from .storage import Layout, default_root
 from .errors import Forbidden, MissingFile
 from .transaction import transaction
@@ -59,7 +59,11 @@ class WarehouseCore:
         catalog.sweep_orphans(con, layout.root)
         from .erasure_files import recover
 
-        recover(con, layout.root)  # an erasure a kill interrupted: finished, or its new files swept
+        # An erasure or compaction a kill interrupted: finished, or its new files swept; files a
+        # compaction retired past their grace period removed.  Nothing else is swept without an age
+        # limit: another cursor of this process may bind its queries in an older snapshot.
+        recover(con, layout.root)
+        retention.sweep_uploads(con, layout.root)
         # Paths inside views are absolute; rebuilding on open keeps them right
         # after the directory has been moved.
         wh.refresh_views()

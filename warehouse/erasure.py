@@ -116,7 +116,7 @@ def _erase(wh, sel: Selection, report: ErasureReport, reason, who, block) -> Era
         needles = set(ids) | set(sel.videos) | paths
         withdrawn = results_naming(con, root, needles | shas)
         if withdrawn:
-            con.execute("UPDATE catalog.queries SET withdrawn = ? WHERE list_contains(?, query_id)",
+            con.execute(f"UPDATE catalog.queries SET withdrawn = ? WHERE {catalog.in_list('query_id')}",
                         [f"withdrawn by erasure {eid}" + (f": {reason}" if reason else ""), withdrawn])
             old_files += [f"results/{q}.parquet" for q in withdrawn]
         removed["results_withdrawn"] = len(withdrawn)
@@ -161,10 +161,10 @@ def _rewrite_parts(con, wh, ids: list[str], datasets: list[str]) -> list[tuple]:
     Returns [(old part row, new path | None, rows kept, keep mask)]."""
     affected = con.execute(
         "SELECT path, dataset, kind, encoder, row_count, run_id, created_dt FROM catalog.parts WHERE path IN ("
-        " SELECT part FROM catalog.assets WHERE list_contains($ids, coactive_image_id) UNION"
-        " SELECT part FROM catalog.embeddings WHERE list_contains($ids, coactive_image_id) UNION"
-        " SELECT part FROM catalog.analyses WHERE list_contains($ids, coactive_image_id))"
-        " OR list_contains($ds, dataset) ORDER BY created_dt, path", {"ids": ids, "ds": datasets}).fetchall()
+        f" SELECT part FROM catalog.assets WHERE {catalog.in_list('coactive_image_id', '$ids')} UNION"
+        f" SELECT part FROM catalog.embeddings WHERE {catalog.in_list('coactive_image_id', '$ids')} UNION"
+        f" SELECT part FROM catalog.analyses WHERE {catalog.in_list('coactive_image_id', '$ids')})"
+        f" OR {catalog.in_list('dataset', '$ds')} ORDER BY created_dt, path", {"ids": ids, "ds": datasets}).fetchall()
     keys = ["path", "dataset", "kind", "encoder", "row_count", "run_id", "created_dt"]
     drop = pa.array(ids, pa.string())
     out = []
@@ -211,7 +211,7 @@ def _swap_parts(con, root, rewrites, removed: dict) -> list[str]:
 def _delete_where(con, table: str, column: str, values: list) -> int:
     if not values:
         return 0
-    return con.execute(f"DELETE FROM catalog.{table} WHERE list_contains(?, {column})", [values]).fetchone()[0]
+    return con.execute(f"DELETE FROM catalog.{table} WHERE {catalog.in_list(column)}", [values]).fetchone()[0]
 
 
 def _withdraw_labels(con, eid: str, ids: list[str]) -> int:
@@ -220,7 +220,7 @@ def _withdraw_labels(con, eid: str, ids: list[str]) -> int:
     The new version keeps the head (a retrain refits without the withdrawn labels:
     `pixql concepts update`); its `training` records what was withdrawn and why.
     """
-    counts = con.execute("SELECT concept, count(*) FROM catalog.concept_labels WHERE list_contains(?, coactive_image_id)"
+    counts = con.execute(f"SELECT concept, count(*) FROM catalog.concept_labels WHERE {catalog.in_list('coactive_image_id')}"
                          " GROUP BY concept ORDER BY concept", [ids]).fetchall() if ids else []
     if not counts:
         return 0, {}
@@ -246,11 +246,14 @@ def _withdraw_labels(con, eid: str, ids: list[str]) -> int:
 
 def _anonymise_decisions(con, stones: dict[str, str]) -> int:
     """Decisions keep who decided what and when; the subject becomes its tombstone, the comment goes."""
-    n = 0
-    for subject, tid in stones.items():
-        n += con.execute("UPDATE catalog.moderation_decisions SET subject_id = ?, comment = NULL WHERE subject_id = ?",
-                         [f"erased:{tid}", subject]).fetchone()[0]
-    return n
+    if not stones:
+        return 0
+    # One join against the unnested mapping, not one UPDATE (a table scan) per erased subject.
+    return con.execute(
+        "UPDATE catalog.moderation_decisions SET subject_id = m.stone, comment = NULL "
+        "FROM (SELECT unnest(CAST(? AS VARCHAR[])) AS subject, unnest(CAST(? AS VARCHAR[])) AS stone) m "
+        "WHERE moderation_decisions.subject_id = m.subject",
+        [list(stones), [f"erased:{t}" for t in stones.values()]]).fetchone()[0]
 
 
 def _scrub(con, needles: set[str], chunk: int = 200) -> None:

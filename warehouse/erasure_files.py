@@ -1,6 +1,6 @@
-"""The file side of an erasure: its intent journal, the files it removes, and the sweep after a kill.
+"""The file side of an erasure or a compaction: the intent journal, the files removed, the sweep after a kill.
 
-`catalog.erasure_journal` holds one row per erasure in progress:
+`catalog.erasure_journal` holds one row per erasure (or compaction, `compact-<id>`) in progress:
 
 * `prepared` (its own commit, before any file is written): a kill from here to
   the main commit leaves the old state; the new part and score files written
@@ -8,6 +8,16 @@
 * `committed` (in the erasure's one catalog transaction, with the list of old
   files): queries see the new state; the files listed are removed, then the row.
   A kill before that ends is finished by `recover` on the next writable open.
+* `retired` (a compaction's commit, with the replaced files): those files are
+  not erased content, so they stay `compact_retire_s` seconds for readers
+  whose snapshot began before the commit (another cursor of the same process
+  with a half-read result binds its new queries in that older snapshot; a query
+  worker may be mid-way through the old part list), then `remove_retired`
+  deletes them and the row.  Until then no sweep takes them.
+
+Sweeps with no age limit (`sweep_scores`) run only after a kill left a
+`prepared` or `committed` row: every writable open would otherwise delete the
+files such older snapshots still read.
 
 Crash points for tests: `PIXQL_ERASURE_CRASH_AT=<point>` SIGKILLs the process there.
 """
@@ -36,7 +46,13 @@ def crash_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+# Journal rows of operations running in this process: another open of the same warehouse in this
+# process (DuckDB shares the database) must not take them for a killed one.
+LIVE: set[str] = set()
+
+
 def prepare(wh, erasure_id: str) -> None:
+    LIVE.add(erasure_id)
     with wh.transaction() as tx:
         tx.con.execute("INSERT INTO catalog.erasure_journal VALUES (?, 'prepared', NULL, ?)",
                        [erasure_id, catalog.now()])
@@ -73,34 +89,86 @@ def finish(wh, erasure_id: str, files: list[str]) -> int:
     crash_point("files_removed")
     with wh.transaction() as tx:
         tx.con.execute("DELETE FROM catalog.erasure_journal WHERE erasure_id = ?", [erasure_id])
+    LIVE.discard(erasure_id)
     return n
 
 
 def recover(con, root: Path) -> int:
-    """On a writable open: finish committed erasures, forget interrupted ones, sweep their files."""
+    """On a writable open: finish committed erasures, forget interrupted ones (and compactions), sweep
+    their files; remove the files of compactions retired long enough ago."""
     try:
         rows = con.execute("SELECT erasure_id, state, files FROM catalog.erasure_journal").fetchall()
     except Exception:  # a catalog before migration 6 (a read of an old file): nothing to do
         return 0
-    if not rows:
-        return 0
-    for eid, state, files in rows:
+    interrupted = [r for r in rows if r[1] != RETIRED and r[0] not in LIVE]
+    for eid, state, files in interrupted:
         if state == "committed":
             remove_files(root, json.loads(files or "[]"))
         con.execute("DELETE FROM catalog.erasure_journal WHERE erasure_id = ?", [eid])
-    sweep_scores(con, root)
-    return len(rows)
+    if interrupted:
+        sweep_scores(con, root)
+    remove_retired(con, root)
+    return len(interrupted)
+
+
+RETIRED = "retired"
+
+
+def retire(con, journal_id: str, files: list[str]) -> None:
+    """Inside a compaction's transaction: `files` are replaced, to be removed after the grace period."""
+    con.execute("UPDATE catalog.erasure_journal SET state = ?, files = ?, created_dt = ? WHERE erasure_id = ?",
+                [RETIRED, json.dumps(sorted(set(files))), catalog.now(), journal_id])
+    LIVE.discard(journal_id)  # a retired row is never taken for a killed operation
+
+
+def retired_files(con) -> set[str]:
+    """Files replaced by a compaction and not yet removed: no sweep takes them."""
+    try:
+        rows = con.execute("SELECT files FROM catalog.erasure_journal WHERE state = ?", [RETIRED]).fetchall()
+    except Exception:  # a catalog before migration 6
+        return set()
+    return {f for (files,) in rows for f in json.loads(files or "[]")}
+
+
+def abandon(wh, journal_id: str, files: list[str]) -> None:
+    """An operation that failed before its commit: remove the new files it wrote, and its row."""
+    remove_files(wh.root, files)
+    with wh.transaction() as tx:
+        tx.con.execute("DELETE FROM catalog.erasure_journal WHERE erasure_id = ?", [journal_id])
+    LIVE.discard(journal_id)
+
+
+def remove_retired(con, root: Path, grace_s: float | None = None) -> int:
+    """Remove the files of compactions retired more than `grace_s` (`compact_retire_s`) ago, and their rows."""
+    from datetime import timedelta
+
+    if grace_s is None:
+        from .settings import current
+
+        grace_s = current().compact_retire_s
+    cutoff = catalog.now() - timedelta(seconds=grace_s)
+    rows = con.execute("SELECT erasure_id, files FROM catalog.erasure_journal WHERE state = ? AND created_dt <= ?",
+                       [RETIRED, cutoff]).fetchall()
+    removed = 0
+    for jid, files in rows:
+        removed += remove_files(root, json.loads(files or "[]"))
+        con.execute("DELETE FROM catalog.erasure_journal WHERE erasure_id = ?", [jid])
+    return removed
 
 
 def sweep_scores(con, root: Path) -> int:
-    """Score files and raw vector copies nothing committed references (no age limit: call with no reader)."""
+    """Score files and raw vector copies nothing committed references (no age limit: call after a kill,
+    when no writer is mid-way); files a compaction retired stay until their grace period ends."""
     from . import concept_cache
 
-    removed = concept_cache.sweep(con, root, min_age_s=-1e9)
+    keep = retired_files(con)
+    removed = concept_cache.sweep(con, root, min_age_s=-1e9, keep=keep)
     vec_parts = {Path(p).stem for p in catalog.part_paths(con, "vectors")}
     base = root / "scores" / "_vectors"
     if base.exists():
         for p in base.rglob("*.npy"):
+            if str(p.relative_to(root)) in keep:
+                continue
             if p.name.split(".", 1)[0] not in vec_parts or p.name.startswith(TMP_PREFIX):
                 p.unlink(missing_ok=True)
                 removed += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .catalog import in_list
 from .errors import Invalid, NotFound
 
 
@@ -54,15 +55,15 @@ def select(con, image_id=None, video_id=None, path=None, sha256=None, dataset=No
     rows: list[tuple] = []
     q = f"SELECT {_ASSET_COLS} FROM pixql_internal.assets WHERE "
     if images:
-        rows += con.execute(q + f"list_contains(?, coactive_image_id) {scope}", [images, *scope_args]).fetchall()
+        rows += con.execute(q + in_list("coactive_image_id") + f" {scope}", [images, *scope_args]).fetchall()
     if vids:
-        rows += con.execute(q + f"list_contains(?, coactive_video_id) {scope}", [vids, *scope_args]).fetchall()
+        rows += con.execute(q + in_list("coactive_video_id") + f" {scope}", [vids, *scope_args]).fetchall()
     if paths:
-        rows += con.execute(q + f"list_contains(?, path) {scope}", [paths, *scope_args]).fetchall()
+        rows += con.execute(q + in_list("path") + f" {scope}", [paths, *scope_args]).fetchall()
     if shas:
-        rows += con.execute(q + f"list_contains(?, sha256) {scope}", [shas, *scope_args]).fetchall()
+        rows += con.execute(q + in_list("sha256") + f" {scope}", [shas, *scope_args]).fetchall()
     if dsets:
-        rows += con.execute(q + "list_contains(?, dataset)", [dsets]).fetchall()
+        rows += con.execute(q + in_list("dataset"), [dsets]).fetchall()
     if where:
         if ";" in where:
             raise Invalid("--where is one predicate over coactive_table_adv (no ';')")
@@ -71,25 +72,25 @@ def select(con, image_id=None, video_id=None, path=None, sha256=None, dataset=No
                 f"SELECT coactive_image_id FROM main.coactive_table_adv WHERE ({where}) {scope}", scope_args).fetchall()]
         except Exception as e:  # DuckDB's own message names the column or syntax at fault
             raise Invalid(f"bad --where predicate: {e}") from None
-        rows += con.execute(q + "list_contains(?, coactive_image_id)", [ids]).fetchall()
+        rows += con.execute(q + in_list("coactive_image_id"), [ids]).fetchall()
     # Videos named directly, by path or hash (a video with no keyframe committed yet too).
     vq = "SELECT coactive_video_id, dataset, path, sha256 FROM catalog.videos WHERE "
     vrows: list[tuple] = []
     if vids:
-        vrows += con.execute(vq + f"list_contains(?, coactive_video_id) {scope}", [vids, *scope_args]).fetchall()
+        vrows += con.execute(vq + in_list("coactive_video_id") + f" {scope}", [vids, *scope_args]).fetchall()
     if paths:
-        vrows += con.execute(vq + f"list_contains(?, path) {scope}", [paths, *scope_args]).fetchall()
+        vrows += con.execute(vq + in_list("path") + f" {scope}", [paths, *scope_args]).fetchall()
     if shas:
-        vrows += con.execute(vq + f"list_contains(?, sha256) {scope}", [shas, *scope_args]).fetchall()
+        vrows += con.execute(vq + in_list("sha256") + f" {scope}", [shas, *scope_args]).fetchall()
     if dsets:
-        vrows += con.execute(vq + "list_contains(?, dataset)", [dsets]).fetchall()
+        vrows += con.execute(vq + in_list("dataset"), [dsets]).fetchall()
     keyframe_videos = sorted({r[5] for r in rows if r[4] == "keyframe" and r[5]})
     if keyframe_videos:
-        vrows += con.execute(vq + "list_contains(?, coactive_video_id)", [keyframe_videos]).fetchall()
+        vrows += con.execute(vq + in_list("coactive_video_id"), [keyframe_videos]).fetchall()
     for vid, ds, p, sha in vrows:
         sel.videos[vid] = {"dataset": ds, "path": p, "sha256": sha}
     if sel.videos:  # every keyframe of every selected video
-        rows += con.execute(q + "list_contains(?, coactive_video_id)", [list(sel.videos)]).fetchall()
+        rows += con.execute(q + in_list("coactive_video_id"), [list(sel.videos)]).fetchall()
     for aid, ds, p, sha, media, vid in rows:
         sel.assets[aid] = {"dataset": ds, "path": p, "sha256": sha, "media_type": media, "video": vid}
     return sel

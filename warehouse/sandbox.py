@@ -84,7 +84,8 @@ def definitions(con, generation=None) -> dict:
 
 def macro_names(defs: dict) -> list[str]:
     """The warehouse's scalar macros a query may call (concept heads, lookups)."""
-    return sorted({name for _, name, ftype, *_ in defs["macros"] if ftype == "macro"})
+    # pixql_internal holds the views' part-file lists (server paths): not for users to call.
+    return sorted({name for schema, name, ftype, *_ in defs["macros"] if ftype == "macro" and schema != "pixql_internal"})
 
 
 def fingerprint(defs: dict) -> str:

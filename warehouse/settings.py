@@ -29,6 +29,17 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "pixql")
     # CLI: show tracebacks instead of one-line errors.
     debug: bool = False
+    # Compaction (warehouse/compaction.py): parts under this many rows are small, and merged
+    # parts hold up to this many; an ingest into a dataset that then has more than
+    # `compact_after_parts` small parts of one kind compacts it (0: only `pixql compact`).
+    compact_part_rows: int = Field(100_000, ge=2)
+    compact_after_parts: int = Field(64, ge=0)
+    # The files a compaction replaced stay this many seconds for readers that began before it
+    # (a query worker mid-way through the old part list), then go (warehouse/erasure_files.py).
+    compact_retire_s: float = Field(900.0, ge=0)
+    # Retention (warehouse/retention.py): an upload no asset, video or unfinished job names is
+    # removed once it is older than this many seconds.
+    uploads_grace_s: float = Field(3600.0, ge=0)
     # HMAC key for webhook signatures; unset: a random one kept in the catalog.
     webhook_secret: str | None = Field(None, repr=False)
     # S3-compatible object stores (MinIO, Ceph, R2, moto): the endpoint s3:// URIs go to.

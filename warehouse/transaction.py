@@ -31,7 +31,7 @@ DATA_GENERATION = "data_generation"
 # Catalog tables user views read (the sandbox copies them); a write to any of
 # them must call `data_changed()` in its transaction.  tests/test_views_seam.py
 # checks that the views read no other catalog table.
-SANDBOX_TABLES = frozenset({"moderation_decisions", "videos", "asset_metadata"})
+SANDBOX_TABLES = frozenset({"moderation_decisions", "videos", "asset_metadata", "ingest_errors"})
 
 
 _epoch = 0  # commits in this process that moved a counter (any warehouse): see `epoch`

@@ -1,8 +1,12 @@
 """Builds the views users query (`coactive_table`, `coactive_table_adv`, ...) from the catalog.
 
-Views are plain DuckDB views over `read_parquet([...])` of the committed parts, with
-absolute paths, so the stock DuckDB CLI opening `pixql.duckdb` sees the same rows
-as the SDK.  Internal building blocks live in the schema `pixql_internal`.
+Views are plain DuckDB views over `read_parquet(pixql_internal.files_<x>())` of the
+committed parts: each list of part files (absolute paths, in catalog order) is a
+macro of its own, so a view's SQL stays the same length however many parts a
+dataset has, and the stock DuckDB CLI opening `pixql.duckdb` sees the same rows
+as the SDK.  (DuckDB refuses subqueries as table-function arguments, so the list
+cannot be read from `catalog.parts` at query time; a macro is expanded at bind.)
+Internal building blocks live in the schema `pixql_internal`.
 
 Columns beyond the base ones come from *column providers*: small modules in this
 package that turn catalog data (concept heads, analyzer runs, moderation
@@ -84,9 +88,22 @@ def vectors_join(encoder: str) -> tuple[str, str]:
     )
 
 
-def _parquet_source(root: Path, rel_paths: list[str]) -> str:
+FILES_PREFIX = "files_"
+
+
+def files_macro(name: str, root: Path, rel_paths: list[str]) -> tuple[str, str]:
+    """(CREATE MACRO statement, the macro's name) for a list of part files, in order."""
+    macro = f"{INTERNAL}.{FILES_PREFIX}{safe_name(name)}"
     files = ", ".join("'" + str(root / p).replace("'", "''") + "'" for p in rel_paths)
-    return f"read_parquet([{files}], union_by_name = true)"
+    return f"CREATE OR REPLACE MACRO {macro}() AS [{files}]::VARCHAR[]", macro
+
+
+def parquet_source(name: str, root: Path, rel_paths: list[str], out: list[str],
+                   union_by_name: bool = True) -> str:
+    """`read_parquet(<macro>())` over `rel_paths`; the macro's statement is appended to `out`."""
+    stmt, macro = files_macro(name, root, rel_paths)
+    out.append(stmt)
+    return f"read_parquet({macro}()" + (", union_by_name = true)" if union_by_name else ")")
 
 
 def _providers():
@@ -116,7 +133,7 @@ def build(con, root: Path) -> list[str]:
     out = [f"CREATE SCHEMA IF NOT EXISTS {INTERNAL}"]
     asset_parts = catalog.part_paths(con, "assets")
     if asset_parts:
-        src = _parquet_source(root, asset_parts)
+        src = parquet_source("assets", root, asset_parts, out)
         cols = ", ".join(f.name for f in ASSET_SCHEMA)
         assets_sql = f"SELECT {cols} FROM {src}"
     else:
@@ -127,7 +144,7 @@ def build(con, root: Path) -> list[str]:
             "SELECT name, vector_columns FROM catalog.encoders ORDER BY name").fetchall():
         parts = catalog.part_paths(con, "vectors", encoder=encoder)
         if parts:
-            vec_sql = f"SELECT * FROM {_parquet_source(root, parts)}"
+            vec_sql = f"SELECT * FROM {parquet_source(f'vectors_{encoder}', root, parts, out)}"
         else:
             dims = json.loads(columns_json)
             cols = ", ".join(f"NULL::FLOAT[{d}] AS {c}" for c, d in dims.items())
@@ -168,6 +185,9 @@ def build(con, root: Path) -> list[str]:
         f"CREATE OR REPLACE VIEW main.coactive_table_adv AS\nSELECT {base}, {adv_base}{extra}{adv_extra}\n"
         f"FROM {INTERNAL}.assets a\n  {adv_joins}"
     )
+    # The current problem of each file that did not ingest (README "Ingest details").
+    out.append("CREATE OR REPLACE VIEW main.ingest_errors AS SELECT run_id, dataset, path, reason, created_dt "
+               "FROM catalog.ingest_errors")
     for name, select in parts.views:
         if callable(select):
             select = select(adv_column_names(parts))

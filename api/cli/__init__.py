@@ -4,7 +4,7 @@ from __future__ import annotations
 from .app import app
 from . import core  # noqa: F401  (registers commands)
 
-for _optional in ("concepts", "serve", "video", "moderation", "erasure"):
+for _optional in ("concepts", "serve", "video", "moderation", "erasure", "compact"):
     # Command groups added by later modules register themselves the same way.
     try:
         __import__(f"{__name__}.{_optional}")

@@ -3,7 +3,10 @@
 A result is kept by the item's content hash, the policy's fingerprint and the
 model state (the category concepts' versions and the similar-image lists), for
 `ttl_s` seconds (24 h by default), so a new concept version, a feedback entry
-or another policy misses.  Only paths, URLs and uploads are cached: an id names
+or another policy misses.  The TTL holds on disk too: expired rows (past their
+`expires_dt`, or older than the current `ttl_s` if it was lowered) are deleted
+from `catalog.moderation_cache` when the cache is made (server start) and at
+most once a minute as results are stored, not only skipped by `get`.  Only paths, URLs and uploads are cached: an id names
 a row whose result is computed from the warehouse anyway.
 """
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from datetime import timedelta
 
 from warehouse import catalog
@@ -19,6 +23,7 @@ from .. import taxonomy
 from ..policy import Policy
 
 DEFAULT_TTL_S = 24 * 3600
+PURGE_EVERY_S = 60.0
 
 
 def state_token(con) -> str:
@@ -43,10 +48,28 @@ class ResultCache:
         self.hits = 0
         self.misses = 0
         self._lock = threading.Lock()
+        self._purged = 0.0
+        if not getattr(wh, "read_only", False):
+            self.purge_expired()
+
+    def _cutoffs(self):
+        now = catalog.now()
+        return now, now - timedelta(seconds=max(self.ttl_s, 0))
+
+    def purge_expired(self) -> int:
+        """Delete the entries the TTL has ended (by their own expiry or the current TTL); return how many."""
+        now, oldest = self._cutoffs()
+        with self.wh.write_lock:
+            rows = self.wh.cursor().execute(
+                "DELETE FROM catalog.moderation_cache WHERE expires_dt <= ? OR created_dt <= ? RETURNING 1",
+                [now, oldest]).fetchall()
+        self._purged = time.monotonic()
+        return len(rows)
 
     def get(self, con, sha: str, pol: Policy, state: str) -> dict | None:
-        row = con.execute("SELECT result FROM catalog.moderation_cache WHERE cache_key = ? AND expires_dt > ?",
-                          [cache_key(sha, pol, state), catalog.now()]).fetchone()
+        now, oldest = self._cutoffs()
+        row = con.execute("SELECT result FROM catalog.moderation_cache WHERE cache_key = ? AND expires_dt > ?"
+                          " AND created_dt > ?", [cache_key(sha, pol, state), now, oldest]).fetchone()
         with self._lock:
             if row is None:
                 self.misses += 1
@@ -63,6 +86,8 @@ class ResultCache:
                 "INSERT OR REPLACE INTO catalog.moderation_cache VALUES (?, ?, ?, ?, ?, ?)",
                 [cache_key(res["sha256"], pol, state), res["sha256"], pol.spec(),
                  json.dumps(res, default=str), now, now + timedelta(seconds=self.ttl_s)])
+        if time.monotonic() - self._purged >= PURGE_EVERY_S:
+            self.purge_expired()
 
     def stats(self) -> dict:
         con = self.wh.cursor()

@@ -93,6 +93,8 @@ class _Committer:
         with self.wh.transaction(con=con) as tx:
             store.commit(con, layout.root, self.dataset, self.run_id, written, now)
             catalog.record_ingest_errors(con, self.run_id, self.dataset, self.errors, now)
+            if self.errors:
+                tx.data_changed()  # the ingest_errors view reads catalog.ingest_errors
             if written:
                 tx.rebuild_views()
         self.buffer.clear()
