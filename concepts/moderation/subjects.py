@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ingest import objects
-from ingest.objects import ObjectURI
+from ingest.objects import ObjectURI, is_uri, location
 from ingest.sources import PLAIN, FileAccess
 from warehouse.errors import Invalid, NotFound, PixqlError
 from warehouse.storage import atomic_write_bytes
@@ -131,8 +130,8 @@ class Subjects:
         stored by hash.  An `s3://` / `gs://` / `az://` path is read through `ingest.objects`
         (via `files`, which a server bounds to its object roots) and stays a URI: it is ingested
         and stored under that name, as ingest does with a bucket."""
-        if it.path and objects.is_uri(it.path):
-            uri = objects.location(it.path)
+        if it.path and is_uri(it.path):
+            uri = location(it.path)
             try:
                 sha = _sha256_file(uri, self.files)
             except FileNotFoundError as e:  # the store's reason: no such object / no such bucket
