@@ -235,9 +235,6 @@ def test_insights_endpoints_count_what_was_seeded(server, seeded):
 
 
 # -- dashboard ----------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="known bug since moderation scores nudity with open_nsfw/NudeNet: the click "
-                   "on the overturns chart's largest bar no longer navigates to drill=overturned (open, see the "
-                   "session note); strict, so the fix turns this red until the mark goes")
 def test_dashboard_draws_the_seeded_numbers_and_clicks_through(page, server, seeded):
     login(page, server, "/web/dashboard")
     page.wait_for_selector("body[data-dashboard=ready]")
