@@ -1,6 +1,6 @@
 """Ray's overhead on this machine: images/s of a local ingest vs a Ray ingest, and concept scoring GB/s.
 
-    nice -n 10 python benchmarks/ray_ingest.py [--copies 16] [--vector-rows 80000]
+    nice -n 10 python benchmarks/ray_ingest.py [--copies 32] [--vector-rows 80000]
 
 Re-executes itself inside a network namespace with only `lo` (tests/netns.py),
 starts a two-node Ray cluster (head + one worker node, 1 CPU each, so two
@@ -153,7 +153,7 @@ def main(args) -> dict:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--copies", type=int, default=16)
+    ap.add_argument("--copies", type=int, default=32)
     ap.add_argument("--vector-rows", type=int, default=80_000)
     args = ap.parse_args()
     import netns
