@@ -28,11 +28,6 @@ class ErasureOut(BaseModel):
     reason: str | None = None
 
 
-def resolve_dataset(state, dataset_id: str) -> str:
-    """The dataset name a `{dataset_id}` path parameter (name or UUID) names; an erased one is 410."""
-    return catalog.resolve_dataset(state.cursor(), dataset_id)
-
-
 def _erase(state, who, what: str, subject: str | None, reason, block, dry_run, **selector) -> ErasureOut:
     con = state.cursor()
     sel = select(con, **selector)
@@ -68,7 +63,7 @@ def delete_video(video_id: str, state: State, who: Writer, reason: str | None = 
 def delete_dataset(dataset_id: str, state: State, who: Admin, reason: str | None = Reason, block: bool = Block,
                    dry_run: bool = DryRun):
     """Erase a whole dataset (admin scope): its assets, videos, parts and row."""
-    name = resolve_dataset(state, dataset_id)
+    name = catalog.resolve_dataset(state.cursor(), dataset_id)  # an erased one is 410
     return _erase(state, who, "dataset", name, reason, block, dry_run, dataset=name)
 
 
@@ -76,7 +71,7 @@ def delete_dataset(dataset_id: str, state: State, who: Admin, reason: str | None
 def delete_dataset_image(dataset_id: str, coactive_image_id: str, state: State, who: Writer,
                          reason: str | None = Reason, block: bool = Block, dry_run: bool = DryRun):
     """The Coactive SDK's `dataset.delete_image`: one image of this dataset."""
-    name = resolve_dataset(state, dataset_id)
+    name = catalog.resolve_dataset(state.cursor(), dataset_id)  # an erased one is 410
     return _erase(state, who, "image", coactive_image_id, reason, block, dry_run, image_id=coactive_image_id,
                   within=name)
 
@@ -85,6 +80,6 @@ def delete_dataset_image(dataset_id: str, coactive_image_id: str, state: State, 
 def delete_dataset_video(dataset_id: str, coactive_video_id: str, state: State, who: Writer,
                          reason: str | None = Reason, block: bool = Block, dry_run: bool = DryRun):
     """The Coactive SDK's `dataset.delete_video`: one video of this dataset and its keyframes."""
-    name = resolve_dataset(state, dataset_id)
+    name = catalog.resolve_dataset(state.cursor(), dataset_id)  # an erased one is 410
     return _erase(state, who, "video", coactive_video_id, reason, block, dry_run, video_id=coactive_video_id,
                   within=name)
