@@ -1,16 +1,8 @@
-"""Datasets as Coactive clients name them: by name or by UUID, through `catalog.resolve_dataset`.
-
-The concept and search routes take a `wh` handle; these two wrap the catalog's
-one resolver (`catalog.resolve_dataset`, `catalog.dataset_uuid`) for them.
-"""
+"""The dataset id a Coactive client sees for a concept (its UUID; a concept of no dataset shows its
+encoder's first dataset). A reference a client sends is resolved by `catalog.resolve_dataset`."""
 from __future__ import annotations
 
 from warehouse import catalog
-
-
-def dataset_name(wh, ref: str) -> str:
-    """The name of the dataset `ref` names (its name or its UUID); NotFound otherwise."""
-    return catalog.resolve_dataset(wh.cursor(), ref)
 
 
 def dataset_public_id(wh, name: str | None, encoder: str | None = None) -> str:

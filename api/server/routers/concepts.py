@@ -24,9 +24,10 @@ from pydantic import BaseModel, ConfigDict
 from ..deps import Reader, State, Writer
 from ..models import (Candidate, ConceptCreate, ConceptOut, ConceptUpdate, ConceptVersionOut, Estimate, LabelOut,
                       LabelsPatch, Open)
-from ..dataset_ids import dataset_name, dataset_public_id
+from ..dataset_ids import dataset_public_id
 from ..models_search import (CandidatesToLabel, ConceptLabelOut, ConceptPrediction, PagedConceptLabels, PagedMeta,
                              paged_meta, visual)
+from warehouse import catalog
 from warehouse.errors import Invalid
 
 router = APIRouter(prefix="/api/v1/concepts", tags=["concepts"])
@@ -82,7 +83,7 @@ def create_concept(body: ConceptCreate, state: State, who: Writer):
     """
     from concepts import registry
 
-    dataset = dataset_name(state.wh, body.dataset_id) if body.dataset_id else None
+    dataset = catalog.resolve_dataset(state.cursor(), body.dataset_id) if body.dataset_id else None
     c = registry.create(state.wh, body.name, prompts=body.prompts, negative_prompts=body.negative_prompts,
                         positive=body.positive, negative=body.negative, description=body.description,
                         threshold=body.threshold, encoder=body.encoder, parent=body.parent,
@@ -100,7 +101,7 @@ def list_concepts(request: Request, state: State, who: Reader, parent: str | Non
 
     cs = registry.list_concepts(state.wh, parent=parent)
     if datasets:
-        wanted = {dataset_name(state.wh, d) for d in datasets}
+        wanted = {catalog.resolve_dataset(state.cursor(), d) for d in datasets}
         encs = {state.wh.cursor().execute("SELECT encoder FROM catalog.datasets WHERE name = ?", [d]).fetchone()[0]
                 for d in wanted}
         cs = [c for c in cs if c.dataset in wanted or (c.dataset is None and c.encoder in encs)]
@@ -226,7 +227,7 @@ def candidates(name: str, request: Request, state: State, who: Reader, n: int = 
     """The most uncertain unlabeled assets: label these next."""
     from concepts import active, search
 
-    ds = dataset_name(state.wh, dataset) if dataset else None
+    ds = catalog.resolve_dataset(state.cursor(), dataset) if dataset else None
     rows = active.candidates(state.wh, _name(state, name), limit or n, dataset=ds)
     if not (coactive_client(request) or limit is not None):
         return rows
@@ -240,7 +241,7 @@ def estimate(name: str, state: State, who: Reader, dataset: str | None = None):
     """How many assets are above the threshold, with a 95% interval on the expected count."""
     from concepts import active
 
-    ds = dataset_name(state.wh, dataset) if dataset else None
+    ds = catalog.resolve_dataset(state.cursor(), dataset) if dataset else None
     return active.estimate(state.wh, _name(state, name), dataset=ds)
 
 
@@ -254,7 +255,7 @@ def prediction_estimation(name: str, state: State, who: Reader,
     `estimation_fidelity` scored assets with intervals at `confidence_level` (Coactive's call)."""
     from concepts import active
 
-    ds = dataset_name(state.wh, dataset) if dataset else None
+    ds = catalog.resolve_dataset(state.cursor(), dataset) if dataset else None
     return ConceptPrediction(**active.prediction_estimate(state.wh, _name(state, name), threshold, confidence_level,
                                                           estimation_fidelity, dataset=ds))
 

@@ -14,9 +14,9 @@ from fastapi import APIRouter, Query
 
 from api.intake import IntakeDep, declares
 
-from ..dataset_ids import dataset_name
 from ..deps import Reader, State
 from ..models_search import SearchResult, paged_meta, visual
+from warehouse import catalog
 from warehouse.errors import Invalid, Unprocessable
 
 router = APIRouter(prefix="/api/v1/search", tags=["search"])
@@ -64,7 +64,7 @@ def search_dataset(state: State, who: Reader, dataset_id: str,
                           "images, a concept column or SQL for concepts and metadata")
     if not texts:
         raise Invalid("give query (or queries): the words to search for")
-    ds = dataset_name(state.wh, dataset_id)
+    ds = catalog.resolve_dataset(state.cursor(), dataset_id)
     enc = None if encoder in COACTIVE_ENCODERS else encoder
     hits = state.wh.search_text(texts, dataset=ds, encoder=enc, limit=limit, offset=offset,
                                 media_type=_media(asset_type))
@@ -89,7 +89,7 @@ def similar_images(state: State, who: Reader, intake: IntakeDep, dataset_id: str
         problems = intake.check_urls([image_public_url])  # refused (403) before anything else is looked at
         if problems:
             raise Invalid(problems[image_public_url])
-    ds = dataset_name(state.wh, dataset_id)
+    ds = catalog.resolve_dataset(state.cursor(), dataset_id)
     enc = None if encoder in COACTIVE_ENCODERS else encoder
     if image_public_url:
         data, _ = intake.fetch(image_public_url)
