@@ -8,51 +8,27 @@ so the SDK's union falls through to its `Keyframe`.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .models_coactive import SERVER_USER, PagedMeta, paged_meta, utc  # noqa: F401  (one page shape)
+from .models_coactive import SERVER_USER, Image, Keyframe, PagedMeta, Shot, Video, paged_meta  # noqa: F401
 
 
 class _Camel(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
 
-class ImageOut(_Camel):
-    created_user_id: str = Field(SERVER_USER, alias="createdUserId")
-    created_dt: str = Field(alias="createdDt")
-    updated_user_id: str = Field(SERVER_USER, alias="updatedUserId")
-    updated_dt: str = Field(alias="updatedDt")
-    coactive_image_id: str = Field(alias="coactiveImageId")
-    path: str | None = None
-    id: str | None = Field(None, description="The user's own id of the image (PixQL: none)")
-    metadata: dict[str, Any] | None = None
+class ImageOut(Image):
+    """The SDK's `Image`, with what a search hit or a candidate adds."""
+
     dataset: str | None = None
     score: float | None = Field(None, description="Search: cosine similarity or text score; candidates: probability")
 
 
-class VideoOut(_Camel):
-    created_user_id: str = Field(SERVER_USER, alias="createdUserId")
-    created_dt: str = Field(alias="createdDt")
-    updated_user_id: str = Field(SERVER_USER, alias="updatedUserId")
-    updated_dt: str = Field(alias="updatedDt")
-    path: str | None = None
-    coactive_video_id: str = Field(alias="coactiveVideoId")
-    metadata: dict[str, Any] | None = None
+class KeyframeOut(Keyframe):
+    """The SDK's `Keyframe`, with what a search hit or a candidate adds."""
 
-
-class ShotOut(_Camel):
-    shot_id: str = Field(alias="shotId")
-    start_time_ms: int = Field(alias="startTimeMs")
-    end_time_ms: int = Field(alias="endTimeMs")
-
-
-class KeyframeOut(_Camel):
-    coactive_image_id: str = Field(alias="coactiveImageId")
-    video: VideoOut
-    shot: ShotOut
-    timestamp: int | None = None
     path: str | None = None
     dataset: str | None = None
     score: float | None = None
@@ -108,18 +84,19 @@ class SimilarHit(BaseModel):
 
 def visual(d: dict, score: float | None = None) -> ImageOut | KeyframeOut:
     """An image or a keyframe answer from `concepts.search.describe`'s dict of one asset."""
-    created = utc(d.get("created_dt")) or ""
+    created = d.get("created_dt")
     if d.get("media_type") == "keyframe" and d.get("coactive_video_id"):
         v = d.get("video") or {}
         start = int(d.get("keyframe_time_ms") or 0)
         step = int(round(1000.0 / v["sample_fps"])) if v.get("sample_fps") else 1000
-        vcreated = utc(v.get("created_dt")) or created
+        vcreated = v.get("created_dt") or created
         return KeyframeOut(
             coactive_image_id=d["coactive_image_id"], timestamp=start, path=d.get("path"), dataset=d.get("dataset"),
             score=score,
-            video=VideoOut(created_dt=vcreated, updated_dt=vcreated, path=v.get("path"),
-                           coactive_video_id=d["coactive_video_id"]),
-            shot=ShotOut(shot_id=f"{d['coactive_video_id']}:{d.get('keyframe_index') or 0}",
-                         start_time_ms=start, end_time_ms=start + step))
-    return ImageOut(created_dt=created, updated_dt=created, coactive_image_id=d["coactive_image_id"],
-                    path=d.get("path"), metadata=d.get("metadata"), dataset=d.get("dataset"), score=score)
+            video=Video(created_user_id=SERVER_USER, created_dt=vcreated, updated_user_id=SERVER_USER,
+                        updated_dt=vcreated, path=v.get("path"), coactive_video_id=d["coactive_video_id"]),
+            shot=Shot(shot_id=f"{d['coactive_video_id']}:{d.get('keyframe_index') or 0}",
+                      start_time_ms=start, end_time_ms=start + step))
+    return ImageOut(created_user_id=SERVER_USER, created_dt=created, updated_user_id=SERVER_USER, updated_dt=created,
+                    coactive_image_id=d["coactive_image_id"], path=d.get("path"), metadata=d.get("metadata"),
+                    dataset=d.get("dataset"), score=score)
