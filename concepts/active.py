@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 
+from warehouse import catalog
+
 from .heads import ConceptError
 from .registry import current_labels, get, materialize
 
@@ -31,7 +33,7 @@ def candidates(wh, name: str, n: int = 20, dataset: str | None = None) -> list[d
     _ensure_scored(wh, name)
     labeled = list(current_labels(wh.cursor(), name))
     sql = (f"SELECT coactive_image_id, dataset, path, {name}_latest_prob AS prob FROM coactive_table "
-           f"WHERE {name}_latest_prob IS NOT NULL AND NOT list_contains(?, coactive_image_id)")
+           f"WHERE {name}_latest_prob IS NOT NULL AND NOT {catalog.in_list('coactive_image_id')}")
     args: list = [labeled]
     if dataset:
         sql += " AND dataset = ?"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from warehouse import catalog
 from warehouse.concept_cache import load_heads, probabilities
 
 from .heads import ConceptError
@@ -106,7 +107,7 @@ def classify(wh, paths, concepts=None, add: bool = False, dataset: str = "classi
 def _stored_ids(con, encoder: str, digests: list[str]) -> dict[str, str]:
     rows = con.execute(
         "SELECT a.sha256, min(a.coactive_image_id) FROM catalog.assets a JOIN catalog.embeddings e "
-        "USING (coactive_image_id) WHERE e.encoder = ? AND list_contains(?, a.sha256) GROUP BY 1",
+        f"USING (coactive_image_id) WHERE e.encoder = ? AND {catalog.in_list('a.sha256')} GROUP BY 1",
         [encoder, list(digests)],
     ).fetchall()
     return dict(rows)

@@ -665,7 +665,7 @@ def autosample_negatives(wh, name: str, n: int, dataset: str | None = None, seed
     labeled = list(current_labels(_cur(wh), name))
     sql = ("SELECT a.coactive_image_id FROM catalog.assets a JOIN catalog.embeddings e "
            "ON e.coactive_image_id = a.coactive_image_id AND e.encoder = ? "
-           "WHERE NOT list_contains(?, a.coactive_image_id)")
+           f"WHERE NOT {catalog.in_list('a.coactive_image_id')}")
     args: list = [c.encoder, labeled]
     if dataset or c.dataset:
         sql += " AND a.dataset = ?"
