@@ -49,6 +49,8 @@ PHOTO_CLASSES = {
     "astronaut": ["space shuttle", "military uniform", "suit"],
 }
 VIEWS = ("crop", "letterbox")
+# "flip" is the crop of the mirrored image; "crop+flip" the mean of the two (test-time flip averaging).
+EXTRA_VIEWS = ("flip",)
 PHOTO_VARIANTS = ("as is", "band 2:1", "band 1:2", "pad 2:1", "pad 3:1")
 SHORT = {"imagenet-lite0": "lite0", "imagenet-lite2": "lite2"}
 
@@ -78,6 +80,8 @@ def encode_views(enc, images_bytes: list[bytes], views=VIEWS, batch: int = 32, r
     import numpy as np
     import torch
 
+    from PIL import Image
+
     from ingest.decode import open_image
 
     target = int(round(enc.input_size / enc.crop_pct))
@@ -88,7 +92,8 @@ def encode_views(enc, images_bytes: list[bytes], views=VIEWS, batch: int = 32, r
         if reshape:
             ims = [reshape(im) for im in ims]
         for v in views:
-            t = torch.stack([enc._crop(im) if v == "crop" else enc._letterbox(im) for im in ims])
+            t = torch.stack([enc._crop(im) if v == "crop" else enc._letterbox(im) if v == "letterbox"
+                             else enc._crop(im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)) for im in ims])
             r = enc.encode(t)
             out[v]["features"].append(r["features"])
             out[v]["probs"].append(r["probs"])
@@ -98,7 +103,14 @@ def encode_views(enc, images_bytes: list[bytes], views=VIEWS, batch: int = 32, r
     res = {v: {k: np.concatenate(x) for k, x in d.items()} for v, d in out.items()}
     if set(VIEWS) <= set(res):
         res["both"] = {k: (res["crop"][k] + res["letterbox"][k]) / 2 for k in res["crop"]}
+    if {"crop", "flip"} <= set(res):
+        res["crop+flip"] = {k: (res["crop"][k] + res["flip"][k]) / 2 for k in res["crop"]}
     return res
+
+
+def derived_views(views) -> tuple:
+    """The means `encode_views` adds to the views it encoded."""
+    return (("both",) if set(VIEWS) <= set(views) else ()) + (("crop+flip",) if {"crop", "flip"} <= set(views) else ())
 
 
 def settings_of(V: dict, idx: dict, encs: list[str]) -> dict:
@@ -175,6 +187,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="a smoke run: the photos and every k-th other image")
     ap.add_argument("--negatives-every", type=int, default=1,
                     help="keep every image with a label (positive or ambiguous), the photos, and every N-th other one")
+    ap.add_argument("--first-views", default="crop,letterbox",
+                    help="views of the first encoder (crop, letterbox, flip: the mirrored crop)")
     ap.add_argument("--second-views", default="crop,letterbox", help="views of the encoders after the first")
     ap.add_argument("--second-stride", type=int, default=1,
                     help="encoders after the first see every N-th image (plus the photos and --keep-labels)")
@@ -204,7 +218,7 @@ def main() -> None:
     V, idx = {}, {}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for n, e in enumerate(encs):
-        views = VIEWS if n == 0 else tuple(v for v in args.second_views.split(",") if v)
+        views = tuple(v for v in (args.first_views if n == 0 else args.second_views).split(",") if v)
         stride = 1 if n == 0 else args.second_stride
         idx[e] = np.array([k for k, it in enumerate(items) if k % stride == 0 or it.source == "photos"
                            or (set(it.positives) | set(it.ambiguous)) & keep])
@@ -216,7 +230,7 @@ def main() -> None:
             held = z["index"] if "index" in z.files else np.arange(len(items))
             assert len(held) == len(idx[e]) and (held == idx[e]).all(), f"{vec_file} holds other images: delete it"
             V[e] = {v: {"features": z[f"{v}_features"], "probs": z[f"{v}_probs"]}
-                    for v in views + (("both",) if set(VIEWS) <= set(views) else ())}
+                    for v in views + derived_views(views)}
             continue
         enc = encoders.get_encoder(e)
         t = time.perf_counter()
