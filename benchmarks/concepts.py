@@ -34,6 +34,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from warehouse import Warehouse, catalog  # noqa: E402
+from warehouse import vector_store  # noqa: E402
 from warehouse.schema import ASSET_SCHEMA, vectors_table  # noqa: E402
 from warehouse.storage import atomic_write_parquet  # noqa: E402
 
@@ -94,8 +95,8 @@ def build(root: Path, n: int, dim: int, part_rows: int = 100_000, seed: int = 0,
             "run_id": ["bench"] * m,
         }, schema=ASSET_SCHEMA)
         ap = atomic_write_parquet(assets, layout.new_part_path(layout.assets_dir("bench")))
-        vp = atomic_write_parquet(vectors_table(ids, mats_now),
-                                  layout.new_part_path(layout.vectors_dir("bench", encoder)))
+        vp = vector_store.write_table(vectors_table(ids, mats_now),
+                                      layout.new_part_path(layout.vectors_dir("bench", encoder)))
         a_rel, v_rel = str(ap.relative_to(wh.root)), str(vp.relative_to(wh.root))
         with wh.transaction(con=con):
             catalog.insert_part(con, a_rel, "bench", "assets", None, m, "bench", now)
