@@ -62,13 +62,23 @@ def unit_vectors(rng, m: int, dim: int) -> np.ndarray:
     return X
 
 
+def legacy_vectors_table(ids: list[str], columns: dict) -> pa.Table:
+    """A vectors part as releases before `warehouse/vector_store.py` wrote it: FLOAT[D] lists (zstd)."""
+    arrays = [pa.array(ids, pa.string())]
+    for mat in columns.values():
+        mat = np.ascontiguousarray(mat, dtype=np.float32)
+        arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(mat.reshape(-1), pa.float32()), mat.shape[1]))
+    return pa.Table.from_arrays(arrays, names=["coactive_image_id", *columns])
+
+
 def build(root: Path, n: int, dim: int, part_rows: int = 100_000, seed: int = 0, keep_matrix: bool = False,
-          encoder: str | None = None, columns: dict | None = None):
+          encoder: str | None = None, columns: dict | None = None, legacy: bool = False):
     """A warehouse with `n` synthetic assets and unit vectors; returns (wh, encoder, X or None).
 
     `columns` ({name: (dim, make(rng, rows, dim) -> float32 matrix)}) and `encoder` give other
     shapes (benchmarks/search.py: an ImageNet encoder's `features` and `probs`); the default is
-    one unit-vector column `embedding` of `dim` under the encoder `synthetic-<dim>`.
+    one unit-vector column `embedding` of `dim` under the encoder `synthetic-<dim>`.  `legacy`
+    writes the vector parts in the old FLOAT-list form (an old warehouse).
     """
     wh = Warehouse.open(root)
     encoder = encoder or f"synthetic-{dim}"
@@ -95,8 +105,9 @@ def build(root: Path, n: int, dim: int, part_rows: int = 100_000, seed: int = 0,
             "run_id": ["bench"] * m,
         }, schema=ASSET_SCHEMA)
         ap = atomic_write_parquet(assets, layout.new_part_path(layout.assets_dir("bench")))
-        vp = vector_store.write_table(vectors_table(ids, mats_now),
-                                      layout.new_part_path(layout.vectors_dir("bench", encoder)))
+        vpath = layout.new_part_path(layout.vectors_dir("bench", encoder))
+        vp = atomic_write_parquet(legacy_vectors_table(ids, mats_now), vpath) if legacy else \
+            vector_store.write_table(vectors_table(ids, mats_now), vpath)
         a_rel, v_rel = str(ap.relative_to(wh.root)), str(vp.relative_to(wh.root))
         with wh.transaction(con=con):
             catalog.insert_part(con, a_rel, "bench", "assets", None, m, "bench", now)
