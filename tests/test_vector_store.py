@@ -70,6 +70,12 @@ def test_old_form_part_is_not_mapped_but_still_reads(tmp_path):
     assert vector_store.open_column(path, "features", 4) is None
     assert np.array_equal(vector_store.read(path, "features", 4), X)
     assert vector_store.conform(pq.read_table(path)).column(1).type.value_type.bit_width == 16
+    # An old warehouse that ingests new parts: one view reads both forms.
+    new = tmp_path / "new.parquet"
+    vector_store.write_table(vector_store.vectors_table([f"n{i}" for i in range(50)], {"features": X}), new)
+    rows = duckdb.sql(f"SELECT features::FLOAT[4] FROM read_parquet(['{path}', '{new}'], union_by_name = true)").fetchall()
+    got = np.array([r[0] for r in rows], np.float32)
+    assert np.array_equal(got[:50], X) and np.array_equal(got[50:], _f16(X))
 
 
 def _heads(encoder, F_dim, P_dim, rng, labelled_from=None):
