@@ -61,7 +61,8 @@ def main(args) -> dict:
     from test_ray_ingest import NODE, _photos
     from warehouse import concept_cache, ray_scoring
     from warehouse.schema import vectors_table
-    from warehouse.storage import Layout, atomic_write_parquet
+    from warehouse import vector_store
+    from warehouse.storage import Layout
 
     from test_ray_ingest import _address_file_dir
 
@@ -127,7 +128,7 @@ def main(args) -> dict:
     for i in range(0, args.vector_rows, per):
         X = rng.standard_normal((per, 1280), dtype=np.float32)
         p = layout.new_part_path(layout.vectors_dir("d", "bench"))
-        atomic_write_parquet(vectors_table([f"{i + j}" for j in range(per)], {"features": X}), p)
+        vector_store.write_table(vectors_table([f"{i + j}" for j in range(per)], {"features": X}), p)
         parts.append(str(p.relative_to(layout.root)))
     head = concept_cache.Head("c", 1, "bench", "features", 1280, rng.standard_normal(1280).astype(np.float32),
                               1.0, 0.0, "logistic", 0.5)

@@ -75,7 +75,7 @@ def stored_scores(con, root, head) -> np.ndarray:
     for part in catalog.part_paths(con, "vectors", encoder=head.encoder):
         _, X = read_vector_part(root, head.encoder, part, head.column, head.dim)
         if len(X):
-            p = probabilities(np.asarray(X), [head.as_head()])[:, 0]
+            p = probabilities(X, [head.as_head()])[:, 0]
             out.append(p)
             n += len(p)
         if n >= MAX_SCORES:

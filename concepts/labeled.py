@@ -38,8 +38,11 @@ def vectors_for(con, root, encoder: str, column: str, dim: int, ids: list[str]) 
     """Stored vectors of `ids` (in that order); an asset without one is an error."""
     if not ids:
         return np.zeros((0, dim), dtype=np.float32)
+    # A semi-join on the unnested ids: `list_contains(ids, id)` per row cost 2.7 s for the 2,048
+    # population ids at 1M assets (issue 16), the join 0.16 s.
     rows = con.execute(
-        "SELECT coactive_image_id, part FROM catalog.embeddings WHERE encoder = ? AND list_contains(?, coactive_image_id)",
+        "SELECT coactive_image_id, part FROM catalog.embeddings WHERE encoder = ? AND "
+        + catalog.in_list("coactive_image_id"),
         [encoder, list(ids)],
     ).fetchall()
     where = dict(rows)
@@ -53,7 +56,7 @@ def vectors_for(con, root, encoder: str, column: str, dim: int, ids: list[str]) 
     for part, ks in by_part.items():
         pids, X = read_vector_part(root, encoder, part, column, dim)
         index = {v: n for n, v in enumerate(pids.to_pylist())}
-        out[ks] = np.asarray(X)[[index[ids[k]] for k in ks]]
+        out[ks] = X[np.asarray([index[ids[k]] for k in ks])]  # only these rows of the mapped part
     return out
 
 

@@ -5,10 +5,11 @@
     similar(wh, image=PIL.Image, dataset="photos")          -> [Hit]   (the image embedded first)
 
 Both are exact: every stored vector of the dataset's encoder is scored, in bulk,
-from the raw float32 copies `warehouse/concept_cache.py` keeps of each vector
-part (`scores/_vectors/`, memory-mapped; the first search of a part decodes its
-Parquet once and leaves the copy).  Row norms are cached beside them, so a
-similar-image search is one matrix-vector product and a partial sort per part.
+straight from the vector parts (`warehouse/vector_store.py`: the float16 matrix
+inside each part, memory-mapped; parts of the old form through their raw float32
+copy in `scores/_vectors/`).  Row norms are cached in `scores/_vectors/` too
+(`<part>.<column>.norms.npy`, 4 bytes an asset), so a similar-image search is one
+matrix-vector product and a partial sort per part.
 
 * **text**: the encoder's text side builds the same head a text concept with that
   prompt gets (`concepts/text.py`: ConSE over `probs` on ImageNet encoders, the
@@ -31,6 +32,7 @@ import pyarrow.parquet as pq
 from warehouse import catalog
 from warehouse.concept_cache import _sidecar, read_vector_part
 from warehouse.similarity_sql import similarity_column
+from warehouse.vector_store import Stored
 
 from .heads import ConceptError, ConceptNotFound, class_names
 from .text import text_head
@@ -62,26 +64,21 @@ def _part_ids(root: Path, part: str) -> np.ndarray:
     return ids
 
 
-def _part_vectors(root: Path, encoder: str, part: str, column: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, (N, dim) float32 memory-mapped) of one vector part."""
+def _part_vectors(root: Path, encoder: str, part: str, column: str, dim: int) -> tuple[np.ndarray, object]:
+    """(ids, (N, dim) memory-mapped rows) of one vector part; the map is kept open between searches."""
     ids = _part_ids(root, part)
-    side = _sidecar(root, encoder, part, column)
-    key = (str(side), column)
+    key = (str(root / part), column)
     X = _maps.get(key)
-    if X is not None and X.shape == (len(ids), dim) and side.exists():
+    if X is not None and X.shape == (len(ids), dim):
         return ids, X
-    if side.exists():
-        X = np.load(side, mmap_mode="r")
-        if X.shape == (len(ids), dim):
-            if len(_maps) > 4096:
-                _maps.clear()
-            _maps[key] = X
-            return ids, X
-    _, X = read_vector_part(root, encoder, part, column, dim)  # decodes once, writes the sidecar
+    _, X = read_vector_part(root, encoder, part, column, dim)
+    if len(_maps) > 4096:
+        _maps.clear()
+    _maps[key] = X
     return ids, X
 
 
-def _part_norms(root: Path, encoder: str, part: str, column: str, X: np.ndarray) -> np.ndarray:
+def _part_norms(root: Path, encoder: str, part: str, column: str, X) -> np.ndarray:
     side = _sidecar(root, encoder, part, column)
     path = side.with_name(side.name[: -len(".npy")] + ".norms.npy")
     n = _maps.get((str(path), column))
@@ -92,7 +89,8 @@ def _part_norms(root: Path, encoder: str, part: str, column: str, X: np.ndarray)
         if n.shape == (len(X),):
             _maps[(str(path), column)] = n
             return n
-    n = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float32)).astype(np.float32)
+    sq = X.sq_norms() if isinstance(X, Stored) else np.einsum("ij,ij->i", X, X, dtype=np.float32)
+    n = np.sqrt(sq).astype(np.float32)
     with _norms_lock:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".tmp-{threading.get_ident()}-{path.name}")

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from encoders import get_encoder, normalize_name
 from warehouse import catalog, encoder_sql, tombstones
+from warehouse import vector_store
 from warehouse.schema import ASSET_SCHEMA, vectors_table
 from warehouse.settings import current as current_settings
 from warehouse.storage import atomic_write_parquet
@@ -149,7 +150,7 @@ class PartBuffer:
         if self.vec_ids:
             mats = {c: np.stack(v) for c, v in self.vec_cols.items()}
             p = layout.new_part_path(layout.vectors_dir(self.dataset, self.encoder))
-            atomic_write_parquet(vectors_table(self.vec_ids, mats), p)
+            vector_store.write_table(vectors_table(self.vec_ids, mats), p)  # float16, mapped by the scorer
             new_parts.append(("vectors", self.encoder, p, len(self.vec_ids)))
         return new_parts, self.analysis.write(layout, self.dataset)
 

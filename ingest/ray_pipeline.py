@@ -216,26 +216,30 @@ def _without(wh, desc: dict, dup: set) -> dict:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    from warehouse import vector_store
     from warehouse.storage import atomic_write_parquet
 
-    def rewrite(path: str) -> tuple[str, int]:
+    def rewrite(kind: str, path: str) -> tuple[str, int]:
         t = pq.read_table(path)
         keep = pc.invert(pc.is_in(t.column("coactive_image_id"), value_set=pa.array(sorted(dup), pa.string())))
         t = t.filter(keep)
         new = wh.layout.new_part_path(Path(path).parent)
         if t.num_rows:
-            atomic_write_parquet(t, new)
+            if kind == "vectors":
+                vector_store.write_table(vector_store.conform(t), new)
+            else:
+                atomic_write_parquet(t, new)
         Path(path).unlink(missing_ok=True)
         return str(new), t.num_rows
 
     parts = []
     for kind, enc, p, _ in desc["parts"]:
-        new, n = rewrite(p)
+        new, n = rewrite(kind, p)
         if n:
             parts.append((kind, enc, new, n))
     analyzed = []
     for name, p, ids in desc["analyzed"]:
-        new, n = rewrite(p)
+        new, n = rewrite("analyzer", p)
         if n:
             analyzed.append((name, new, [i for i in ids if i not in dup]))
     return {**desc, "parts": parts, "analyzed": analyzed,

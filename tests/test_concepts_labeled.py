@@ -149,7 +149,8 @@ def test_benchmark_builder_and_model_heads_on_synthetic_vectors(tmp_path):
     ids = [r[0] for r in wh.sql("SELECT coactive_image_id FROM pixql_internal.assets").fetchall()]
     expected = heads["syringe"].predict(X)
     got = dict(wh.sql("SELECT coactive_image_id, syringe_prob FROM coactive_table").fetchall())
-    assert np.allclose([got[i] for i in ids], expected, atol=1e-6)
+    # Vectors are stored as float16 (warehouse/vector_store.py): within 1e-3 of float32 scoring.
+    assert np.allclose([got[i] for i in ids], expected, rtol=0, atol=1e-3)
     n_fight = int((heads["fight"].predict(X) >= 0.5).sum())
     assert 0 < n_fight < 300
     assert wh.sql("SELECT count(*) FROM coactive_table WHERE fight = 1").fetchone()[0] == n_fight

@@ -5,7 +5,10 @@ small ingests holds thousands of parts; every query (and every view build)
 then opens each file.  `compact` merges, per dataset, the small parts of each
 kind (assets, vectors per encoder, analyzer results per analyzer) in catalog
 order into parts of up to `part_rows` rows.  Rows keep their values and their
-order, so asset ids, vectors and analyzer columns do not change.
+order, so asset ids, vectors and analyzer columns do not change; merged vector
+parts are written in `vector_store`'s compact form (float16), so a part of the
+older FLOAT form is rounded to float16 on the way (scores move by under 1e-3,
+the budget that form was chosen by) and needs no raw copy any more.
 
 Materialised concept scores (`concept_cache.py`) are aligned row by row with
 `pixql_internal.assets` in catalog part order; a merge moves rows in that
@@ -13,8 +16,8 @@ order, so every complete cache is rewritten by slicing its old files per part
 and concatenating the slices in the new part order (no rescoring: the very
 same float64 values), and the combined segments are rebuilt from them at
 commit.  A cache that was not complete is dropped (its macro serves until the
-next refresh).  Raw vector copies (`scores/_vectors/`) of merged vector parts
-are concatenated likewise.
+next refresh).  Raw vector copies (`scores/_vectors/`) of merged old-form parts
+are retired with them: the merged part is memory-mapped as it is.
 
 Crash safety, through the intent journal of `erasure_files` (row `compact-<id>`):
 the row is committed `prepared` first, then the new files are written (atomic
@@ -41,7 +44,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import catalog, concept_cache, erasure_files
+from . import catalog, concept_cache, erasure_files, vector_store
 from .storage import TMP_PREFIX, _fsync_dir
 
 KINDS = ("assets", "vectors", "analyzer")
@@ -164,29 +167,18 @@ def _write_merged(root: Path, sources: list[str], dest: Path) -> int:
     return rows
 
 
-def _merge_sidecars(root: Path, encoder: str, columns: dict[str, int], m: Merge) -> list[str]:
-    """Concatenate the raw float32 copies of the sources, when all exist (else they are rebuilt lazily);
-    return the files written."""
-    out_files = []
-    for col, dim in columns.items():
-        sides = [concept_cache._sidecar(root, encoder, s, col) for s in m.sources]
-        if not all(p.exists() for p in sides):
-            continue
-        arrays = [np.load(p, mmap_mode="r") for p in sides]
-        if any(a.ndim != 2 or a.shape[1] != dim for a in arrays):
-            continue
-        dest = concept_cache._sidecar(root, encoder, m.path, col)
-        tmp = dest.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}-{dest.name}"
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(sum(len(a) for a in arrays), dim))
-        i = 0
-        for a in arrays:
-            out[i:i + len(a)] = a
-            i += len(a)
-        out.flush()
-        del out
-        os.replace(tmp, dest)
-        out_files.append(str(dest.relative_to(root)))
-    return out_files
+def _write_merged_vectors(root: Path, sources: list[str], dest: Path) -> int:
+    """The sources' rows, in order, as one vectors part in the compact form (streamed part by part)."""
+    tables = [vector_store.conform(pq.read_table(root / sources[0]))]
+    schema = tables[0].schema
+
+    def each():
+        yield tables.pop()
+        for s in sources[1:]:
+            t = vector_store.conform(pq.read_table(root / s))
+            yield t.select(schema.names).cast(schema)
+
+    return vector_store.write_tables(each(), schema, dest)
 
 
 # -- the score caches ------------------------------------------------------------------------
@@ -283,11 +275,10 @@ def _compact_one(wh, con, dataset: str, part_rows: int, step) -> CompactReport:
             dest = layout.new_part_path(d)
             m.path = str(dest.relative_to(root))
             written.append(m.path)
-            n = _write_merged(root, m.sources, dest)
+            n = _write_merged_vectors(root, m.sources, dest) if m.kind == "vectors" else \
+                _write_merged(root, m.sources, dest)
             if n != m.rows:
                 raise RuntimeError(f"compaction read {n} rows from {len(m.sources)} parts, the catalog says {m.rows}")
-            if m.kind == "vectors":
-                written += _merge_sidecars(root, m.encoder, catalog.encoder_columns(con, m.encoder), m)
             step(f"wrote {m.kind}")
 
         old_segments = _segments(con)

@@ -17,10 +17,12 @@ catalog order.  A later asset part gets its own increment file
 current asset parts, or whose covered assets got new vectors, is dropped and
 the macro takes over until it is rebuilt, so a query never reads stale scores.
 
-Decoding FLOAT[D] lists from Parquet is ~15x slower than the matrix product, so
-the first read of a vector part also leaves a raw float32 copy of the column in
-`scores/_vectors/<encoder>/<part>.<column>.npy` (a rebuildable cache, parts
-are immutable) that later bulk scorings memory-map.
+Vector parts are read through `vector_store`: a part in the compact form
+(list<float16>, uncompressed) is memory-mapped and multiplied a few thousand rows
+at a time, with no decoding and no copy.  A part written before that form is
+decoded once and, as before, leaves a raw float32 copy of the column in
+`scores/_vectors/<encoder>/<part>.<column>.npy` that later scorings map (a
+rebuildable cache; compaction and erasure rewrite such parts in the compact form).
 
 Size: over 400 lines because the bulk scorer, the segment bookkeeping and the
 staleness checks share one alignment invariant (rows in `pixql_internal.assets`
@@ -39,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import catalog
+from . import catalog, vector_store
 from .storage import TMP_PREFIX, atomic_write_parquet, safe_name
 
 Z_CLAMP = 50.0
@@ -78,7 +80,7 @@ def probabilities(X: np.ndarray, heads: list[Head]) -> np.ndarray:
     if not heads:
         return np.zeros((len(X), 0))
     W = np.stack([h.weights for h in heads], axis=1).astype(np.float32)
-    Z = (np.asarray(X, dtype=np.float32) @ W).astype(np.float64)
+    Z = vector_store.matmul(X, W).astype(np.float64)  # every head in one pass over X
     Z *= np.array([h.scale for h in heads])
     Z += np.array([h.bias for h in heads])
     out = np.empty_like(Z)
@@ -95,18 +97,20 @@ def _sidecar(root: Path, encoder: str, part: str, column: str) -> Path:
     return root / "scores" / "_vectors" / safe_name(encoder) / f"{Path(part).stem}.{column}.npy"
 
 
-def read_vector_part(root: Path, encoder: str, part: str, column: str, dim: int) -> tuple[pa.Array, np.ndarray]:
-    """(ids, (N, dim) float32) of one vector part, via the raw sidecar when present."""
+def read_vector_part(root: Path, encoder: str, part: str, column: str, dim: int) -> tuple[pa.Array, object]:
+    """(ids, (N, dim) rows) of one vector part: a memory-mapped `vector_store.Stored` for a compact
+    part; for a part in the old form the raw float32 sidecar (written on first read)."""
     path = root / part
     ids = pq.read_table(path, columns=["coactive_image_id"]).column(0).combine_chunks()
+    X = vector_store.open_column(path, column, dim)
+    if X is not None and X.shape == (len(ids), dim):
+        return ids, X
     side = _sidecar(root, encoder, part, column)
     if side.exists():
         X = np.load(side, mmap_mode="r")
         if X.shape == (len(ids), dim):
             return ids, X
-    col = pq.read_table(path, columns=[column]).column(0).combine_chunks()
-    flat = col.flatten().to_numpy(zero_copy_only=False)
-    X = np.ascontiguousarray(flat, dtype=np.float32).reshape(len(ids), dim)
+    X = vector_store.read(path, column, dim)
     side.parent.mkdir(parents=True, exist_ok=True)
     tmp = side.parent / f"{TMP_PREFIX}{side.name}"
     with open(tmp, "wb") as fh:

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from . import catalog, concept_cache, erasure_scores, tombstones
 from .erasure_files import commit_intent, crash_point, finish, prepare, results_naming, sidecars
 from .erasure_select import Selection
+from . import vector_store
 from .storage import atomic_write_parquet
 
 ERASED = "[erased]"
@@ -182,7 +183,10 @@ def _rewrite_parts(con, wh, ids: list[str], datasets: list[str]) -> list[tuple]:
         new = None
         if kept.num_rows:
             new_path = wh.layout.new_part_path(src.parent)
-            atomic_write_parquet(kept, new_path)
+            if part["kind"] == "vectors":  # the compact form, whatever form the old part had
+                vector_store.write_table(vector_store.conform(kept), new_path)
+            else:
+                atomic_write_parquet(kept, new_path)
             new = str(new_path.relative_to(wh.root))
             crash_point("part_written")
         out.append((part, new, kept.num_rows, keep.to_numpy(zero_copy_only=False).astype(bool)))

@@ -7,9 +7,9 @@
 writes the same `scores/` files and `catalog.concept_scores` rows as local
 scoring (same transaction, same writer); only the scorer differs: each group
 of vector parts is read and multiplied by the heads' weights in a Ray task on
-some node (the part's raw float32 sidecar is left on the shared storage, as
-locally), and the probabilities come back to the head, which writes the cache.
-It equals local scoring: the same numpy code on the same float32 vectors.
+some node (which memory-maps the part's float16 matrix from the shared storage,
+as locally), and the probabilities come back to the head, which writes the cache.
+It equals local scoring: the same numpy code on the same stored vectors.
 `ingest/ray_pipeline.py` connects through `connect` too.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Arrow schemas of the Parquet parts: assets and vectors.
+"""Arrow schemas of the Parquet parts: assets and vectors (whose stored form is `vector_store`'s).
 
 The asset schema is the contract between ingest (which writes parts) and the
 views (which read them); both import it from here.
@@ -43,19 +43,11 @@ def empty_select(schema: pa.Schema) -> str:
 
 
 def vectors_table(ids: list[str], columns: dict[str, "object"]) -> pa.Table:
-    """Build a vectors part: coactive_image_id plus one FLOAT[D] column per array.
+    """Build a vectors part: coactive_image_id plus one list<float16> column per (N, D) array.
 
-    `columns` maps column name to a 2-D float32 numpy array with one row per id.
-    Fixed-size lists become DuckDB ARRAY columns (FLOAT[D]), which
-    array_inner_product reads without conversion.
+    The stored form is `vector_store`'s (write it with `vector_store.write_table`);
+    DuckDB reads the columns as FLOAT[], numpy maps them.
     """
-    import numpy as np
+    from .vector_store import vectors_table as build
 
-    arrays = [pa.array(ids, pa.string())]
-    names = ["coactive_image_id"]
-    for name, mat in columns.items():
-        mat = np.ascontiguousarray(mat, dtype=np.float32)
-        flat = pa.array(mat.reshape(-1), pa.float32())
-        arrays.append(pa.FixedSizeListArray.from_arrays(flat, mat.shape[1]))
-        names.append(name)
-    return pa.Table.from_arrays(arrays, names=names)
+    return build(ids, columns)
