@@ -348,3 +348,30 @@ def test_one_token_uses_every_worker_until_another_token_waits(fresh_root):
     finally:
         engine.shutdown()
         wh.close()
+
+
+def test_group_commit_tells_a_waiting_writer_before_the_lazy_ones_commit(tmp_path):
+    """A held lazy write (a Complete) commits after, and apart from, the INSERT a client waits on."""
+    import duckdb
+
+    from warehouse.query_queue import GroupCommit
+
+    con = duckdb.connect(str(tmp_path / "c.duckdb"))
+    con.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v VARCHAR)")
+    con.execute("INSERT INTO t VALUES (1, 'old')")
+    writer = GroupCommit(con.cursor, linger=3600)
+    try:
+        told = []
+        writer.submit("UPDATE t SET v = 'done' WHERE k = 1 RETURNING v", [], lambda row, e: told.append(("lazy", row, e)),
+                      lazy=True)
+        writer.submit("INSERT INTO t VALUES (2, 'new') RETURNING v", [], lambda row, e: told.append(("now", row, e)))
+        # A lazy write that fails (a duplicate key) fails alone: the INSERT beside it stands.
+        writer.submit("INSERT INTO t VALUES (2, 'dup') RETURNING v", [], lambda row, e: told.append(("dup", row, e)),
+                      lazy=True)
+        writer.flush()
+        assert told[0] == ("now", ("new",), None)
+        assert told[1] == ("lazy", ("done",), None) and told[2][0] == "dup" and told[2][2] is not None
+        assert con.execute("SELECT k, v FROM t ORDER BY k").fetchall() == [(1, "done"), (2, "new")]
+    finally:
+        writer.close()
+        con.close()

@@ -14,7 +14,7 @@ are read from there, or for a small result from the copy the worker sent back.
 Catalog writes are few and batched (`query_queue.GroupCommit`): the INSERT,
 committed before `submit` returns (the query already runs meanwhile);
 `Running` only for a query still running after `running_after_s`; the end,
-which for `Complete` may linger to share the next commit because the result
+which for `Complete` may linger and commit after other writes because the result
 file in place already proves it (`_recover` trusts it).  Until a write lands,
 `_Live` holds what this process knows and `record` lays it over the row; a
 client is shown nothing a crash could take back.  On start the engine
@@ -856,7 +856,7 @@ class QueryEngine:
         """Record the end.  A stop that arrived while the query ran wins: Stopping becomes Stopped.
 
         `Complete` shows at once (its result file is in place, which a restart
-        trusts) and its write may linger to share a commit; `Error` and
+        trusts) and its write may linger and commit after other writes; `Error` and
         `Stopped` show once committed.
         """
         now = catalog.now()
