@@ -5,7 +5,8 @@
     df = c.query("SELECT coactive_image_id, path FROM coactive_table WHERE fight = 1 LIMIT 10")
     c.query("SELECT ...", frame="pandas")   # or "arrow"
 
-`query` submits, polls (long polls with backoff), downloads the result's Parquet
+`query` submits (asking the server to answer once the query is final), polls
+if it is not (long polls with backoff), downloads the result's Parquet
 file (`GET /api/v1/queries/{id}/parquet`) and raises `QueryError` if the query
 ends in `Error` or `Stopped`.  The file carries the exact Arrow schema DuckDB
 produced, so the frames equal `Warehouse.sql(...).pl()` / `.df()` / `.arrow()`
@@ -123,9 +124,13 @@ class Client:
                 rec[k] = datetime.fromisoformat(rec[k])
         return rec
 
-    def submit(self, sql: str, dataset_id: str | None = None, embedding_id: str | None = None) -> dict:
+    def submit(self, sql: str, dataset_id: str | None = None, embedding_id: str | None = None,
+               wait: float = 0) -> dict:
+        """Queue `sql`; with `wait`, the server answers once the query is final (up to `wait` s), so a
+        quick query costs one round trip (a server without it answers at once: poll with `wait()`)."""
         body = {"query": sql, "dataset_id": dataset_id, "embedding_id": embedding_id}
-        return self._dates(self._request("POST", "/api/v1/queries",
+        params = {"wait": wait, "limit": 0} if wait else None
+        return self._dates(self._request("POST", "/api/v1/queries", params=params,
                                          json={k: v for k, v in body.items() if v is not None}))
 
     def status(self, query_id: str, offset: int = 0, limit: int = 0, wait: float = 0) -> dict:
@@ -190,8 +195,9 @@ class Client:
         """Run SQL and return every row as a polars DataFrame (`frame="pandas"` or `"arrow"` for the others)."""
         if frame not in FRAMES:  # before the query runs, not after
             raise ValueError(f"frame must be one of {', '.join(FRAMES)}, not {frame!r}")
-        rec = self.submit(sql, dataset_id, embedding_id)
-        rec = self.wait(rec["query_id"], timeout)
+        rec = self.submit(sql, dataset_id, embedding_id, wait=min(10.0, timeout) if timeout is not None else 10.0)
+        if rec["status"] not in ("Complete", "Error", "Stopped"):
+            rec = self.wait(rec["query_id"], timeout)
         if rec["status"] != "Complete":
             raise QueryError(rec)
         return self.result(rec["query_id"], frame)

@@ -9,10 +9,12 @@ measures in this process:
   * sdk-N: the same from N threads, a cursor each (DuckDB reads in parallel);
   * sdk-1: one query at a time, as the lone client below sends them;
   * http:  `pixql serve` as a subprocess on 127.0.0.1 (auth on); each client
-           thread submits, long-polls until Complete and reads the rows, one
-           query at a time; latency is submit to rows in hand;
-  * poll:  the same with the tutorial's loop (GET every 50 ms, no long poll);
-  * http-1: one client alone, 20 queries: latency without queueing;
+           thread submits with `?wait` (the answer comes once the query is
+           final, with its rows: one round trip, as `api.client.Client` does),
+           one query at a time; latency is submit to rows in hand;
+  * long:  the same as POST, then a long-polling GET (the Coactive SDK's shapes);
+  * poll:  POST, then the tutorial's loop (GET every 50 ms, no long poll);
+  * http-1, long-1: one client alone, --lone queries: latency without queueing;
   * mod:    as http, while another client records a moderator's decision
            every 1/--decisions-per-s seconds (each one changes what
            `moderation_status` reads, so the sandbox must follow it);
@@ -67,12 +69,36 @@ def tree_rss(pid: int) -> list[int]:
     return out
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of `pid` and its live child processes (the query workers), from /proc.
+
+    A load-independent companion to the wall-clock figures: on a shared machine
+    a query waits for a core, but the CPU it burns is roughly the same."""
+    tck, total = os.sysconf("SC_CLK_TCK"), 0.0
+    for d in os.listdir("/proc"):
+        try:
+            if not d.isdigit():
+                continue
+            fields = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()
+            if int(d) == pid or int(fields[1]) == pid:
+                total += (int(fields[11]) + int(fields[12])) / tck
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
-def run_http(url: str, token: str, clients: int, n: int, long_poll: bool) -> tuple[float, list[float]]:
+def run_http(url: str, token: str, clients: int, n: int, long_poll: bool,
+             post_wait: bool = False) -> tuple[float, list[float]]:
+    """`clients` threads, `n` queries each; seconds for all, and each query's latency (submit to rows).
+
+    `post_wait`: the POST waits for the end and carries the first page (one round trip, as
+    `api.client.Client.query` does); otherwise POST, then GET (a long poll with `long_poll`,
+    the tutorial's 50 ms loop without), the Coactive SDK's shapes."""
     latencies: list[float] = []
     lock = threading.Lock()
 
@@ -80,10 +106,11 @@ def run_http(url: str, token: str, clients: int, n: int, long_poll: bool) -> tup
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120) as c:
             for sql in queries_for(k, n):
                 t0 = time.perf_counter()
-                r = c.post("/api/v1/queries", json={"query": sql})
+                r = c.post("/api/v1/queries", json={"query": sql}, params={"wait": 30} if post_wait else None)
                 r.raise_for_status()
-                qid = r.json()["query_id"]
-                while True:
+                body = r.json()
+                qid = body["query_id"]
+                while body["status"] not in ("Complete", "Error", "Stopped"):
                     body = c.get(f"/api/v1/queries/{qid}", params={"wait": 30} if long_poll else None).json()
                     if body["status"] in ("Complete", "Error", "Stopped"):
                         break
@@ -130,6 +157,7 @@ def main() -> None:
     for sql in queries_for(99, 20):  # warm: views bound, files in the page cache
         wh.sql(sql).fetchall()
     sdk_lat = []
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     for k in range(args.clients):
         for sql in queries_for(k, args.queries):
@@ -137,6 +165,7 @@ def main() -> None:
             wh.sql(sql).fetchall()
             sdk_lat.append(time.perf_counter() - q0)
     sdk_s = time.perf_counter() - t0
+    sdk_cpu = (time.process_time() - cpu0) / total
     sdk_one = []
     for sql in queries_for(0, args.lone):
         q0 = time.perf_counter()
@@ -168,9 +197,16 @@ def main() -> None:
     srv = Server(root, "--query-workers", str(args.workers), "--max-queued", str(total + 10), "--lazy-model",
                  "--max-running-per-token", str(args.per_token)).start()
     try:
-        run_http(srv.url, token, 2, 2, True)  # warm up: sandbox copies, connections
-        one_s, one_lat = run_http(srv.url, token, 1, args.lone, True)  # a lone client: latency without queueing
-        http_s, http_lat = run_http(srv.url, token, args.clients, args.queries, True)
+        run_http(srv.url, token, 2, 2, True, post_wait=True)  # warm up: sandbox copies, connections
+        # A lone client: latency without queueing, one round trip (POST ?wait) and two (POST, GET ?wait).
+        cpu0 = tree_cpu(srv.proc.pid)
+        one_s, one_lat = run_http(srv.url, token, 1, args.lone, True, post_wait=True)
+        one_cpu = (tree_cpu(srv.proc.pid) - cpu0) / args.lone
+        two_s, two_lat = run_http(srv.url, token, 1, args.lone, True)
+        cpu0 = tree_cpu(srv.proc.pid)
+        http_s, http_lat = run_http(srv.url, token, args.clients, args.queries, True, post_wait=True)
+        http_cpu = (tree_cpu(srv.proc.pid) - cpu0) / total
+        long_s, long_lat = run_http(srv.url, token, args.clients, args.queries, True)
         poll_s, poll_lat = run_http(srv.url, token, args.clients, args.queries, False)
         mod = None
         if args.decisions_per_s > 0:
@@ -205,20 +241,24 @@ def main() -> None:
           f"after {' '.join(f'{x:.2f}' for x in load_after)}")
     print(f"{'mode':<10}{'queries/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
     rows = [("sdk", sdk_s, sdk_lat), (f"sdk-{args.clients}", sdk_par_s, [float("nan")] * total),
-            ("sdk-1", sum(sdk_one), sdk_one), ("http-1", one_s, one_lat), ("http", http_s, http_lat),
-            ("poll", poll_s, poll_lat)]
+            ("sdk-1", sum(sdk_one), sdk_one), ("http-1", one_s, one_lat), ("long-1", two_s, two_lat),
+            ("http", http_s, http_lat), ("long", long_s, long_lat), ("poll", poll_s, poll_lat)]
     for name, secs, lat in rows:
         print(f"{name:<10}{len(lat) / secs:>10.1f}{pct(lat, 50) * 1000:>10.1f}{pct(lat, 99) * 1000:>10.1f}")
     if mod is not None:
         print(f"{'mod':<10}{len(mod[1]) / mod[0]:>10.1f}{pct(mod[1], 50) * 1000:>10.1f}{pct(mod[1], 99) * 1000:>10.1f}"
               f"   ({mod[2]} decisions during the run, {args.decision_rows} seeded)")
-    added = (pct(one_lat, 50) - pct(sdk_one, 50)) * 1000
-    print(f"lone client: HTTP {pct(one_lat, 50) * 1000:.1f} ms vs SDK {pct(sdk_one, 50) * 1000:.1f} ms per query "
-          f"(p50): HTTP adds {added:.1f} ms (goal: at most 10)")
-    print(f"{args.clients} clients x {args.queries}: HTTP {total / http_s:.0f} q/s = "
-          f"{total / http_s / (total / sdk_s):.2f}x the SDK's {total / sdk_s:.0f} q/s one after another "
-          f"(goal: at least 0.5x), {total / http_s / (total / sdk_par_s):.2f}x the SDK's "
-          f"{total / sdk_par_s:.0f} q/s from {args.clients} threads")
+    for label, lat in (("POST ?wait", one_lat), ("POST + GET ?wait", two_lat)):
+        added = (pct(lat, 50) - pct(sdk_one, 50)) * 1000
+        print(f"lone client ({label}): HTTP {pct(lat, 50) * 1000:.1f} ms vs SDK {pct(sdk_one, 50) * 1000:.1f} ms "
+              f"per query (p50): HTTP adds {added:.1f} ms (goal: at most 10)")
+    for label, secs in (("POST ?wait", http_s), ("POST + GET ?wait", long_s)):
+        print(f"{args.clients} clients x {args.queries} ({label}): HTTP {total / secs:.0f} q/s = "
+              f"{total / secs / (total / sdk_s):.2f}x the SDK's {total / sdk_s:.0f} q/s one after another "
+              f"(goal: at least 0.5x), {total / secs / (total / sdk_par_s):.2f}x the SDK's "
+              f"{total / sdk_par_s:.0f} q/s from {args.clients} threads")
+    print(f"CPU per query: SDK {sdk_cpu * 1000:.1f} ms (this process); server and its workers "
+          f"{one_cpu * 1000:.1f} ms (lone client), {http_cpu * 1000:.1f} ms ({args.clients} clients)")
     print(f"mean http latency {statistics.mean(http_lat) * 1000:.1f} ms")
     print(f"server memory after the run: {' + '.join(f'{r / 2**20:.0f}' for r in procs)} MB RSS "
           f"(the server, then its query worker processes)")

@@ -125,6 +125,15 @@ def test_the_same_sql_is_checked_once_per_definitions(served, monkeypatch):
         r = http.post("/api/v1/queries", json={"query": bad})
         assert r.status_code == 400
     assert checks.count(bad) == 2
+    # Only number values differ: the remembered verdict holds (sandbox.verdict_key), the rows are its own.
+    other = sql.replace("17", "400")
+    assert _http_rows(http, other)[1] == _sdk_rows(state, other) != _http_rows(http, sql)[1]
+    assert checks.count(other) == 0
+    # Anything else differs (a name, a string, a comment): checked again, and refused on its own merits.
+    for changed in (sql.replace("coactive_table", "'coactive_table.parquet'"),
+                    sql.replace("coactive_table", "catalog.api_tokens"), sql.replace(" WHERE", " /* c */ WHERE")):
+        status = http.post("/api/v1/queries", json={"query": changed}).status_code
+        assert checks.count(changed) == 1 and status == (201 if "/*" in changed else 400)
 
 
 def test_new_and_retrained_concepts_and_an_ingest_show_in_the_next_query(served, photo_dir):
@@ -155,6 +164,34 @@ def test_long_poll_returns_the_result_when_the_query_ends(served):
     qid = http.post("/api/v1/queries", json={"query": sql}).json()["query_id"]
     body = http.get(f"/api/v1/queries/{qid}", params={"wait": 30}).json()
     assert body["status"] == "Complete" and body["results"]["data"] == [{"row": 0, "data": {"n": 1_000_000}}]
+
+
+def test_post_with_wait_answers_the_final_record_and_its_first_page(served):
+    """One round trip (what api.client and the benchmark use): the same rows as the SDK and as POST-then-GET."""
+    http, state, _ = served
+    sql = "SELECT path, width FROM coactive_table ORDER BY path"
+    r = http.post("/api/v1/queries", params={"wait": 30, "limit": 2}, json={"query": sql})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["status"] == "Complete" and body["queryId"] == body["query_id"]
+    want = _sdk_rows(state, sql)
+    assert [[d["data"][n] for n in ("path", "width")] for d in body["results"]["data"]] == want[:2]
+    assert body["results"]["next_offset"] == 2 and body["total_row_count"] == len(want)
+    assert body["result"]["data"] == body["results"]["data"]  # the Coactive twin
+    assert _http_rows(http, sql)[1] == want
+    # A query that fails ends the wait too; one that outlasts it comes back as it is (then poll or stop).
+    failed = http.post("/api/v1/queries", params={"wait": 30},
+                       json={"query": "SELECT CAST('x' AS INTEGER) AS n"}).json()
+    assert failed["status"] == "Error" and failed["result"]["error"] == failed["error"] and failed["error"]
+    from apiserver import LONG_QUERY
+
+    slow = http.post("/api/v1/queries", params={"wait": 0.3}, json={"query": LONG_QUERY}).json()
+    assert slow["status"] in ("Queued", "Running") and slow["results"] is None
+    http.post(f"/api/v1/queries/{slow['query_id']}/stop")
+    assert http.get(f"/api/v1/queries/{slow['query_id']}", params={"wait": 30}).json()["status"] == "Stopped"
+    # Refused SQL is still refused before anything is queued.
+    assert http.post("/api/v1/queries", params={"wait": 30}, json={"query": "SELECT * FROM catalog.api_tokens"}
+                     ).status_code == 400
 
 
 def test_engine_wakes_waiters_once_and_lists_what_it_shows(fresh_root):
@@ -221,7 +258,12 @@ def test_records_survive_sigkill_once_their_ids_were_returned(tmp_path):
             done = http.post("/api/v1/queries", json={"query": "SELECT 1 AS one"}).json()["query_id"]
             assert http.get(f"/api/v1/queries/{done}", params={"wait": 30}).json()["status"] == "Complete"
             ids = [http.post("/api/v1/queries", json={"query": f"SELECT {i} AS i"}).json()["query_id"]
-                   for i in range(8)]
+                   for i in range(6)]
+            # Ids from a POST that waited for the end (one round trip) are as durable.
+            for i in (6, 7):
+                body = http.post("/api/v1/queries", params={"wait": 30}, json={"query": f"SELECT {i} AS i"}).json()
+                assert body["status"] == "Complete"
+                ids.append(body["query_id"])
     finally:
         srv.kill()  # SIGKILL right after the last id came back (and within the complete query's linger)
     srv = Server(root, *args).start()
@@ -306,3 +348,30 @@ def test_one_token_uses_every_worker_until_another_token_waits(fresh_root):
     finally:
         engine.shutdown()
         wh.close()
+
+
+def test_group_commit_tells_a_waiting_writer_before_the_lazy_ones_commit(tmp_path):
+    """A held lazy write (a Complete) commits after, and apart from, the INSERT a client waits on."""
+    import duckdb
+
+    from warehouse.query_queue import GroupCommit
+
+    con = duckdb.connect(str(tmp_path / "c.duckdb"))
+    con.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v VARCHAR)")
+    con.execute("INSERT INTO t VALUES (1, 'old')")
+    writer = GroupCommit(con.cursor, linger=3600)
+    try:
+        told = []
+        writer.submit("UPDATE t SET v = 'done' WHERE k = 1 RETURNING v", [], lambda row, e: told.append(("lazy", row, e)),
+                      lazy=True)
+        writer.submit("INSERT INTO t VALUES (2, 'new') RETURNING v", [], lambda row, e: told.append(("now", row, e)))
+        # A lazy write that fails (a duplicate key) fails alone: the INSERT beside it stands.
+        writer.submit("INSERT INTO t VALUES (2, 'dup') RETURNING v", [], lambda row, e: told.append(("dup", row, e)),
+                      lazy=True)
+        writer.flush()
+        assert told[0] == ("now", ("new",), None)
+        assert told[1] == ("lazy", ("done",), None) and told[2][0] == "dup" and told[2][2] is not None
+        assert con.execute("SELECT k, v FROM t ORDER BY k").fetchall() == [(1, "done"), (2, "new")]
+    finally:
+        writer.close()
+        con.close()

@@ -14,7 +14,7 @@ are read from there, or for a small result from the copy the worker sent back.
 Catalog writes are few and batched (`query_queue.GroupCommit`): the INSERT,
 committed before `submit` returns (the query already runs meanwhile);
 `Running` only for a query still running after `running_after_s`; the end,
-which for `Complete` may linger to share the next commit because the result
+which for `Complete` may linger and commit after other writes because the result
 file in place already proves it (`_recover` trusts it).  Until a write lands,
 `_Live` holds what this process knows and `record` lays it over the row; a
 client is shown nothing a crash could take back.  On start the engine
@@ -354,12 +354,33 @@ class QueryEngine:
     def submit(self, sql: str, dataset_id: str | None = None, embedding_id: str | None = None,
                owner: str | None = None) -> dict:
         """Check the SQL (raises `sandbox.SandboxError`) and queue it; returns the record once it is durable."""
+        rec, insert = self.begin(sql, dataset_id, embedding_id, owner)
+        try:
+            insert.wait()
+        except BaseException:
+            self.abandon(rec["query_id"])
+            raise
+        return rec
+
+    def begin(self, sql: str, dataset_id: str | None = None, embedding_id: str | None = None,
+              owner: str | None = None, then=None):
+        """`submit` without the wait: (record, pending INSERT).  The record may be shown only once
+        the INSERT committed (`pending.wait()` returns, or `then(row, error)` is called with no
+        error, from the committer thread); if it failed, call `abandon`.  An async caller awaits
+        `then` instead of holding a thread on `wait`."""
         cur = self._cur()
         fp, defs = self._definitions.get(cur)
-        key = (sql, fp)
+        # A dashboard sends the same SQL again and again, often with other numbers in it:
+        # sqlglot's verdict is remembered per token stream without number values
+        # (`sandbox.verdict_key` says why that is the same verdict) and definitions;
+        # DuckDB's syntax check runs on every query, layer 2 in the worker too.
+        shape = sandbox.verdict_key(sql)
+        key = (sql if shape is None else shape, fp)
         with self._lock:
             checked = key in self._checked
-        if not checked:  # a dashboard sends the same SQL again and again: checked once per definitions
+        if checked:
+            sandbox.check_syntax(sql)
+        else:
             sandbox.check_sql(sql, defs["user_views"], self._definitions.macros)
             with self._lock:
                 self._checked[key] = True
@@ -386,23 +407,28 @@ class QueryEngine:
         insert = self._writer.start(
             "INSERT INTO catalog.queries (query_id, query, dataset_id, embedding_id, status, created_dt, owner) "
             "VALUES (?, ?, ?, ?, 'Queued', ?, ?)",
-            [qid, sql, dataset_id, embedding_id, rec["created_dt"], owner],
+            [qid, sql, dataset_id, embedding_id, rec["created_dt"], owner], then=then,
         )
         # Queued before the INSERT commits, so the query runs during its WAL
         # sync; every later write of it commits after the INSERT (one committer, in order).
         self._enqueue(qid, owner)
-        try:
-            insert.wait()
-        except BaseException:
-            with self._lock:
-                live.abandoned = True  # never told to anyone: the slot drops it and its file
-                self._live.pop(qid, None)
-                self._stop_requested.add(qid)
-                active = self._active.get(qid)
-                if active is not None:
-                    active.reason = "stop"
-            raise
-        return rec
+        return rec, insert
+
+    def abandon(self, qid: str) -> None:
+        """A query whose INSERT failed: never told to anyone, so the slot drops it and its file."""
+        with self._lock:
+            live = self._live.pop(qid, None)
+            if live is not None:
+                live.abandoned = True
+            self._stop_requested.add(qid)
+            active = self._active.get(qid)
+            if active is not None:
+                active.reason = "stop"
+
+    def has_inline(self, qid: str) -> bool:
+        """Whether the pages of `qid` come from memory (no file read: cheap enough for the event loop)."""
+        with self._lock:
+            return qid in self._inline
 
     def record(self, qid: str) -> dict:
         row = self._cur().execute(
@@ -830,7 +856,7 @@ class QueryEngine:
         """Record the end.  A stop that arrived while the query ran wins: Stopping becomes Stopped.
 
         `Complete` shows at once (its result file is in place, which a restart
-        trusts) and its write may linger to share a commit; `Error` and
+        trusts) and its write may linger and commit after other writes; `Error` and
         `Stopped` show once committed.
         """
         now = catalog.now()

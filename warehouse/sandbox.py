@@ -34,9 +34,9 @@ import duckdb
 
 from .sandbox_duckdb import check_statement
 from .sandbox_policy import SandboxError, allowed_functions
-from .sandbox_sql import check_sql
+from .sandbox_sql import check_sql, check_syntax, verdict_key
 
-__all__ = ["SandboxDB", "SandboxError", "SandboxLimits", "check_sql", "definitions", "macro_names"]
+__all__ = ["SandboxDB", "SandboxError", "SandboxLimits", "check_sql", "check_syntax", "definitions", "macro_names", "verdict_key"]
 
 log = logging.getLogger(__name__)
 

@@ -119,6 +119,38 @@ def _duckdb_syntax(sql: str) -> None:
         raise SandboxError(f"cannot parse SQL: {msg}", int(m.group(1)) if m else None) from None
 
 
+def check_syntax(sql: str) -> None:
+    """DuckDB's own parser only (what `check_sql` runs first): a syntax error raises `SandboxError`."""
+    if not isinstance(sql, str) or not sql.strip():
+        raise SandboxError("empty query")
+    _duckdb_syntax(sql)
+
+
+def verdict_key(sql: str):
+    """What `check_sql`'s sqlglot verdict depends on: the token stream, number literals' values left out.
+
+    A caller may remember that a key passed (for the same views and macros)
+    and, for another query with the same key, run only `check_syntax`.  Why
+    the verdict is the same: sqlglot's parser chooses every node from token
+    types and the texts of non-number tokens (identifiers, keywords, strings,
+    operators, comments are all in the key); a NUMBER token's text only
+    becomes a `Literal`'s value, and no check here reads a literal's value
+    (tables, CTE scope, function names and statement kinds are all named by
+    other tokens).  So `... WHERE width > 17` and `... > 300` share a key,
+    while any change of a name, a string (e.g. a quoted file path in FROM),
+    a keyword or the query's structure gives another.  DuckDB's syntax check
+    still runs on every query, and layer 2 (`sandbox_duckdb`) checks
+    DuckDB's own parse tree of each query in the worker regardless.  None
+    when sqlglot cannot tokenize it (then the full check runs and refuses it).
+    """
+    try:
+        tokens = SandboxDialect().tokenize(sql)
+    except Exception:
+        return None
+    number = sqlglot.tokens.TokenType.NUMBER
+    return tuple((t.token_type, None if t.token_type == number else t.text, tuple(t.comments)) for t in tokens)
+
+
 def check_sql(sql: str, allowed_tables, allowed_macros=()) -> None:
     """Refuse anything but one read-only query over `allowed_tables` (user view names).
 

@@ -8,22 +8,54 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Query, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
+from api.auth import Principal, require
 from warehouse import catalog
 from warehouse.errors import Gone
 from warehouse.queries import FINAL, QueryConflict, QueryNotFound
 
+from .. import deps
 from ..deps import Reader, State
+from ..state import ServerState
 from ..errors import NotFound
 from ..models import CoactiveQueryResult, QueryList, QueryRequest, QueryResponse, QueryResults, QueryStatus
 from ..models_coactive import SERVER_USER, paged_meta
 
 router = APIRouter(prefix="/api/v1/queries", tags=["queries"])
 v0_router = APIRouter(prefix="/api/v0/queries", tags=["queries"])
+
+
+async def _state(request: Request) -> ServerState:
+    return deps.get_state(request)
+
+
+async def _reader(state: Annotated[ServerState, Depends(_state)],
+                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(deps._bearer)]) -> Principal:
+    """`deps.Reader` for the hot routes (submit, poll), run on the event loop: FastAPI runs a
+    plain-`def` dependency in its thread pool, and on a busy 2-core machine each of those hops
+    costs more than the token check itself (a cached hash; a catalog read every few seconds)."""
+    who = deps.principal(state, credentials)
+    require(who, "read")
+    return who
+
+
+FastState = Annotated[ServerState, Depends(_state)]
+FastReader = Annotated[Principal, Depends(_reader)]
+
+
+def _settle(fut: asyncio.Future, error: BaseException | None) -> None:
+    if not fut.done():
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(None)
 
 
 class DownloadUrl(BaseModel):
@@ -89,8 +121,17 @@ def _response(state, rec: dict, offset: int | None = None, limit: int | None = N
 
 @router.post("", status_code=201, response_model=QueryResponse, response_model_exclude_none=False)
 @v0_router.post("", status_code=201, response_model=QueryResponse, response_model_exclude_none=False)
-def submit_query(body: QueryRequest, state: State, who: Reader):
-    """Queue one SELECT; poll `GET /api/v1/queries/{query_id}` until `status` is `Complete`.
+async def submit_query(
+    request: Request,
+    body: QueryRequest,
+    state: FastState,
+    who: FastReader,
+    wait: float = Query(0, ge=0, le=30, description="Answer once the query is final (up to this many seconds), "
+                        "with its first page: one round trip instead of a POST and a GET."),
+    limit: int = Query(100, ge=0, le=10_000, description="Rows of that first page (with `wait`)."),
+):
+    """Queue one SELECT; poll `GET /api/v1/queries/{query_id}` until `status` is `Complete`
+    (or pass `wait` to get the final record and its first page in this answer).
     `dataset_id` (or `datasetId`) is a dataset's name or UUID."""
     dataset = body.dataset_id
     if dataset:
@@ -98,7 +139,22 @@ def submit_query(body: QueryRequest, state: State, who: Reader):
             dataset = catalog.resolve_dataset(state.cursor(), dataset)
         except NotFound:
             pass  # the engine refuses it as before: a 400 naming dataset_id
-    rec = state.engine.submit(body.query, dataset, body.embedding_id, owner=who.client_id)
+    loop = asyncio.get_running_loop()
+    committed = loop.create_future()
+    # The INSERT commits on the engine's committer thread; this coroutine is woken then,
+    # without a thread of the pool blocked on it.  Nothing is answered before it is durable.
+    rec, _ = state.engine.begin(body.query, dataset, body.embedding_id, owner=who.client_id,
+                                then=lambda row, error: loop.call_soon_threadsafe(_settle, committed, error))
+    try:
+        await committed
+    except Exception:
+        state.engine.abandon(rec["query_id"])
+        raise
+    if wait:
+        qid = rec["query_id"]
+        await _await_final(state, qid, wait)
+        answer = await _answer(state, who, qid, 0, limit, f"/api/v1/queries/{qid}")
+        return _send(answer, 201)
     return _send(_response(state, rec), 201)
 
 
@@ -155,8 +211,8 @@ async def _await_final(state, query_id: str, timeout: float) -> None:
 async def get_query(
     request: Request,
     query_id: str,
-    state: State,
-    who: Reader,
+    state: FastState,
+    who: FastReader,
     offset: int = Query(0, ge=0),
     limit: int = Query(100, ge=0, le=10_000),
     wait: float = Query(0, ge=0, le=30, description="Long poll: wait up to this many seconds for a final status."),
@@ -164,19 +220,26 @@ async def get_query(
 ):
     """Status and, once `Complete`, rows `offset`..`offset+limit` of the result (in `results` and `result`)."""
     rows_from = None if exclude_results else offset
-
-    def answer(final_only: bool) -> QueryResponse | None:
-        # One trip to the thread pool: the record and, once final, the page.
-        rec = _readable(state, who, query_id)
-        if final_only and rec["status"] not in FINAL:
-            return None
-        return _response(state, rec, rows_from, limit, request.url.path)
-
-    body = await run_in_threadpool(answer, bool(wait))
+    body = await _answer(state, who, query_id, rows_from, limit, request.url.path, final_only=bool(wait))
     if body is None:
         await _await_final(state, query_id, wait)
-        body = await run_in_threadpool(answer, False)
+        body = await _answer(state, who, query_id, rows_from, limit, request.url.path)
     return _send(body)
+
+
+async def _answer(state, who, query_id: str, offset: int | None, limit: int, path: str,
+                  final_only: bool = False) -> QueryResponse | None:
+    """The record and, once final, its page; None if `final_only` and it is not final yet.
+
+    On the event loop when the page comes from memory (the record is one indexed catalog
+    read): a hop to the thread pool costs more than that.  A page read from the result
+    file goes to the pool."""
+    rec = _readable(state, who, query_id)
+    if final_only and rec["status"] not in FINAL:
+        return None
+    if rec["status"] == "Complete" and offset is not None and not state.engine.has_inline(query_id):
+        return await run_in_threadpool(_response, state, rec, offset, limit, path)
+    return _response(state, rec, offset, limit, path)
 
 
 @router.post("/{query_id}/stop", response_model=QueryResponse)
