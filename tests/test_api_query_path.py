@@ -375,3 +375,26 @@ def test_group_commit_tells_a_waiting_writer_before_the_lazy_ones_commit(tmp_pat
     finally:
         writer.close()
         con.close()
+
+
+def test_a_final_write_leaves_a_final_record_as_it_is(fresh_root):
+    """The end's UPDATE finds its row by the key alone (the index) and its CASEs keep a final record."""
+    wh = Warehouse.open(fresh_root)
+    engine = QueryEngine(wh, QuerySettings(workers=1))  # not started: only its committer runs
+    try:
+        cur = wh.cursor()
+        for qid, status in (("done", "Error"), ("open", "Queued"), ("halt", "Stopping")):
+            cur.execute("INSERT INTO catalog.queries (query_id, query, status, created_dt, error) "
+                        "VALUES (?, 'SELECT 1', ?, ?, ?)", [qid, status, catalog.now(), "boom" if qid == "done" else None])
+        cols = [{"name": "x", "type": "int64"}]
+        engine._finish("done", "Complete", total=9, columns=cols)
+        engine._finish("open", "Complete", total=9, columns=cols)
+        engine._finish("halt", "Error", error="interrupted")
+        engine._writer.flush()
+        rows = {r[0]: r[1:] for r in cur.execute(
+            "SELECT query_id, status, error, total_row_count, end_dt IS NOT NULL FROM catalog.queries").fetchall()}
+        assert rows == {"done": ("Error", "boom", None, False), "open": ("Complete", None, 9, True),
+                        "halt": ("Stopped", "interrupted", None, True)}
+    finally:
+        engine.shutdown()
+        wh.close()

@@ -59,6 +59,7 @@ FINAL = ("Complete", "Error", "Stopped")
 STATUSES = ("Queued", "Running", "Stopping") + FINAL
 log = logging.getLogger("pixql.queries")
 RESTART_REASON = "the server stopped while this query was running; submit it again"
+_IS_FINAL = "status IN ('Complete', 'Error', 'Stopped')"  # in SQL, of a catalog.queries row as it was
 
 
 class QueryNotFound(NotFound):
@@ -888,9 +889,17 @@ class QueryEngine:
             if row is not None:
                 self._note(qid, row[0])
 
+        # The row is found by its key alone and a final record is left as it is by the CASEs:
+        # DuckDB uses the key's index only for a bare `query_id = ?`, and with `AND status ...`
+        # scans the whole table (9 ms at 100,000 records, against 1.6).
         self._writer.submit(
-            "UPDATE catalog.queries SET status = CASE WHEN status = 'Stopping' AND ? <> 'Complete' THEN 'Stopped' "
-            "ELSE ? END, error = ?, start_dt = coalesce(start_dt, ?), end_dt = ?, total_row_count = ?, columns = ? "
-            "WHERE query_id = ? AND status NOT IN ('Complete', 'Error', 'Stopped') RETURNING status",
+            f"UPDATE catalog.queries SET status = CASE WHEN {_IS_FINAL} THEN status "
+            "WHEN status = 'Stopping' AND ? <> 'Complete' THEN 'Stopped' ELSE ? END, "
+            f"error = CASE WHEN {_IS_FINAL} THEN error ELSE ? END, "
+            f"start_dt = CASE WHEN {_IS_FINAL} THEN start_dt ELSE coalesce(start_dt, ?) END, "
+            f"end_dt = CASE WHEN {_IS_FINAL} THEN end_dt ELSE ? END, "
+            f"total_row_count = CASE WHEN {_IS_FINAL} THEN total_row_count ELSE ? END, "
+            f"columns = CASE WHEN {_IS_FINAL} THEN columns ELSE ? END "
+            "WHERE query_id = ? RETURNING status",
             [status, status, error, start, now, total, cols, qid], committed, lazy=status == "Complete",
         )
