@@ -28,6 +28,9 @@ pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 HERE = Path(__file__).resolve().parent
 NODE = {"num_cpus": 1, "object_store_memory": 96 * 2**20}
+# Vectors are stored as float16 (warehouse/vector_store.py): the two engines' float32 outputs differ in
+# the last float32 bits (other batches), which can round to neighbouring float16 values, one ulp apart.
+F16_ULP = 2.0 ** -10
 
 
 def _address_file_dir() -> None:
@@ -140,7 +143,7 @@ def test_ray_ingest_matches_a_local_ingest(cluster, local, media, tmp_path):
     assert ours.keys() == theirs.keys()
     for aid, cols in theirs.items():
         for col, v in cols.items():
-            np.testing.assert_allclose(ours[aid][col], v, atol=1e-5, rtol=0)
+            np.testing.assert_allclose(ours[aid][col], v, atol=1e-5, rtol=F16_ULP)
     assert _errors(wh) == _errors(local) and "broken.jpg" in _errors(wh)[0][0]
     # The job counters the HTTP ingestion job shows move as parts commit, and end complete.
     assert seen[-1] == ("Complete", report.total_files) and any(s == "Running" for s, _ in seen)
@@ -308,7 +311,7 @@ def test_an_s3_prefix_through_ray_matches_a_local_ingest_of_it(cluster, bucket, 
     assert ours.keys() == theirs.keys() == {r[0] for r in rows}
     for aid, cols in theirs.items():
         for col, v in cols.items():
-            np.testing.assert_allclose(ours[aid][col], v, atol=1e-5, rtol=0)
+            np.testing.assert_allclose(ours[aid][col], v, atol=1e-5, rtol=F16_ULP)
     errors = dict(_errors(wh))
     assert _errors(wh) == _errors(local) and len(errors) == 2
     assert "access denied" in errors[f"{PREFIX}secret/denied.png"]
