@@ -157,11 +157,9 @@ def check_sql(sql: str, allowed_tables, allowed_macros=()) -> None:
     `allowed_macros` are the warehouse's own macro names, callable beside the
     reviewed built-ins.
     """
-    if not isinstance(sql, str) or not sql.strip():
-        raise SandboxError("empty query")
+    check_syntax(sql)
     tables = {t.lower() for t in allowed_tables}
     functions = allowed_functions(allowed_macros)
-    _duckdb_syntax(sql)
     try:
         statements = [s for s in sqlglot.parse(sql, read=SandboxDialect) if s is not None]
     except sqlglot.errors.ParseError as e:
