@@ -131,7 +131,7 @@ def test_compaction_changes_no_answer_and_keeps_the_cache(pristine, tmp_path):
         parts_before = {k: part_count(wh, k) for k in ("assets", "vectors", "analyzer")}
         assert all(n > 3 for n in parts_before.values()), parts_before
         assert any(r[0] for r in before[QUERIES[-1]]), "the fixture has an ingest error"
-        assert "POSITIONAL JOIN" in view_sql(wh)["coactive_table"]
+        assert "files_scores()" in view_sql(wh)["coactive_table"]  # the score segments are the base scan
         sql_before = view_sql(wh)
 
         (report,) = wh.compact("mixed")

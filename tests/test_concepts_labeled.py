@@ -86,7 +86,7 @@ def test_cache_stays_aligned_and_complete_as_assets_arrive(shapes, tmp_path):
     if not registry.exists(wh, "red_circle"):
         test_labeled_concept_from_half_scores_the_other_half(shapes)
     view_sql = "SELECT sql FROM duckdb_views() WHERE view_name = 'coactive_table'"
-    assert "pixql_scores.red_circle_v1" in wh.sql(view_sql).fetchone()[0]
+    assert "a.red_circle_v1" in wh.sql(view_sql).fetchone()[0]
     truth = _numpy_truth(wh, "red_circle")
     got = dict(wh.sql("SELECT coactive_image_id, red_circle_prob FROM coactive_table").fetchall())
     assert got.keys() == truth.keys()
@@ -101,7 +101,7 @@ def test_cache_stays_aligned_and_complete_as_assets_arrive(shapes, tmp_path):
     rows = wh.sql("SELECT seq, row_count FROM catalog.concept_scores WHERE concept = 'red_circle' ORDER BY seq").fetchall()
     assert len(rows) >= 2 and sum(r[1] for r in rows) == 2 * N_PER_CLASS + 10  # scored incrementally
     view = wh.sql(view_sql).fetchone()[0]
-    assert "pixql_concept_red_circle_v1(" not in view and "pixql_scores.red_circle_v1" in view  # still cached
+    assert "pixql_concept_red_circle_v1(" not in view and "a.red_circle_v1" in view  # still cached
     truth = _numpy_truth(wh, "red_circle")
     got = dict(wh.sql("SELECT coactive_image_id, red_circle_prob FROM coactive_table").fetchall())
     assert got.keys() == truth.keys() and max(abs(got[k] - truth[k]) for k in got) < 1e-6

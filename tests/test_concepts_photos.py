@@ -59,7 +59,7 @@ def test_macro_and_materialised_scores_agree(wh):
     assert cached.keys() == macro.keys()
     assert all(abs(cached[k] - macro[k]) < 1e-5 for k in macro)
     view = wh.sql(view_sql).fetchone()[0]
-    assert "pixql_scores.rocketship_v1" in view and "pixql_concept_rocketship_v1(" not in view
+    assert "a.rocketship_v1" in view and "pixql_concept_rocketship_v1(" not in view
     assert ranked(wh, "rocketship_prob")[0] == "rocket"
     # a second call finds the cache complete and does nothing
     assert registry.materialize(wh, ["rocketship"]) == []

@@ -9,10 +9,10 @@ A concept version's head is data in `catalog.concept_versions`:
 `concept_sql.py` compiles the same formula into a DuckDB macro.  This module
 computes it in bulk with numpy (one matrix product per vector part for every
 head on that vector column) and writes `scores/<concept>/v<N>.parquet`: one
-`prob` column aligned row by row with the asset parts it covers, so the views
-read it with a POSITIONAL JOIN instead of a 1M-row hash join on string ids.
-Rows are aligned with `pixql_internal.assets`, which reads the asset parts in
-catalog order.  A later asset part gets its own increment file
+`prob` column aligned row by row with the asset parts it covers (no join on
+string ids).  Rows are aligned with `pixql_internal.assets`, which reads the
+asset parts in catalog order; the combined segments (`combined_segments`) put
+those asset rows and every complete cache side by side, and the views scan them.  A later asset part gets its own increment file
 (`v<N>-<seq>.parquet`); a cache whose parts are no longer a prefix of the
 current asset parts, or whose covered assets got new vectors, is dropped and
 the macro takes over until it is rebuilt, so a query never reads stale scores.
@@ -42,7 +42,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import catalog, vector_store
-from .storage import TMP_PREFIX, atomic_write_parquet, safe_name
+from .schema import ASSET_SCHEMA
+from .storage import TMP_PREFIX, atomic_parquet_writer, atomic_write_parquet, safe_name
 
 Z_CLAMP = 50.0
 COMPACT_AFTER = 32  # increment files per version before they are merged into one
@@ -333,7 +334,8 @@ def refresh(con, root: Path) -> list[str]:
         if rows and sum(r[4] for r in rows) == total_rows:
             cached.append(h)
     segments = combined_segments(con, root, cached, asset_parts)
-    served = {"asset_parts": asset_parts, "members": [[h.concept, h.version] for h in cached] if segments else []}
+    served = {"asset_parts": asset_parts, "members": [[h.concept, h.version] for h in cached] if segments else [],
+              "form": SEGMENT_FORM}
     con.executemany("INSERT OR REPLACE INTO catalog.meta VALUES (?, ?)",
                     [[COMBINED_META, json.dumps(segments)], [SERVED_META, json.dumps(served)]])
     return segments
@@ -352,7 +354,9 @@ def usable_segments(con, heads: list[Head]) -> tuple[list[str], set[tuple[str, i
         return [], set()
     segments, served = json.loads(rows[COMBINED_META]), json.loads(rows[SERVED_META])
     asset_parts = catalog.part_paths(con, "assets")
-    if not segments or served.get("asset_parts") != asset_parts:
+    # Another form (segments an earlier release wrote) serves nothing until the refresh a
+    # writable open runs replaces them.
+    if not segments or served.get("asset_parts") != asset_parts or served.get("form") != SEGMENT_FORM:
         return [], set()
     members = {tuple(m) for m in served.get("members", [])}
     ok = {(h.concept, h.version) for h in heads
@@ -361,13 +365,15 @@ def usable_segments(con, heads: list[Head]) -> tuple[list[str], set[tuple[str, i
 
 
 def combined_segments(con, root: Path, members: list[Head], asset_parts: list[str]) -> list[str]:
-    """Wide Parquet segments with one column `<concept>_v<N>` per member, aligned with `asset_parts`.
+    """Wide Parquet segments: the asset rows of `asset_parts`, every asset column, and one column
+    `<concept>_v<N>` per member.
 
-    The views read every complete cache through ONE positional join over these
-    segments, so a query reads only the columns it names (one positional join per
-    concept would scan every cached concept on every query).  Segments break
-    wherever any member's cache file does, so new asset parts add a segment and
-    leave the others as they are; a segment's name hashes its members' files.
+    The views read these segments *instead of* the asset parts, as one scan, so
+    DuckDB pushes filters and limits into it and materialises late (a top-k
+    reads ids and paths for its k rows only); a query reads only the columns it
+    names.  Segments break wherever any member's cache file does, so new asset
+    parts add a segment and leave the others as they are; a segment's name
+    hashes its form, its members' files and its asset parts.
     """
     if not members or not asset_parts:
         return []
@@ -386,27 +392,45 @@ def combined_segments(con, root: Path, members: list[Head], asset_parts: list[st
             i += len(json.loads(r[1]))
         layout[(m.concept, m.version)] = files
     bounds = sorted(bounds)
-    loaded: dict[str, np.ndarray] = {}
+    loaded: dict[str, pa.Array] = {}
     out = []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         picks = []
         for m in members:
             start, path, created = [f for f in layout[(m.concept, m.version)] if f[0] <= lo][-1]
             picks.append((f"{m.concept}_v{m.version}", path, created, start))
-        key = hashlib.sha256(json.dumps([picks, asset_parts[lo:hi]]).encode()).hexdigest()[:24]
+        key = hashlib.sha256(json.dumps([SEGMENT_FORM, picks, asset_parts[lo:hi]]).encode()).hexdigest()[:24]
         seg = root / "scores" / COMBINED_DIR / f"{key}.parquet"
         if not seg.exists():
-            cols = {}
-            for name, path, _, start in picks:
+            for _, path, _, _ in picks:
                 if path not in loaded:
                     loaded[path] = pq.read_table(root / path, columns=["prob"]).column(0).combine_chunks()
-                a, n = int(offsets[lo] - offsets[start]), int(offsets[hi] - offsets[lo])
-                # float32 halves what every query reads; the per-version files keep float64.
-                cols[name] = loaded[path].slice(a, n).cast(pa.float32())
-            # Probabilities do not compress; plain pages are cheaper to write and to scan.
-            atomic_write_parquet(pa.table(cols), seg, compression="none")
+            _write_segment(root, seg, asset_parts, range(lo, hi), offsets, picks, loaded)
         out.append(str(seg.relative_to(root)))
     return out
+
+
+SEGMENT_FORM = 2  # 1: score columns only, positionally joined onto the asset parts; 2: asset columns too
+SEGMENT_ROW_GROUP = 122_880  # DuckDB's own row group size: its unit of parallel scanning
+_LOW_CARDINALITY = ["dataset", "media_type", "format", "coactive_video_id", "run_id"]
+
+
+def _write_segment(root: Path, seg: Path, asset_parts: list[str], span: range, offsets: np.ndarray,
+                   picks: list[tuple], loaded: dict[str, pa.Array]) -> None:
+    """One segment, an asset part at a time (memory stays one part's, whatever the span)."""
+    schema = pa.schema(list(ASSET_SCHEMA) + [pa.field(name, pa.float32()) for name, *_ in picks])
+    # Plain pages: probabilities, ids and paths do not compress, and plain pages are the
+    # cheapest to write and to scan; the few repeating columns keep a dictionary.
+    with atomic_parquet_writer(seg, schema, compression="none", use_dictionary=_LOW_CARDINALITY) as writer:
+        for i in span:
+            assets = pq.read_table(root / asset_parts[i])
+            n = assets.num_rows
+            cols = [assets.column(f.name).cast(f.type) if f.name in assets.column_names else pa.nulls(n, f.type)
+                    for f in ASSET_SCHEMA]
+            for _, path, _, start in picks:
+                # float32 halves what every query reads; the per-version files keep float64.
+                cols.append(loaded[path].slice(int(offsets[i] - offsets[start]), n).cast(pa.float32()))
+            writer.write_table(pa.Table.from_arrays(cols, schema=schema), row_group_size=SEGMENT_ROW_GROUP)
 
 
 def sweep(con, root: Path, min_age_s: float = 900.0, keep: set[str] = frozenset()) -> int:

@@ -12,8 +12,9 @@ Each version compiles to a DuckDB macro stored in the database file,
 so the stock DuckDB CLI computes the same numbers without any Python, and DuckDB
 evaluates only the concept columns a query names.  When a version has a
 complete materialised cache (`concept_cache.py`), the view reads it instead:
-all complete caches through one POSITIONAL JOIN over wide segments (a column
-per concept version), so a query reads only the concept columns it names.  Scoring new asset parts
+the wide segments (every asset column and a column per concept version) become
+the views' base scan in place of the asset parts, so a query reads only the
+columns it names and DuckDB pushes its filters and limits into that one scan.  Scoring new asset parts
 and writing those segments is `concept_cache.refresh`, a step writers ask for
 (`transaction`, `scores=True`); this module only reads the catalog.  It never
 imports code from outside `warehouse`.
@@ -28,7 +29,6 @@ from .concept_cache import Head, load_heads, usable_segments
 from .views import ViewParts, parquet_source, vectors_join
 
 MACRO_PREFIX = "pixql_concept_"
-SCORES_ALIAS = "pixql_scores"
 
 
 def macro_name(concept: str, version: int) -> str:
@@ -79,11 +79,11 @@ def contribute(con, root) -> ViewParts:
         parts.pre.append(macro_statement(h))
     if segments:
         src = parquet_source("scores", root, segments, parts.pre, union_by_name=False)
-        parts.joins.append(f"POSITIONAL JOIN (SELECT * FROM {src}) {SCORES_ALIAS}")
+        parts.base = src
     latest_of = {name: latest for name, latest, _ in concepts}
     for h in heads:
         if (h.concept, h.version) in served:
-            expr[(h.concept, h.version)] = f"{SCORES_ALIAS}.{h.concept}_v{h.version}"
+            expr[(h.concept, h.version)] = f"a.{h.concept}_v{h.version}"
         else:
             alias, join = vectors_join(h.encoder)
             # Only a latest version's macro is in coactive_table; older versions'

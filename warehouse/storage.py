@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -96,6 +97,24 @@ def atomic_write_parquet(table: pa.Table, path: Path, compression: str = "zstd")
     os.replace(tmp, path)
     _fsync_dir(path.parent)
     return path
+
+
+@contextmanager
+def atomic_parquet_writer(path: Path, schema: pa.Schema, **options):
+    """A `pq.ParquetWriter` for a file written a piece at a time, in place under `path` only when
+    the block ends without error (as `atomic_write_parquet` does for a whole table)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}-{path.name}"
+    try:
+        with pq.ParquetWriter(tmp, schema, **options) as writer:
+            yield writer
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
 
 
 def atomic_write_bytes(data: bytes, path: Path) -> Path:

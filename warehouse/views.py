@@ -46,7 +46,10 @@ USER_VIEWS = ("coactive_table", "coactive_table_adv")
 class ViewParts:
     """What a column provider adds to the user views.
 
-    `pre` statements run first (e.g. CREATE MACRO); `joins` are clauses joined onto
+    `pre` statements run first (e.g. CREATE MACRO); `base`, when set, is the source
+    the views read as `a` instead of `pixql_internal.assets`: the same rows in the
+    same order with every asset column, and more columns (the materialised concept
+    scores; one provider at most sets it); `joins` are clauses joined onto
     the asset alias `a` in both user views, `adv_joins` only in
     `coactive_table_adv` (DuckDB never drops an unused LEFT JOIN, so a join
     that only adv columns need must not cost `coactive_table` anything);
@@ -60,6 +63,7 @@ class ViewParts:
     """
 
     pre: list[str] = field(default_factory=list)
+    base: str | None = None
     joins: list[str] = field(default_factory=list)
     adv_joins: list[str] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
@@ -68,6 +72,10 @@ class ViewParts:
 
     def extend(self, other: "ViewParts") -> None:
         self.pre += other.pre
+        if other.base is not None:
+            if self.base is not None:
+                raise ValueError("two column providers replace the views' base scan")
+            self.base = other.base
         self.joins += [j for j in other.joins if j not in self.joins]
         self.adv_joins += [j for j in other.adv_joins if j not in self.adv_joins]
         self.columns += other.columns
@@ -156,20 +164,13 @@ def build(con, root: Path) -> list[str]:
         parts.extend(provider.contribute(con, root))
     out += parts.pre
 
-    # POSITIONAL JOINs (materialised concept scores, aligned row by row with the
-    # asset parts) must bind to the asset scan itself, before any hash join
-    # reorders rows; the sort is stable for everything else.
-    def join_clause(clauses: list[str]) -> str:
-        ordered = sorted(clauses, key=lambda j: not j.lstrip().upper().startswith("POSITIONAL JOIN"))
-        return "\n  ".join(ordered)
-
-    joins = join_clause(parts.joins)
-    adv_joins = join_clause(parts.joins + [j for j in parts.adv_joins if j not in parts.joins])
+    base_src = parts.base or f"{INTERNAL}.assets"
+    joins = "\n  ".join(parts.joins)
     base = ", ".join(f"a.{c}" for c in BASE_COLUMNS)
     extra = "".join(f",\n  {c}" for c in parts.columns)
     out.append(
         f"CREATE OR REPLACE VIEW main.coactive_table AS\nSELECT {base}{extra}\n"
-        f"FROM {INTERNAL}.assets a\n  {joins}"
+        f"FROM {base_src} a\n  {joins}"
     )
     # Metadata replaced after ingest (catalog.asset_metadata: the image's own, else its video's)
     # wins over what the asset part was written with.
@@ -177,13 +178,13 @@ def build(con, root: Path) -> list[str]:
         "CAST(COALESCE(md_img.metadata, md_vid.metadata, a.metadata) AS JSON) AS metadata" if c == "metadata"
         else f"a.{c}" for c in ADV_BASE_COLUMNS
     )
-    adv_joins = join_clause(parts.joins + [j for j in parts.adv_joins if j not in parts.joins] + [
+    adv_joins = "\n  ".join(parts.joins + [j for j in parts.adv_joins if j not in parts.joins] + [
         "LEFT JOIN catalog.asset_metadata md_img ON md_img.subject_id = a.coactive_image_id",
         "LEFT JOIN catalog.asset_metadata md_vid ON md_vid.subject_id = a.coactive_video_id"])
     adv_extra = "".join(f",\n  {c}" for c in parts.adv_columns)
     out.append(
         f"CREATE OR REPLACE VIEW main.coactive_table_adv AS\nSELECT {base}, {adv_base}{extra}{adv_extra}\n"
-        f"FROM {INTERNAL}.assets a\n  {adv_joins}"
+        f"FROM {base_src} a\n  {adv_joins}"
     )
     # The current problem of each file that did not ingest (README "Ingest details").
     out.append("CREATE OR REPLACE VIEW main.ingest_errors AS SELECT run_id, dataset, path, reason, created_dt "
