@@ -188,6 +188,26 @@ def test_synthetic_vectors_score_within_budget_numpy_and_sql(tmp_path):
     wh.close()
 
 
+def test_torch_and_numpy_products_are_the_float32_product(tmp_path, monkeypatch):
+    """Both kernels of `Stored.matmul` (torch's cast when installed, numpy's bit trick otherwise),
+    over blocks that do not divide the rows, one head and several."""
+    rng = np.random.default_rng(9)
+    n, d = 7_777, 300
+    X = rng.standard_normal((n, d), dtype=np.float32)
+    path = tmp_path / "part.parquet"
+    vector_store.write_table(vector_store.vectors_table([f"a{i}" for i in range(n)], {"features": X}), path)
+    st = vector_store.open_column(path, "features", d)
+    assert n % vector_store.block_rows(d) and vector_store._torch() is not None
+    W, w = rng.standard_normal((d, 5)).astype(np.float32), rng.standard_normal(d).astype(np.float32)
+    with_torch = (st @ W, st @ w)
+    monkeypatch.setattr(vector_store, "_torch", lambda: None)
+    with_numpy = (st @ W, st @ w)
+    for got in (with_torch, with_numpy):
+        assert got[0].shape == (n, 5) and got[1].shape == (n,)
+        assert np.allclose(got[0], _f16(X) @ W, rtol=1e-5, atol=1e-4)
+        assert np.allclose(got[1], _f16(X) @ w, rtol=1e-5, atol=1e-4)
+
+
 def test_one_pass_for_many_concepts_equals_one_concept_at_a_time(tmp_path):
     rng = np.random.default_rng(6)
     n = 2500
