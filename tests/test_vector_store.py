@@ -56,10 +56,17 @@ def test_mapped_matrix_is_the_float16_rounding_in_numpy_and_duckdb(tmp_path):
     assert np.array_equal(np.asarray(vector_store.open_column(path, "probs", 3)), _f16(P))
     rows = duckdb.sql(f"SELECT features FROM read_parquet('{path}')").fetchall()
     assert np.array_equal(np.array([r[0] for r in rows], np.float32), _f16(X))
-    # to_float32 is exact for every float16 bit pattern that is a number
+    # to_float32 is exact for every float16 bit pattern that is a number, with torch's cast and without
     every = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16)
     every = every[np.isfinite(every)]
     assert np.array_equal(vector_store.to_float32(every.reshape(1, -1)).copy(), every.astype(np.float32).reshape(1, -1))
+    torch = vector_store._torch_module[:]
+    try:
+        vector_store._torch_module[:] = [None]
+        assert np.array_equal(vector_store.to_float32(every.reshape(1, -1)).copy(),
+                              every.astype(np.float32).reshape(1, -1))
+    finally:
+        vector_store._torch_module[:] = torch
 
 
 def test_old_form_part_is_not_mapped_but_still_reads(tmp_path):

@@ -43,14 +43,17 @@ STORED_DTYPE = np.float16
 # and one page is one contiguous block of the matrix).
 PAGE_BYTES = 256 << 20
 CHUNK_ROWS = 2048  # rows per task of `matmul` (each task casts and multiplies them a block at a time)
-# Floats per cast block: 512 KB of float32 stays in a core's L2 cache with its float16 source.
-# Blocks of a few MB measured 3-10x slower (1M x 512 and 200k x 1280, one head or three):
-# the cast's output left the cache before the product read it.
+# Floats per cast block.  The cast's output must still be in the core's cache when the product
+# reads it: blocks of a few MB measured 3-10x slower than blocks of 512 KB (1M x 512 and
+# 200k x 1280, one head or three).  torch's cast runs in the calling thread only below its
+# parallel grain size (32,768 elements); above it, torch's own threads wait on each other
+# whenever another process holds a core (measured 0.23 s -> 13.8 s for 1M x 512 under load).
 BLOCK_FLOATS = 1 << 17
+TORCH_BLOCK_FLOATS = 32_768
 
 
 def block_rows(dim: int) -> int:
-    return max(16, BLOCK_FLOATS // max(1, dim))
+    return max(1, (TORCH_BLOCK_FLOATS if _torch() is not None else BLOCK_FLOATS) // max(1, dim))
 
 
 def vectors_table(ids: list[str], columns: dict[str, "np.ndarray"]) -> pa.Table:
@@ -249,7 +252,9 @@ def open_column(path: Path, column: str, dim: int) -> "Stored | None":
         return None
     if not blocks:
         return Stored([np.zeros((0, dim), STORED_DTYPE)])
-    mm = np.memmap(path, dtype=np.uint8, mode="r")
+    # Copy-on-write: readable by torch without its warning about read-only memory; a write
+    # (nothing here writes) would change this process's copy of the page, never the file.
+    mm = np.memmap(path, dtype=np.uint8, mode="c")
     return Stored([np.frombuffer(mm, dtype=STORED_DTYPE, count=rows * dim, offset=off).reshape(rows, dim)
                    for off, rows in blocks])
 
@@ -267,13 +272,18 @@ def read(path: Path, column: str, dim: int):
 _pool: ThreadPoolExecutor | None = None
 
 
+_torch_module: list = []
+
+
 def _torch():
     """torch when installed (PixQL's encoders need it; the stock warehouse layer does not)."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
+    if not _torch_module:
+        try:
+            import torch
+        except ImportError:
+            torch = None
+        _torch_module.append(torch)
+    return _torch_module[0]
 
 
 def _threads() -> ThreadPoolExecutor:
@@ -290,15 +300,23 @@ _TWO_112 = np.float32(2.0 ** 112)
 def to_float32(h: np.ndarray) -> np.ndarray:
     """float16 rows -> float32, exactly, into a per-thread buffer (valid until this thread's next call).
 
-    numpy's own float16 cast measured 3x slower than the matrix product it feeds; moving
-    exponent and mantissa into float32's place and multiplying by 2^112 (which rebiases the
-    exponent, subnormals and zero included) is a few vectorised passes over a cached block.
+    With torch, its cast (the CPU's conversion instructions: 5x numpy's passes, measured);
+    without, a bit trick: moving exponent and mantissa into float32's place and multiplying
+    by 2^112 (which rebiases the exponent, subnormals and zero included) in a few vectorised
+    passes over a cached block (numpy's own cast measured 3x slower than the product it feeds).
     """
     n = h.size
     buf = getattr(_local, "buf", None)
     if buf is None or buf.size < n:
         buf = _local.buf = np.empty(max(n, BLOCK_FLOATS), np.uint32)
         _local.sign = np.empty_like(buf)
+    torch = _torch()
+    if torch is not None:
+        f = buf[:n].view(np.float32)
+        dst, src = torch.from_numpy(f), torch.from_numpy(np.ascontiguousarray(h).reshape(-1))
+        for i in range(0, n, TORCH_BLOCK_FLOATS):  # in pieces torch casts in this thread (above)
+            dst[i:i + TORCH_BLOCK_FLOATS].copy_(src[i:i + TORCH_BLOCK_FLOATS])
+        return f.reshape(h.shape)
     u, sign = buf[:n].reshape(h.shape), _local.sign[:n].reshape(h.shape)
     np.copyto(u, h.view(np.uint16), casting="unsafe")
     np.bitwise_and(u, 0x8000, out=sign)
@@ -363,52 +381,25 @@ class Stored:
         vec = W.ndim == 1
         W2 = W.reshape(self.dim, -1)
         out = np.empty((len(self), W2.shape[1]), np.float32)
-        if _torch() is not None:
-            self._matmul_torch(W2, out)
-        else:
-            self._matmul_numpy(W2, out)
-        return out[:, 0] if vec else out
-
-    def _matmul_torch(self, W2: np.ndarray, out: np.ndarray) -> None:
-        # torch casts float16 with the CPU's conversion instructions (5x numpy's passes, measured)
-        # and its own threads split each block: one loop here; Python threads on top of torch's
-        # measured 1.5x slower (two thread pools on two cores).
-        import warnings
-
-        torch = _torch()
-        step = block_rows(self.dim)
-        buf = torch.empty((step, self.dim), dtype=torch.float32)
-        Wt, Ot = torch.from_numpy(np.ascontiguousarray(W2)), torch.from_numpy(out)
-        for lo, b in self._spans():
-            with warnings.catch_warnings():
-                # The map is read-only and torch says so; nothing here writes to it.
-                warnings.simplefilter("ignore", UserWarning)
-                bt = torch.from_numpy(np.ascontiguousarray(b))
-            for s in range(0, len(b), step):
-                piece = bt[s:s + step]
-                x = buf[:len(piece)]
-                x.copy_(piece)
-                torch.mm(x, Wt, out=Ot[lo + s:lo + s + len(piece)])
-
-    def _matmul_numpy(self, W2: np.ndarray, out: np.ndarray) -> None:
         step = block_rows(self.dim)
 
         def work(span):
             lo, b = span
             for s in range(0, len(b), step):
                 piece = b[s:s + step]
-                out[lo + s:lo + s + len(piece)] = to_float32(piece) @ W2
+                np.matmul(to_float32(piece), W2, out=out[lo + s:lo + s + len(piece)])
 
         spans = list(self._spans())
-        if len(spans) > 1:
-            from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits
 
-            # One BLAS thread per block and the blocks on all cores: OpenBLAS's own threads on
-            # a few-MB product cost more in hand-offs than the product (measured 3-7x).
-            with threadpool_limits(1, user_api="blas"):
+        # One BLAS thread per block and the blocks on all cores: OpenBLAS's own threads on
+        # a few-MB product cost more in hand-offs than the product (measured 3-7x).
+        with threadpool_limits(1, user_api="blas"):
+            if len(spans) > 1:
                 list(_threads().map(work, spans))
-        elif spans:
-            work(spans[0])
+            elif spans:
+                work(spans[0])
+        return out[:, 0] if vec else out
 
     __matmul__ = matmul
 
