@@ -5,18 +5,19 @@ the canonical lowercase form "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx".  A Python
 set of such strings costs ~119 bytes per id; a run keeps two (ids with an asset
 row, ids with this encoder's vectors) of every asset in the dataset, so a 1M
 asset dataset cost ~240 MB before the first file was read.  Here an id in that
-form is its 16 bytes in one sorted numpy array (`S16`: compared bytewise, so
-the sort order is the order `searchsorted` needs), ~16 bytes per id.
+form is its 128 bits as two uint64 halves in sorted numpy arrays (big-endian
+halves, so numeric order is the text's order), found by `np.searchsorted`:
+16 bytes per id, and built from an Arrow column without a Python string per id.
 
 Semantics are exactly a set of strings: any other string (upper case, another
 form, an id a test or an older release wrote) is kept in a small Python set, so
 "ABC..." and "abc..." stay different ids as they are in the catalog.
 
 Additions go to a small pending set, merged into the array when it grows past
-a fraction of it (amortised O(1) memory traffic per id).  One thread writes (the
+a fraction of it (amortised O(1) copies per id: one O(N + M) insert per merge).  One thread writes (the
 run's main thread); decoding threads only test membership.  A merge publishes
-the new array before it drops the pending set, and a lookup reads the pending
-set before the array, so a reader never misses an id added before its lookup.
+the new arrays (one attribute) before it drops the pending set, and a lookup
+reads the pending set before the arrays, so a reader never misses an id added before its lookup.
 """
 from __future__ import annotations
 
@@ -129,7 +130,9 @@ class IdSet:
 
     def __init__(self, ids=()):
         hi, lo, other = _split(ids)
-        self._hi, self._lo = _unique_sorted(hi, lo)
+        # One attribute holding both halves: a merge replaces it in one store, so a reader in
+        # another thread never pairs a new `hi` with an old `lo`.
+        self._arrays = _unique_sorted(hi, lo)
         self._other: set[str] = set(other)
         self._pending: set[tuple[int, int]] = set()
 
@@ -144,7 +147,7 @@ class IdSet:
         return k in self._pending or self._in_arrays(k)
 
     def _in_arrays(self, k: tuple[int, int]) -> bool:
-        hi, lo = self._hi, self._lo  # one consistent pair: a merge replaces both at once
+        hi, lo = self._arrays
         h, l = np.uint64(k[0]), np.uint64(k[1])
         i = int(np.searchsorted(hi, h))
         while i < len(hi) and hi[i] == h:
@@ -155,7 +158,7 @@ class IdSet:
 
     def _positions(self, h: np.ndarray, l: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each (h, l): where it goes in the arrays (keeping them sorted), and whether it is there."""
-        hi, lo = self._hi, self._lo
+        hi, lo = self._arrays
         left = np.searchsorted(hi, h, "left")
         right = np.searchsorted(hi, h, "right")
         pos, found = left.copy(), np.zeros(len(h), bool)
@@ -185,12 +188,21 @@ class IdSet:
                 out[i] = ids[int(i)].as_py() in self._other
         return out
 
+    @property
+    def _hi(self) -> np.ndarray:
+        return self._arrays[0]
+
+    @property
+    def _lo(self) -> np.ndarray:
+        return self._arrays[1]
+
     def __len__(self) -> int:
         return len(self._hi) + len(self._pending) + len(self._other)
 
     def __iter__(self):
         self._merge()
-        for h, l in zip(self._hi.tolist(), self._lo.tolist()):
+        hi, lo = self._arrays
+        for h, l in zip(hi.tolist(), lo.tolist()):
             x = f"{h:016x}{l:016x}"
             yield f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
         yield from self._other
@@ -235,8 +247,8 @@ class IdSet:
         h, l, pos = h[~found], l[~found], pos[~found]
         if len(h):
             # Positions in the old arrays keep them sorted: one O(N + M) copy, no re-sort.
-            # The pair is published as one tuple: a reader never sees new `hi` with old `lo`.
-            self._hi, self._lo = np.insert(self._hi, pos, h), np.insert(self._lo, pos, l)
+            hi, lo = self._arrays
+            self._arrays = (np.insert(hi, pos, h), np.insert(lo, pos, l))
         self._pending = set()  # after the arrays: a reader checks pending first
 
 
