@@ -191,8 +191,8 @@ class _PartWriter(PartBuffer):
             # error replaces the older one, and a success clears it.
             touched = list(self.ok_paths | {p for p, _ in self.errors})
             if touched:
-                con.execute(
-                    "DELETE FROM catalog.ingest_errors WHERE dataset = ? AND list_contains(?, path)",
+                con.execute(  # a hash semi-join: list_contains compared each row with every path
+                    f"DELETE FROM catalog.ingest_errors WHERE dataset = ? AND {catalog.in_list('path')}",
                     [self.dataset, touched],
                 )
             catalog.record_ingest_errors(con, self.run_id, self.dataset, self.errors, now)
