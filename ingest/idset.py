@@ -114,8 +114,11 @@ def _unique_sorted(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarr
     """The (hi, lo) pairs sorted by hi then lo, duplicates dropped."""
     if not len(hi):
         return _EMPTY, _EMPTY
-    order = np.lexsort((lo, hi))
+    order = np.argsort(hi)  # one uint64 sort: ~6x faster than lexsort on both halves
     hi, lo = hi[order], lo[order]
+    if np.any(hi[1:] == hi[:-1]):  # equal high halves (duplicates, mostly): order by both
+        order = np.lexsort((lo, hi))
+        hi, lo = hi[order], lo[order]
     keep = np.ones(len(hi), bool)
     keep[1:] = (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])
     return hi[keep], lo[keep]
