@@ -38,6 +38,7 @@ from warehouse.settings import current as current_settings
 from warehouse.storage import atomic_write_parquet
 
 from . import video_catalog
+from .idset import IdSet, committed_ids
 from .analyzers import AnalyzerUnavailable, get_analyzer, parse_analyzers
 from .analyzers import store as analysis_store
 from .analyzers.base import ANALYSIS_MAX_SIDE
@@ -85,7 +86,7 @@ class PartBuffer:
     """Buffers encoded assets and errors and writes them as parts; needs only the layout, so a Ray
     worker writes parts with it (ingest/ray_parts.py) and the driver commits them."""
 
-    def __init__(self, layout, dataset, encoder, run_id, existing_assets: set[str]):
+    def __init__(self, layout, dataset, encoder, run_id, existing_assets: "IdSet | set[str]"):
         self.layout, self.dataset, self.encoder, self.run_id = layout, dataset, encoder, run_id
         self.existing_assets = existing_assets
         self.rows: list[dict] = []
@@ -158,7 +159,7 @@ class PartBuffer:
 class _PartWriter(PartBuffer):
     """A `PartBuffer` that also commits: its parts, rows, errors, videos and views in one transaction."""
 
-    def __init__(self, wh, dataset, encoder, run_id, existing_assets: set[str]):
+    def __init__(self, wh, dataset, encoder, run_id, existing_assets: "IdSet | set[str]"):
         super().__init__(wh.layout, dataset, encoder, run_id, existing_assets)
         self.wh = wh
         self.con = wh.cursor()
@@ -190,8 +191,8 @@ class _PartWriter(PartBuffer):
             # error replaces the older one, and a success clears it.
             touched = list(self.ok_paths | {p for p, _ in self.errors})
             if touched:
-                con.execute(
-                    "DELETE FROM catalog.ingest_errors WHERE dataset = ? AND list_contains(?, path)",
+                con.execute(  # a hash semi-join: list_contains compared each row with every path
+                    f"DELETE FROM catalog.ingest_errors WHERE dataset = ? AND {catalog.in_list('path')}",
                     [self.dataset, touched],
                 )
             catalog.record_ingest_errors(con, self.run_id, self.dataset, self.errors, now)
@@ -301,8 +302,8 @@ class OpenRun:
     sources: list
     run_id: str
     report: IngestReport
-    existing: set
-    embedded: set
+    existing: IdSet  # ids with an asset row in the dataset
+    embedded: IdSet  # ids with this encoder's vectors: skipped, and a run's own duplicates
     analyzed: dict
     video_options: dict
     writer: "_PartWriter"
@@ -347,8 +348,10 @@ def open_run(wh, paths, dataset, encoder, manifest, analyzers, run_id, video_opt
         )
     catalog.LIVE_RUNS.add(run_id)
 
-    existing = catalog.asset_ids(con, dataset)
-    embedded = catalog.asset_ids(con, dataset, embedded_by=enc_name)
+    # Compact sorted id arrays (~16 B per id, ingest/idset.py): two Python sets of every
+    # committed id cost ~240 B per asset of the dataset.
+    existing = committed_ids(con, dataset)
+    embedded = committed_ids(con, dataset, embedded_by=enc_name)
     analyzed = {an.name: analysis_store.analyzed_ids(con, dataset, an.name) for an in active}
     blocked = tombstones.block_reasons(con)  # erased content a block tombstone keeps out
     video_options = dict(video_options or {})

@@ -251,12 +251,16 @@ def cache_status(con, head: Head, asset_parts: list[str], root: Path | None = No
     new_vparts = [p for p in catalog.part_paths(con, "vectors", encoder=head.encoder) if p not in seen]
     if new_vparts and covered:
         # Vectors added later for assets already scored (re-embedding) make the cache stale.
+        # Hash semi-joins on the two part lists (`catalog.in_list`), the new vector parts'
+        # rows first: `list_contains` per row compared every row with the whole list
+        # of covered parts (114 ms per head per flush at 1M assets).
         touched = con.execute(
-            "SELECT count(*) FROM catalog.embeddings e JOIN catalog.assets a USING (coactive_image_id) "
-            "WHERE e.encoder = ? AND list_contains(?, e.part) AND list_contains(?, a.part)",
+            "SELECT 1 FROM (SELECT coactive_image_id FROM catalog.embeddings "
+            f"WHERE encoder = ? AND {catalog.in_list('part')}) e "
+            f"JOIN catalog.assets a USING (coactive_image_id) WHERE {catalog.in_list('a.part')} LIMIT 1",
             [head.encoder, new_vparts, covered],
-        ).fetchone()[0]
-        if touched:
+        ).fetchone()
+        if touched is not None:
             return "stale"
     return "complete" if len(covered) == len(asset_parts) else "extend"
 
