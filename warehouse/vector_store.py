@@ -45,15 +45,16 @@ PAGE_BYTES = 256 << 20
 CHUNK_ROWS = 2048  # rows per task of `matmul` (each task casts and multiplies them a block at a time)
 # Floats per cast block.  The cast's output must still be in the core's cache when the product
 # reads it: blocks of a few MB measured 3-10x slower than blocks of 512 KB (1M x 512 and
-# 200k x 1280, one head or three).  torch's cast runs in the calling thread only below its
-# parallel grain size (32,768 elements); above it, torch's own threads wait on each other
-# whenever another process holds a core (measured 0.23 s -> 13.8 s for 1M x 512 under load).
+# 200k x 1280, one head or three).  torch casts a block in pieces under its parallel grain
+# size (32,768 elements), so in the calling thread: above it, torch's own threads wait on
+# each other whenever another process holds a core (measured 0.23 s -> 13.8 s for 1M x 512
+# under load).
 BLOCK_FLOATS = 1 << 17
 TORCH_BLOCK_FLOATS = 32_768
 
 
 def block_rows(dim: int) -> int:
-    return max(1, (TORCH_BLOCK_FLOATS if _torch() is not None else BLOCK_FLOATS) // max(1, dim))
+    return max(1, BLOCK_FLOATS // max(1, dim))
 
 
 def vectors_table(ids: list[str], columns: dict[str, "np.ndarray"]) -> pa.Table:
@@ -392,13 +393,16 @@ class Stored:
         spans = list(self._spans())
         from threadpoolctl import threadpool_limits
 
-        # One BLAS thread per block and the blocks on all cores: OpenBLAS's own threads on
-        # a few-MB product cost more in hand-offs than the product (measured 3-7x).
+        # One BLAS thread per block: OpenBLAS's own threads on a 512 KB product cost more in
+        # hand-offs than the product (measured 3-7x).  numpy's cast runs the blocks on a pool
+        # of one thread per core; torch's cast in this thread alone, where it is 2x faster than
+        # on two threads (1M x 512: 0.19 s against 0.34 s; its small calls hold the GIL).
         with threadpool_limits(1, user_api="blas"):
-            if len(spans) > 1:
+            if len(spans) > 1 and _torch() is None:
                 list(_threads().map(work, spans))
-            elif spans:
-                work(spans[0])
+            else:
+                for span in spans:
+                    work(span)
         return out[:, 0] if vec else out
 
     __matmul__ = matmul
