@@ -198,7 +198,8 @@ def write_cache(con, root: Path, head: Head, seq: int, probs: np.ndarray, asset_
     path = root / "scores" / head.concept / f"v{head.version}.parquet"
     if seq or path.exists():
         path = path.with_name(f"v{head.version}-{seq}-{uuid.uuid4().hex[:8]}.parquet")
-    atomic_write_parquet(_prob_table(probs), path)
+    # Probabilities barely compress (zstd measured most of a 1M-row write for little); plain pages.
+    atomic_write_parquet(_prob_table(probs), path, compression="none")
     rel = str(path.relative_to(root))
     con.execute(
         "INSERT OR REPLACE INTO catalog.concept_scores VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
