@@ -313,7 +313,7 @@ def to_float32(h: np.ndarray) -> np.ndarray:
         _local.sign = np.empty_like(buf)
     torch = _torch()
     if torch is not None:
-        f = buf[:n].view(np.float32)
+        f = buf[:n].view(np.float32)  # (`_local.sign` is the bit trick's alone)
         dst, src = torch.from_numpy(f), torch.from_numpy(np.ascontiguousarray(h).reshape(-1))
         for i in range(0, n, TORCH_BLOCK_FLOATS):  # in pieces torch casts in this thread (above)
             dst[i:i + TORCH_BLOCK_FLOATS].copy_(src[i:i + TORCH_BLOCK_FLOATS])
@@ -395,8 +395,9 @@ class Stored:
 
         # One BLAS thread per block: OpenBLAS's own threads on a 512 KB product cost more in
         # hand-offs than the product (measured 3-7x).  numpy's cast runs the blocks on a pool
-        # of one thread per core; torch's cast in this thread alone, where it is 2x faster than
-        # on two threads (1M x 512: 0.19 s against 0.34 s; its small calls hold the GIL).
+        # of one thread per core; torch's cast in this thread alone, where it measured 2x faster
+        # than on two threads (1M x 512: 0.19 s against 0.34 s, with or without a shorter GIL
+        # switch interval).
         with threadpool_limits(1, user_api="blas"):
             if len(spans) > 1 and _torch() is None:
                 list(_threads().map(work, spans))
