@@ -89,20 +89,15 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def atomic_write_parquet(table: pa.Table, path: Path, compression: str = "zstd") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}-{path.name}"
-    pq.write_table(table, tmp, compression=compression)
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    with atomic_parquet_writer(path, table.schema, compression=compression) as writer:
+        writer.write_table(table)
     return path
 
 
 @contextmanager
 def atomic_parquet_writer(path: Path, schema: pa.Schema, **options):
     """A `pq.ParquetWriter` for a file written a piece at a time, in place under `path` only when
-    the block ends without error (as `atomic_write_parquet` does for a whole table)."""
+    the block ends without error (`atomic_write_parquet` writes a whole table through it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}-{path.name}"
     try:
