@@ -12,7 +12,8 @@ head on that vector column) and writes `scores/<concept>/v<N>.parquet`: one
 `prob` column aligned row by row with the asset parts it covers (no join on
 string ids).  Rows are aligned with `pixql_internal.assets`, which reads the
 asset parts in catalog order; the combined segments (`combined_segments`) put
-those asset rows and every complete cache side by side, and the views scan them.  A later asset part gets its own increment file
+those asset rows and every complete cache side by side, and the views scan
+them.  A later asset part gets its own increment file
 (`v<N>-<seq>.parquet`); a cache whose parts are no longer a prefix of the
 current asset parts, or whose covered assets got new vectors, is dropped and
 the macro takes over until it is rebuilt, so a query never reads stale scores.

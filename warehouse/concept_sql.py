@@ -14,10 +14,10 @@ evaluates only the concept columns a query names.  When a version has a
 complete materialised cache (`concept_cache.py`), the view reads it instead:
 the wide segments (every asset column and a column per concept version) become
 the views' base scan in place of the asset parts, so a query reads only the
-columns it names and DuckDB pushes its filters and limits into that one scan.  Scoring new asset parts
-and writing those segments is `concept_cache.refresh`, a step writers ask for
-(`transaction`, `scores=True`); this module only reads the catalog.  It never
-imports code from outside `warehouse`.
+columns it names and DuckDB pushes its filters and limits into that one scan.
+Scoring new asset parts and writing those segments is `concept_cache.refresh`,
+a step writers ask for (`transaction`, `scores=True`); this module only reads
+the catalog.  It never imports code from outside `warehouse`.
 """
 from __future__ import annotations
 
