@@ -26,6 +26,8 @@ from typing import Iterable
 import numpy as np
 import pyarrow as pa
 
+from warehouse import catalog
+
 _UUID_LEN = 36
 _DASHES = (8, 13, 18, 23)
 _HEX_COLS = np.array([i for i in range(_UUID_LEN) if i not in _DASHES])
@@ -256,11 +258,5 @@ class IdSet:
 
 
 def committed_ids(con, dataset: str, embedded_by: str | None = None) -> IdSet:
-    """Ids of the dataset's assets (only those with `embedded_by` vectors, if given), as an `IdSet`;
-    the query is `catalog.asset_ids`', fetched as Arrow so no Python string is made per id."""
-    if embedded_by is None:
-        rel = con.execute("SELECT coactive_image_id FROM catalog.assets WHERE dataset = ?", [dataset])
-    else:
-        rel = con.execute("SELECT e.coactive_image_id FROM catalog.embeddings e JOIN catalog.assets a"
-                          " USING (coactive_image_id) WHERE a.dataset = ? AND e.encoder = ?", [dataset, embedded_by])
-    return IdSet(rel.fetch_arrow_table().column(0))
+    """Ids of the dataset's assets (only those with `embedded_by` vectors, if given), as an `IdSet`."""
+    return IdSet(catalog.asset_id_column(con, dataset, embedded_by))

@@ -124,7 +124,7 @@ def test_committed_ids_equal_the_catalog(photo_warehouse):
     dataset = con.execute("SELECT dataset FROM catalog.assets LIMIT 1").fetchone()[0]
     enc = catalog.dataset_encoder(con, dataset)
     for by in (None, enc):
-        ref = catalog.asset_ids(con, dataset, embedded_by=by)
+        ref = set(catalog.asset_id_column(con, dataset, embedded_by=by).to_pylist())
         got = committed_ids(con, dataset, embedded_by=by)
         assert ref and set(got) == ref and len(got) == len(ref)
     assert len(committed_ids(con, "no-such-dataset")) == 0

@@ -234,14 +234,15 @@ def dataset_encoder(con, name: str) -> str | None:
     return row[0] if row else None
 
 
-def asset_ids(con, dataset: str, embedded_by: str | None = None) -> set[str]:
-    """Ids of the dataset's assets (only those with `embedded_by` vectors, if given)."""
+def asset_id_column(con, dataset: str, embedded_by: str | None = None):
+    """Ids of the dataset's assets (only those with `embedded_by` vectors, if given), as an Arrow
+    column: no Python string per id (ingest keeps them in `ingest.idset.IdSet`)."""
     if embedded_by is None:
-        rows = con.execute("SELECT coactive_image_id FROM catalog.assets WHERE dataset = ?", [dataset])
+        rel = con.execute("SELECT coactive_image_id FROM catalog.assets WHERE dataset = ?", [dataset])
     else:
-        rows = con.execute("SELECT e.coactive_image_id FROM catalog.embeddings e JOIN catalog.assets a"
-                           " USING (coactive_image_id) WHERE a.dataset = ? AND e.encoder = ?", [dataset, embedded_by])
-    return {r[0] for r in rows.fetchall()}
+        rel = con.execute("SELECT e.coactive_image_id FROM catalog.embeddings e JOIN catalog.assets a"
+                          " USING (coactive_image_id) WHERE a.dataset = ? AND e.encoder = ?", [dataset, embedded_by])
+    return rel.fetch_arrow_table().column(0)
 
 
 def asset_paths(con, dataset: str) -> list[str]:
