@@ -425,8 +425,9 @@ def _write_segment(root: Path, seg: Path, asset_parts: list[str], span: range, o
                    picks: list[tuple], loaded: dict[str, pa.Array]) -> None:
     """One segment, an asset part at a time (memory stays one part's, whatever the span)."""
     schema = pa.schema(list(ASSET_SCHEMA) + [pa.field(name, pa.float32()) for name, *_ in picks])
-    # Plain pages: probabilities, ids and paths do not compress, and plain pages are the
-    # cheapest to write and to scan; the few repeating columns keep a dictionary.
+    # Plain pages: probabilities and ids do not compress, and plain pages are the cheapest to
+    # write and to scan (paths would compress; they are read for a query's few rows only);
+    # the few repeating columns keep a dictionary.
     with atomic_parquet_writer(seg, schema, compression="none", use_dictionary=_LOW_CARDINALITY) as writer:
         for i in span:
             assets = pq.read_table(root / asset_parts[i])
