@@ -432,22 +432,28 @@ class QueryEngine:
             return qid in self._inline
 
     def record(self, qid: str) -> dict:
-        row = self._cur().execute(
-            "SELECT query_id, query, dataset_id, embedding_id, status, created_dt, start_dt, end_dt,"
-            " total_row_count, columns, error, owner, withdrawn FROM catalog.queries WHERE query_id = ?",
-            [qid],
-        ).fetchone()
-        if row is None:
-            raise QueryNotFound(qid)
-        keys = ["query_id", "query", "dataset_id", "embedding_id", "status", "created_dt", "start_dt",
-                "end_dt", "total_row_count", "columns", "error", "owner", "withdrawn"]
-        rec = dict(zip(keys, row))
-        rec["columns"] = json.loads(rec["columns"]) if rec["columns"] else None
+        rec = self._row(qid)
         if rec["status"] not in FINAL:
             live = self._live.get(qid)
             show = live.show if live is not None else None
             if show:
                 rec.update(show)
+            elif live is None:
+                # The live entry goes only once its end has committed: a row read just before
+                # that commit still says Running, and a second read finds the end.
+                rec = self._row(qid)
+        return rec
+
+    _RECORD_KEYS = ["query_id", "query", "dataset_id", "embedding_id", "status", "created_dt", "start_dt",
+                    "end_dt", "total_row_count", "columns", "error", "owner", "withdrawn"]
+
+    def _row(self, qid: str) -> dict:
+        row = self._cur().execute(
+            f"SELECT {', '.join(self._RECORD_KEYS)} FROM catalog.queries WHERE query_id = ?", [qid]).fetchone()
+        if row is None:
+            raise QueryNotFound(qid)
+        rec = dict(zip(self._RECORD_KEYS, row))
+        rec["columns"] = json.loads(rec["columns"]) if rec["columns"] else None
         return rec
 
     def wait(self, qid: str, timeout: float) -> dict:
