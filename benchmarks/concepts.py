@@ -14,8 +14,10 @@ linear heads (`registry.create_from_head`, ~1% positives each) and prints:
             cache, beside the time to read the vector parts once from disk (and again cached,
             beside one numpy pass X @ W per vector column)
   cold      the query's concepts have no score cache (the other concepts do): bulk
-            scoring from the memory-mapped vector parts + the query
-  warm      the query on the materialised scores (median of 5)
+            scoring from the memory-mapped vector parts into the delta layer + the query
+  delta     the query again while its concepts are in the delta layer (median of 3)
+  merge     how long the background merge of the delta into the wide segments then took
+  warm      the query on the merged segments (median of 5)
   peers     the same three queries over one plain Parquet file of the same scores (id, path,
             a float32 column per concept; pyarrow's defaults), run by DuckDB and by polars
 
@@ -333,11 +335,13 @@ def main() -> None:
         t_read_warm = _read_once(vparts)
         _evict(vparts)
         t_first, _ = timed(lambda: registry.materialize(wh, CONCEPTS))
+        t_first_merge, _ = timed(wh.wait_for_merge)  # the background merge of the delta layer
         one_pass = {}
         for c, M in X.items():
             W = np.stack([hs[n].weights for n in CONCEPTS if hs[n].column == c], axis=1)
             one_pass[c], _ = timed(lambda: M @ W, reps=2)
         t_again, _ = timed(lambda: registry.materialize(wh, CONCEPTS, force=True))
+        wh.wait_for_merge()
         print(f"read the vector parts once ({v_bytes / 1e9:.2f} GB): {t_read_cold:.2f}s from disk, "
               f"{t_read_warm:.2f}s from the page cache")
         print(f"first bulk scoring of all {len(CONCEPTS)} concepts, vectors not in the page cache: {t_first:.2f}s "
@@ -345,25 +349,34 @@ def main() -> None:
               f"= {t_again / max(t_read_warm, 1e-9):.1f}x the cached read, "
               f"{t_again / sum(one_pass.values()):.1f}x one numpy pass X @ W per column "
               f"({1000 * sum(one_pass.values()):.0f} ms)   [load {os.getloadavg()[0]:.2f}]")
+        print(f"the background merge of those columns into the wide segments then took {t_first_merge:.2f}s "
+              f"(queries are answered meanwhile, from the delta layer)")
 
         print()
-        print(f"{'query':<44} {'floor':>8} {'macro':>9} {'cold':>8} {'warm':>8} {'cold/floor':>10}")
+        print("cold: the query's concepts scored into the delta layer, then the query; warm: on the delta, and "
+              "after the background merge")
+        print(f"{'query':<44} {'floor':>8} {'macro':>9} {'cold':>8} {'cold/floor':>10} {'delta':>7} {'merge':>7} "
+              f"{'warm':>7}")
         warm = {}
         for title, names, sql in QUERIES:
             floor = sum(floors[n] for n in names)
             drop_caches(wh, names)  # a new version of the query's concepts: no score cache yet
+            wh.wait_for_merge()
 
             def cold():
                 registry.materialize(wh, names)
                 return wh.sql(sql).fetchall()
 
             t_cold, r_cold = timed(cold)
+            t_delta, _ = timed(lambda: wh.sql(sql).fetchall(), reps=3)
+            t_merge, _ = timed(wh.wait_for_merge)
             t_warm, r_warm = timed(lambda: wh.sql(sql).fetchall(), reps=5)
             # LIMIT without ORDER BY (3.2.1) may return any 10 positives; the others are deterministic.
             assert len(r_cold) == len(r_warm) and ("ORDER BY" not in sql and "LIMIT" in sql or r_cold == r_warm)
             warm[title] = t_warm
             m = f"{macro[title]:8.2f}s" if title in macro else "       -"
-            print(f"{title:<44} {1000 * floor:6.0f}ms {m} {t_cold:7.2f}s {1000 * t_warm:6.0f}ms {t_cold / floor:9.1f}x")
+            print(f"{title:<44} {1000 * floor:6.0f}ms {m} {t_cold:7.2f}s {t_cold / floor:9.1f}x "
+                  f"{1000 * t_delta:5.0f}ms {t_merge:6.2f}s {1000 * t_warm:5.0f}ms")
         print()
         registry.materialize(wh, CONCEPTS)
         ref = peers(wh, Path(tmp) / "peer-scores.parquet")

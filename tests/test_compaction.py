@@ -74,6 +74,11 @@ def pristine(tmp_path_factory, photo_dir) -> Path:
         registry.create_from_head(wh, "probe_text", HeadSpec("model", encoder, column, -w, 2.0, 0.1, "logistic"),
                                   materialize=False)
         assert wh.sql("SELECT count(*) FROM catalog.concept_scores WHERE concept = 'probe'").fetchone()[0]
+        assert wh.wait_for_merge(60)  # the score delta folded into the wide segments
+        from warehouse import concept_cache
+
+        with wh.write_lock:  # the delta it replaced (the tests count unreferenced files)
+            concept_cache.sweep(wh.cursor(), wh.root, min_age_s=0)
     finally:
         wh.close()
     return root

@@ -202,7 +202,7 @@ def test_deleting_the_scores_cache_costs_only_a_rescoring(shapes, tmp_path):
     registry.create_from_head(wh, "cached_then_gone", head)
     assert wh.sql("SELECT count(*) FROM catalog.concept_scores WHERE concept = 'cached_then_gone'").fetchone()[0] > 0
     before = dict(wh.sql("SELECT coactive_image_id, cached_then_gone_prob FROM coactive_table").fetchall())
-    wh.con.execute("CHECKPOINT")
+    wh.checkpoint()
     copy = tmp_path / "copy"
     shutil.copytree(wh.root, copy)
     shutil.rmtree(copy / "scores")

@@ -229,7 +229,7 @@ def test_tutorial_queries_identical_in_sdk_and_stock_duckdb_cli(wh):
     sdk = [wh.sql(q).fetchall() for q in queries]
     assert len(sdk[0]) >= 1 and len(sdk[2]) == 20
     db = wh.layout.db_path
-    wh.con.execute("CHECKPOINT")
+    wh.checkpoint()
     wh.con.close()  # the stock CLI needs the file lock
     try:
         for q, rows in zip(queries, sdk):

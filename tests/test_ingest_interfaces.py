@@ -28,7 +28,7 @@ def duckdb_cli() -> str:
 @pytest.fixture(scope="module")
 def closed_copy(photo_warehouse, tmp_path_factory) -> Path:
     """A copy of the session warehouse, so other processes can open it (DuckDB locks open files)."""
-    photo_warehouse.con.execute("CHECKPOINT")
+    photo_warehouse.checkpoint()
     dst = tmp_path_factory.mktemp("copy") / "wh"
     shutil.copytree(photo_warehouse.root, dst)
     from warehouse import Warehouse

@@ -56,17 +56,21 @@ def test_mapped_matrix_is_the_float16_rounding_in_numpy_and_duckdb(tmp_path):
     assert np.array_equal(np.asarray(vector_store.open_column(path, "probs", 3)), _f16(P))
     rows = duckdb.sql(f"SELECT features FROM read_parquet('{path}')").fetchall()
     assert np.array_equal(np.array([r[0] for r in rows], np.float32), _f16(X))
-    # to_float32 is exact for every float16 bit pattern that is a number, with torch's cast and without
+    # to_float32 is exact for every float16 bit pattern that is a number, with OpenCV's cast, torch's
+    # and neither
     every = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16)
     every = every[np.isfinite(every)]
-    assert np.array_equal(vector_store.to_float32(every.reshape(1, -1)).copy(), every.astype(np.float32).reshape(1, -1))
-    torch = vector_store._torch_module[:]
+    assert vector_store._cv2() is not None and vector_store._torch() is not None
+    cv2, torch = vector_store._cv2_module[:], vector_store._torch_module[:]
     try:
-        vector_store._torch_module[:] = [None]
-        assert np.array_equal(vector_store.to_float32(every.reshape(1, -1)).copy(),
-                              every.astype(np.float32).reshape(1, -1))
+        for without in ([], [vector_store._cv2_module], [vector_store._cv2_module, vector_store._torch_module]):
+            for module in without:
+                module[:] = [None]
+            for shape in ((1, -1), (-1, 8)):
+                assert np.array_equal(vector_store.to_float32(every.reshape(shape)).copy(),
+                                      every.astype(np.float32).reshape(shape))
     finally:
-        vector_store._torch_module[:] = torch
+        vector_store._cv2_module[:], vector_store._torch_module[:] = cv2, torch
 
 
 def test_old_form_part_is_not_mapped_but_still_reads(tmp_path):
@@ -195,8 +199,9 @@ def test_synthetic_vectors_score_within_budget_numpy_and_sql(tmp_path):
     wh.close()
 
 
-def test_torch_and_numpy_products_are_the_float32_product(tmp_path, monkeypatch):
-    """Both kernels of `Stored.matmul` (torch's cast when installed, numpy's bit trick otherwise),
+def test_every_cast_kernel_gives_the_float32_product(tmp_path, monkeypatch):
+    """The three kernels of `Stored.matmul` (OpenCV's cast on a thread per core, torch's on the calling
+    thread, numpy's bit trick),
     over blocks that do not divide the rows, one head and several."""
     rng = np.random.default_rng(9)
     n, d = 7_777, 300
@@ -204,12 +209,14 @@ def test_torch_and_numpy_products_are_the_float32_product(tmp_path, monkeypatch)
     path = tmp_path / "part.parquet"
     vector_store.write_table(vector_store.vectors_table([f"a{i}" for i in range(n)], {"features": X}), path)
     st = vector_store.open_column(path, "features", d)
-    assert n % vector_store.block_rows(d) and vector_store._torch() is not None
+    assert n % vector_store.block_rows(d) and vector_store._torch() is not None and vector_store._cv2() is not None
     W, w = rng.standard_normal((d, 5)).astype(np.float32), rng.standard_normal(d).astype(np.float32)
+    with_cv2 = (st @ W, st @ w)
+    monkeypatch.setattr(vector_store, "_cv2", lambda: None)
     with_torch = (st @ W, st @ w)
     monkeypatch.setattr(vector_store, "_torch", lambda: None)
     with_numpy = (st @ W, st @ w)
-    for got in (with_torch, with_numpy):
+    for got in (with_cv2, with_torch, with_numpy):
         assert got[0].shape == (n, 5) and got[1].shape == (n,)
         assert np.allclose(got[0], _f16(X) @ W, rtol=1e-5, atol=1e-4)
         assert np.allclose(got[1], _f16(X) @ w, rtol=1e-5, atol=1e-4)

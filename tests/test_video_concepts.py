@@ -67,7 +67,7 @@ def test_video_concept_columns_are_lazy(concept_wh):
 
 def test_stock_duckdb_cli_reads_coactive_videos(concept_wh, tmp_path):
     wh, d = concept_wh
-    wh.con.execute("CHECKPOINT")
+    wh.checkpoint()
     copy = tmp_path / "wh"
     shutil.copytree(wh.root, copy)
     exe = Path(sys.executable).parent / "duckdb"

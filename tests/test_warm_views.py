@@ -1,7 +1,8 @@
 """Warm queries: the score segments are the views' one base scan, so DuckDB chooses rows from the
 score columns first and fetches ids and paths for those rows only (late materialisation).  The rows it
 returns must be the rows a plain evaluation of every row gives, ties included, across several asset
-parts and segment files."""
+parts and segment files, and the same while the newest concepts are still in the delta layer (score
+columns alone, positionally joined on until the background merge folds them into the base)."""
 from __future__ import annotations
 
 import shutil
@@ -14,9 +15,17 @@ from concepts.heads import HeadSpec
 from warehouse import Warehouse, catalog, views
 
 
-@pytest.fixture(scope="module")
-def wh(tmp_path_factory, photo_dir):
-    """The photos in parts of two, in two ingest runs around the concepts (two segment files)."""
+@pytest.fixture(scope="module", params=["merged", "delta"])
+def wh(request, tmp_path_factory, photo_dir):
+    """The photos in parts of two, in two ingest runs around the concepts (two segment files);
+    `delta`: the merge held off, so the concepts are served from the delta layer."""
+    import os
+
+    from warehouse import concept_cache
+
+    before = os.environ.get("PIXQL_SCORE_MERGE_DELAY_S")
+    if request.param == "delta":
+        os.environ["PIXQL_SCORE_MERGE_DELAY_S"] = "3600"
     photos = sorted(photo_dir.iterdir())
     first, second = tmp_path_factory.mktemp("warm-a"), tmp_path_factory.mktemp("warm-b")
     for i, p in enumerate(photos):
@@ -33,12 +42,24 @@ def wh(tmp_path_factory, photo_dir):
     registry.create_from_head(w, "smooth", HeadSpec("model", encoder, column,
                                                     rng.standard_normal(dim).astype(np.float32), 0.05, 0.0, "logistic"))
     w.ingest([str(second)], dataset="photos", progress=False, part_rows=2, batch_size=2)
+    if request.param == "merged":
+        assert w.wait_for_merge(60)
+    assert concept_cache.delta_layer(w.cursor()) == (request.param == "delta")
+    w.layer = request.param
     yield w
     w.close()
+    if before is None:
+        os.environ.pop("PIXQL_SCORE_MERGE_DELAY_S", None)
+    else:
+        os.environ["PIXQL_SCORE_MERGE_DELAY_S"] = before
+
+
+def _files(wh) -> str:
+    return "pixql_internal.files_scores()" if wh.layer == "merged" else "pixql_internal.files_scores_delta()"
 
 
 def n_segments_rows(wh) -> int:
-    return wh.sql("SELECT count(*) FROM read_parquet(pixql_internal.files_scores())").fetchone()[0]
+    return wh.sql(f"SELECT count(*) FROM read_parquet({_files(wh)})").fetchone()[0]
 
 
 def _all_rows(wh, view):
@@ -49,8 +70,8 @@ def _all_rows(wh, view):
 def test_the_views_scan_the_score_segments(wh):
     con = wh.cursor()
     view = wh.sql("SELECT sql FROM duckdb_views() WHERE view_name = 'coactive_table'").fetchone()[0]
-    assert "files_scores()" in view and "a.tied_v1" in view and "pixql_concept_tied_v1(" not in view
-    n_segments = len(wh.sql("SELECT DISTINCT filename FROM read_parquet(pixql_internal.files_scores(), "
+    assert _files(wh).split(".")[1] in view and "a.tied_v1" in view and "pixql_concept_tied_v1(" not in view
+    n_segments = len(wh.sql(f"SELECT DISTINCT filename FROM read_parquet({_files(wh)}, "
                             "filename = true)").fetchall())
     n_parts = con.execute("SELECT count(*) FROM catalog.parts WHERE kind = 'assets'").fetchone()[0]
     assert n_segments >= 2 and n_parts >= 4
@@ -82,7 +103,8 @@ def test_top_k_returns_the_plain_rows_ties_included(wh, view):
         assert sorted(r[2] for r in loose) == sorted(r[2] for r in plain[:k])
     plan = wh.sql(f"EXPLAIN SELECT coactive_image_id, path, GREATEST(tied_prob, smooth_prob) AS s FROM {view} "
                   f"ORDER BY s DESC LIMIT 3").fetchall()[0][1]
-    if view == "coactive_table":  # the adv view's LEFT JOINs (metadata, moderation) keep every row
+    # The adv view's LEFT JOINs (metadata, moderation) keep every row; so does the delta's positional join.
+    if view == "coactive_table" and wh.layer == "merged":
         assert "file_row_number" in plan, plan
 
 

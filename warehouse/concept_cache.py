@@ -132,11 +132,18 @@ def score_parts(root: Path, encoder: str, parts: list[str], column: str, heads: 
     """(ids, probabilities) of each vector part for heads over one column: the matrix products,
     here in this process (concepts/ray_scoring.py passes a scorer that runs them on a Ray cluster)."""
     out = []
-    for part in parts:
-        vids, X = read_vector_part(root, encoder, part, column, heads[0].dim)
-        if len(vids):
-            out.append((vids, probabilities(X, heads)))
+    with vector_store.one_blas_thread():
+        for part in parts:
+            vids, X = read_vector_part(root, encoder, part, column, heads[0].dim)
+            if len(vids):
+                out.append((vids, probabilities(X, heads)))
     return out
+
+
+# (root, asset parts, encoder, vector parts) whose ids were found equal row for row: part files
+# are immutable under their names, so the alignment holds for good and later scorings skip
+# reading the asset ids (a tenth of a second per million assets).
+_ALIGNED: set[tuple] = set()
 
 
 def score_assets(con, root: Path, heads: list[Head], asset_parts: list[str],
@@ -148,8 +155,10 @@ def score_assets(con, root: Path, heads: list[Head], asset_parts: list[str],
     all of them.  `vector_parts` restricts which parts are read per encoder
     (increments read only the new ones); assets without a vector get NaN.
     """
-    ids = asset_ids(root, asset_parts)
-    out = np.full((len(ids), len(heads)), np.nan)
+    rows_of = dict(con.execute("SELECT path, row_count FROM catalog.parts WHERE kind = 'assets'").fetchall())
+    total = sum(int(rows_of.get(p, 0)) for p in asset_parts)
+    out = np.full((total, len(heads)), np.nan)
+    ids = None
     used: dict[str, list[str]] = {}
     groups: dict[tuple[str, str], list[int]] = {}
     for j, h in enumerate(heads):
@@ -158,17 +167,23 @@ def score_assets(con, root: Path, heads: list[Head], asset_parts: list[str],
         parts = vector_parts.get(encoder, []) if vector_parts is not None else \
             catalog.part_paths(con, "vectors", encoder=encoder)
         used[encoder] = list(parts)
-        if not len(ids):
+        if not total:
             continue
         group = [heads[j] for j in cols]
         scored = scorer(root, encoder, parts, column, group)
         vid_chunks, p_chunks = [s[0] for s in scored], [s[1] for s in scored]
         if not vid_chunks:
             continue
-        vids = pa.chunked_array(vid_chunks, pa.string()).combine_chunks()
         P = np.concatenate(p_chunks)
+        key = (str(root), tuple(asset_parts), encoder, tuple(parts))
+        if key in _ALIGNED and len(P) == total:
+            out[:, cols] = P
+            continue
+        vids = pa.chunked_array(vid_chunks, pa.string()).combine_chunks()
+        ids = asset_ids(root, asset_parts) if ids is None else ids
         if len(vids) == len(ids) and vids.equals(ids):
             out[:, cols] = P  # ingest writes vectors in asset order: no lookup needed
+            _ALIGNED.add(key)
             continue
         pos = pc.index_in(ids, value_set=vids)
         hit = np.flatnonzero(pc.is_valid(pos).to_numpy(zero_copy_only=False))
@@ -318,15 +333,19 @@ COMBINED_META = "concept_scores_combined"  # the segment files (a JSON list), as
 SERVED_META = "concept_scores_served"  # {"asset_parts": [...], "members": [[concept, version], ...]}
 
 
-def refresh(con, root: Path) -> list[str]:
-    """Bring score caches up to date and write the combined segments the views read.
+def refresh(con, root: Path, merge: bool = False) -> list[str]:
+    """Bring score caches up to date and write the segments the views read.
 
     The explicit scoring step (writers ask for it through `transaction(...,
     scores=True)` after new asset or vector parts, a new concept version, a
     deletion): stale caches are dropped, caches missing new asset parts are
-    extended, and every complete cache goes into the wide segments.  What it
+    extended, and every complete cache is served from the segments.  A change
+    that only adds concept columns writes them to the *delta layer* (score
+    columns alone, a few bytes per asset) instead of rewriting the base
+    segments with their asset columns; `merge` (the background merge after
+    such a change, `WarehouseCore`'s) folds the delta into the base.  What it
     settled is recorded in `catalog.meta` for `usable_segments`, so building
-    views needs no scoring.  Returns the segment paths.
+    views needs no scoring.  Returns the segment paths (both layers).
     """
     root = Path(root)
     heads = load_heads(con)
@@ -339,40 +358,118 @@ def refresh(con, root: Path) -> list[str]:
         rows = cache_rows(con, h.concept, h.version) if complete.get((h.concept, h.version)) else []
         if rows and sum(r[4] for r in rows) == total_rows:
             cached.append(h)
-    segments = combined_segments(con, root, cached, asset_parts)
+    base, delta = _layers(con, cached, merge)
+    base_files = combined_segments(con, root, base, asset_parts)
+    delta_files = combined_segments(con, root, delta, asset_parts, with_assets=False)
+    segments = base_files + delta_files
     served = {"asset_parts": asset_parts, "members": [[h.concept, h.version] for h in cached] if segments else [],
+              "base_members": [[h.concept, h.version] for h in base], "base": base_files, "delta": delta_files,
               "form": SEGMENT_FORM}
     con.executemany("INSERT OR REPLACE INTO catalog.meta VALUES (?, ?)",
                     [[COMBINED_META, json.dumps(segments)], [SERVED_META, json.dumps(served)]])
     return segments
 
 
-def usable_segments(con, heads: list[Head]) -> tuple[list[str], set[tuple[str, int]]]:
-    """(segment paths, the (concept, version)s they serve right now), from catalog rows only.
+def prepare_merge(con, root: Path) -> list[str]:
+    """Write the base segments a merge of the delta layer will commit, outside the write lock.
+
+    Segment files are named by their content, so the merge's own `refresh(merge=True)`,
+    under the lock, finds them in place and only commits (it writes whatever a change
+    committed meanwhile made different).
+    """
+    row = con.execute("SELECT value FROM catalog.meta WHERE key = ?", [SERVED_META]).fetchone()
+    served = json.loads(row[0]) if row else {}
+    if not served.get("delta") or served.get("form") != SEGMENT_FORM:
+        return []
+    by_key = {(h.concept, h.version): h for h in load_heads(con)}
+    members = [by_key[tuple(m)] for m in served["members"] if tuple(m) in by_key]
+    before = {p.name for p in (Path(root) / "scores" / COMBINED_DIR).glob("*.parquet")}
+    return [p for p in combined_segments(con, Path(root), members, served["asset_parts"])
+            if Path(p).name not in before]
+
+
+def discard_unreferenced(con, root: Path, paths: list[str]) -> None:
+    """Delete the segment files among `paths` that the committed catalog does not name (a merge
+    that did not commit).  Hold the write lock: a writer between finding such a file in place
+    and committing its name would otherwise lose it."""
+    row = con.execute("SELECT value FROM catalog.meta WHERE key = ?", [COMBINED_META]).fetchone()
+    live = set(json.loads(row[0])) if row else set()
+    for p in paths:
+        if p not in live:
+            (Path(root) / p).unlink(missing_ok=True)
+
+
+DELTA_MAX = 8  # concept columns the delta layer holds before a change folds it into the base at once
+
+
+def _layers(con, cached: list[Head], merge: bool) -> tuple[list[Head], list[Head]]:
+    """(base members, delta members) of the next segments.
+
+    The base keeps what its segments already hold while every one of those caches
+    is still complete; the columns added since go to the delta.  A dropped base
+    member (a stale cache, a deleted concept), rewritten asset parts, `merge`, or
+    a full delta put them all in the base: a full rewrite.
+    """
+    row = con.execute("SELECT value FROM catalog.meta WHERE key = ?", [SERVED_META]).fetchone()
+    served = json.loads(row[0]) if row else {}
+    if merge or served.get("form") != SEGMENT_FORM or "base_members" not in served:
+        return cached, []
+    covered = served.get("asset_parts", [])
+    if catalog.part_paths(con, "assets")[:len(covered)] != covered:
+        return cached, []  # parts rewritten (erasure, compaction): every segment is written anew anyway
+    was_base = {tuple(m) for m in served["base_members"]}
+    keys = {(h.concept, h.version) for h in cached}
+    if not was_base <= keys:
+        return cached, []
+    base = [h for h in cached if (h.concept, h.version) in was_base]
+    delta = [h for h in cached if (h.concept, h.version) not in was_base]
+    return (cached, []) if len(delta) > DELTA_MAX else (base, delta)
+
+
+def delta_layer(con) -> bool:
+    """Whether the served segments have a delta layer (a merge would fold it into the base)."""
+    row = con.execute("SELECT value FROM catalog.meta WHERE key = ?", [SERVED_META]).fetchone()
+    return bool(row and json.loads(row[0]).get("delta"))
+
+
+@dataclass
+class Served:
+    """What the views read for materialised scores: base segments (asset columns and scores),
+    delta segments (score columns only, row-aligned with the base), and the (concept, version)s
+    they serve right now."""
+    base: list[str]
+    delta: list[str]
+    members: set[tuple[str, int]]
+
+
+def usable_segments(con, heads: list[Head]) -> Served:
+    """The segments and the (concept, version)s they serve right now, from catalog rows only.
 
     What the last `refresh` recorded holds while the asset parts are the same
     and each member's cache is still complete (re-embedding makes one stale);
     anything else reads its macro until the next refresh.
     """
+    none = Served([], [], set())
     rows = dict(con.execute("SELECT key, value FROM catalog.meta WHERE key IN (?, ?)",
                             [COMBINED_META, SERVED_META]).fetchall())
     if COMBINED_META not in rows or SERVED_META not in rows:
-        return [], set()
+        return none
     segments, served = json.loads(rows[COMBINED_META]), json.loads(rows[SERVED_META])
     asset_parts = catalog.part_paths(con, "assets")
     # Another form (segments an earlier release wrote) serves nothing until the refresh a
     # writable open runs replaces them.
     if not segments or served.get("asset_parts") != asset_parts or served.get("form") != SEGMENT_FORM:
-        return [], set()
+        return none
     members = {tuple(m) for m in served.get("members", [])}
     ok = {(h.concept, h.version) for h in heads
           if (h.concept, h.version) in members and cache_status(con, h, asset_parts) == "complete"}
-    return (segments, ok) if ok else ([], set())
+    return Served(served.get("base", []), served.get("delta", []), ok) if ok else none
 
 
-def combined_segments(con, root: Path, members: list[Head], asset_parts: list[str]) -> list[str]:
+def combined_segments(con, root: Path, members: list[Head], asset_parts: list[str],
+                      with_assets: bool = True) -> list[str]:
     """Wide Parquet segments: the asset rows of `asset_parts`, every asset column, and one column
-    `<concept>_v<N>` per member.
+    `<concept>_v<N>` per member (`with_assets=False`: the score columns alone, the delta layer).
 
     The views read these segments *instead of* the asset parts, as one scan, so
     DuckDB pushes filters and limits into it and materialises late (a top-k
@@ -405,13 +502,14 @@ def combined_segments(con, root: Path, members: list[Head], asset_parts: list[st
         for m in members:
             start, path, created = [f for f in layout[(m.concept, m.version)] if f[0] <= lo][-1]
             picks.append((f"{m.concept}_v{m.version}", path, created, start))
-        key = hashlib.sha256(json.dumps([SEGMENT_FORM, picks, asset_parts[lo:hi]]).encode()).hexdigest()[:24]
+        form = [SEGMENT_FORM] if with_assets else [SEGMENT_FORM, "delta"]
+        key = hashlib.sha256(json.dumps([*form, picks, asset_parts[lo:hi]]).encode()).hexdigest()[:24]
         seg = root / "scores" / COMBINED_DIR / f"{key}.parquet"
         if not seg.exists():
             for _, path, _, _ in picks:
                 if path not in loaded:
                     loaded[path] = pq.read_table(root / path, columns=["prob"]).column(0).combine_chunks()
-            _write_segment(root, seg, asset_parts, range(lo, hi), offsets, picks, loaded)
+            _write_segment(root, seg, asset_parts, range(lo, hi), offsets, picks, loaded, with_assets)
         out.append(str(seg.relative_to(root)))
     return out
 
@@ -422,18 +520,21 @@ _LOW_CARDINALITY = ["dataset", "media_type", "format", "coactive_video_id", "run
 
 
 def _write_segment(root: Path, seg: Path, asset_parts: list[str], span: range, offsets: np.ndarray,
-                   picks: list[tuple], loaded: dict[str, pa.Array]) -> None:
+                   picks: list[tuple], loaded: dict[str, pa.Array], with_assets: bool = True) -> None:
     """One segment, an asset part at a time (memory stays one part's, whatever the span)."""
-    schema = pa.schema(list(ASSET_SCHEMA) + [pa.field(name, pa.float32()) for name, *_ in picks])
+    asset_fields = list(ASSET_SCHEMA) if with_assets else []
+    schema = pa.schema(asset_fields + [pa.field(name, pa.float32()) for name, *_ in picks])
     # Plain pages: probabilities and ids do not compress, and plain pages are the cheapest to
     # write and to scan (paths would compress; they are read for a query's few rows only);
     # the few repeating columns keep a dictionary.
     with atomic_parquet_writer(seg, schema, compression="none", use_dictionary=_LOW_CARDINALITY) as writer:
         for i in span:
-            assets = pq.read_table(root / asset_parts[i])
-            n = assets.num_rows
-            cols = [assets.column(f.name).cast(f.type) if f.name in assets.column_names else pa.nulls(n, f.type)
-                    for f in ASSET_SCHEMA]
+            n = int(offsets[i + 1] - offsets[i])
+            cols = []
+            if with_assets:
+                assets = pq.read_table(root / asset_parts[i])
+                cols = [assets.column(f.name).cast(f.type) if f.name in assets.column_names
+                        else pa.nulls(n, f.type) for f in ASSET_SCHEMA]
             for _, path, _, start in picks:
                 # float32 halves what every query reads; the per-version files keep float64.
                 cols.append(loaded[path].slice(int(offsets[i] - offsets[start]), n).cast(pa.float32()))

@@ -14,7 +14,9 @@ evaluates only the concept columns a query names.  When a version has a
 complete materialised cache (`concept_cache.py`), the view reads it instead:
 the wide segments (every asset column and a column per concept version) become
 the views' base scan in place of the asset parts, so a query reads only the
-columns it names and DuckDB pushes its filters and limits into that one scan.
+columns it names and DuckDB pushes its filters and limits into that one scan;
+columns added since those segments were written come from the delta segments,
+positionally joined on until the background merge folds them in.
 Scoring new asset parts and writing those segments is `concept_cache.refresh`,
 a step writers ask for (`transaction`, `scores=True`); this module only reads
 the catalog.  It never imports code from outside `warehouse`.
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .concept_cache import Head, load_heads, usable_segments
-from .views import ViewParts, parquet_source, vectors_join
+from .views import INTERNAL, ViewParts, parquet_source, vectors_join
 
 MACRO_PREFIX = "pixql_concept_"
 
@@ -73,13 +75,21 @@ def contribute(con, root) -> ViewParts:
 
     # Which versions the combined segments serve was settled by the last
     # `concept_cache.refresh`; the rest read their macro.
-    segments, served = usable_segments(con, heads)
+    segs = usable_segments(con, heads)
+    served = segs.members
     expr: dict[tuple[str, int], str] = {}
     for h in heads:
         parts.pre.append(macro_statement(h))
-    if segments:
-        src = parquet_source("scores", root, segments, parts.pre, union_by_name=False)
-        parts.base = src
+    if served:
+        base = parquet_source("scores", root, segs.base, parts.pre, union_by_name=False) if segs.base \
+            else f"{INTERNAL}.assets"
+        if segs.delta:
+            # Columns added since the base segments were written, row-aligned with them, until
+            # the background merge folds them in: a positional join (no late materialisation
+            # through it, so warm queries are slower until then).
+            delta = parquet_source("scores_delta", root, segs.delta, parts.pre, union_by_name=False)
+            base = f"(SELECT * FROM {base} POSITIONAL JOIN {delta})"
+        parts.base = base
     latest_of = {name: latest for name, latest, _ in concepts}
     for h in heads:
         if (h.concept, h.version) in served:

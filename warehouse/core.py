@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -21,7 +22,17 @@ import duckdb
 from . import catalog, migrations, retention
 from .storage import Layout, default_root
 from .errors import Forbidden, MissingFile
+from .score_merge import ScoreMerger
 from .transaction import transaction
+
+
+_locks: dict[str, threading.RLock] = {}
+_locks_guard = threading.Lock()
+
+
+def _write_lock(db_path: Path) -> threading.RLock:
+    with _locks_guard:
+        return _locks.setdefault(str(Path(db_path).resolve()), threading.RLock())
 
 
 class WarehouseCore:
@@ -30,8 +41,12 @@ class WarehouseCore:
         self.con = con
         self.read_only = read_only
         # DuckDB connections are not safe to share between threads; catalog
-        # writes from worker threads go through this lock and a cursor.
-        self.write_lock = threading.RLock()
+        # writes from worker threads go through this lock and a cursor.  It is one lock per
+        # database file in this process: DuckDB shares one database between the connections
+        # of a process, so two `Warehouse` objects on one directory (a notebook's and the
+        # CLI's, or the background score merge of either) would otherwise conflict on update.
+        self.write_lock = _write_lock(layout.db_path)
+        self._merger = None if read_only else ScoreMerger(self)
 
     # -- opening ---------------------------------------------------------------
     @classmethod
@@ -74,7 +89,14 @@ class WarehouseCore:
         return self.layout.root
 
     def close(self) -> None:
+        if self._merger is not None:
+            self._merger.close()
         self.con.close()
+
+    def wait_for_merge(self, timeout: float | None = None) -> bool:
+        """Block until the concept score delta is merged into the wide segments (see
+        `warehouse/score_merge.py`); False if `timeout` passed first."""
+        return self._merger.wait(timeout) if self._merger is not None else True
 
     def __enter__(self) -> "WarehouseCore":
         return self
@@ -91,6 +113,13 @@ class WarehouseCore:
             return self.con.execute(query, params)
         return self.con.sql(query)
 
+    def checkpoint(self) -> None:
+        """Fold the WAL into `pixql.duckdb` (so a reader of the file alone, the stock DuckDB
+        CLI on a copy, sees every commit).  Under the write lock: DuckDB refuses a CHECKPOINT
+        while a write transaction is open, and the background score merge runs one."""
+        with self.write_lock:
+            self.con.execute("CHECKPOINT")
+
     def refresh_views(self) -> None:
         """Refresh concept score caches and rebuild every view (also run on open)."""
         if self.read_only:
@@ -98,17 +127,22 @@ class WarehouseCore:
         with self.transaction(scores=True):
             pass
 
-    def transaction(self, views: bool = False, scores: bool = False, con=None):
+    @contextmanager
+    def transaction(self, views: bool = False, scores: bool = False, con=None, merge_scores: bool = False):
         """The write lock and one catalog transaction; see `warehouse.transaction`.
 
         `views`/`scores` rebuild the views (after refreshing concept score
         caches) at commit, as `tx.rebuild_views()` does from inside the block;
-        `con` runs it on that cursor instead of a new one.
+        `con` runs it on that cursor instead of a new one.  A commit that left
+        concept columns in the score delta layer schedules their merge.
         """
         if self.read_only:
             raise Forbidden("warehouse opened read-only")
-        return transaction(con if con is not None else self.cursor(), self.write_lock, self.layout.root,
-                           views=views, scores=scores)
+        with transaction(con if con is not None else self.cursor(), self.write_lock, self.layout.root,
+                         views=views, scores=scores, merge_scores=merge_scores) as tx:
+            yield tx
+        if tx.score_delta:
+            self._merger.soon()
 
     def datasets(self) -> duckdb.DuckDBPyRelation:
         return catalog.dataset_summaries(self.con)

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     # The files a compaction replaced stay this many seconds for readers that began before it
     # (a query worker mid-way through the old part list), then go (warehouse/erasure_files.py).
     compact_retire_s: float = Field(900.0, ge=0)
+    # Concept columns added since the wide score segments were written are served from a
+    # small delta layer; a background thread folds it in once score changes have paused this
+    # many seconds (warehouse/score_merge.py).
+    score_merge_delay_s: float = Field(1.0, ge=0)
     # Retention (warehouse/retention.py): an upload no asset, video or unfinished job names is
     # removed once it is older than this many seconds.
     uploads_grace_s: float = Field(3600.0, ge=0)

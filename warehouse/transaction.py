@@ -73,9 +73,11 @@ def counters(con) -> tuple[int, int]:
 class Transaction:
     """What a writer changed, acted on at commit; `con` is the cursor the transaction runs on."""
 
-    def __init__(self, con, root=None, views: bool = False, scores: bool = False):
+    def __init__(self, con, root=None, views: bool = False, scores: bool = False, merge_scores: bool = False):
         self.con, self.root = con, root
-        self._views, self._scores, self._data = views or scores, scores, False
+        self._views, self._scores, self._data = views or scores or merge_scores, scores or merge_scores, False
+        self._merge = merge_scores
+        self.score_delta = False  # the refresh left a delta layer (`WarehouseCore` merges it soon)
 
     def rebuild_views(self, scores: bool = False) -> None:
         """Rebuild the views before COMMIT; with `scores`, first bring concept score caches up to date."""
@@ -96,7 +98,8 @@ class Transaction:
         if self._scores:
             from . import concept_cache
 
-            concept_cache.refresh(self.con, self.root)
+            concept_cache.refresh(self.con, self.root, merge=self._merge)
+            self.score_delta = concept_cache.delta_layer(self.con)
         if self._views:
             from . import views
 
@@ -108,11 +111,11 @@ class Transaction:
 
 @contextmanager
 def transaction(con, lock: threading.RLock | None = None, root=None, views: bool = False,
-                scores: bool = False):
+                scores: bool = False, merge_scores: bool = False):
     """BEGIN on `con` holding `lock`; COMMIT (after the rebuilds asked for) or ROLLBACK on error."""
     with lock if lock is not None else nullcontext():
         con.execute("BEGIN TRANSACTION")
-        tx = Transaction(con, root, views, scores)
+        tx = Transaction(con, root, views, scores, merge_scores)
         try:
             yield tx
             tx._before_commit()
