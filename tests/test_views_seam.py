@@ -35,6 +35,7 @@ def wh(tmp_path_factory, photo_dir):
     rng = np.random.default_rng(3)
     head = HeadSpec("model", encoder, column, rng.standard_normal(dim).astype(np.float32), 1.0, 0.0, "logistic")
     registry.create_from_head(w, "seam_probe", head)
+    assert w.wait_for_merge(60)  # the score delta folded in: the wide segments are the base scan
     yield w
     w.close()
 
