@@ -20,7 +20,7 @@ import pytest
 from concepts import registry
 from concepts.heads import HeadSpec
 from pixql import Warehouse
-from warehouse import catalog, compaction
+from warehouse import catalog, concept_cache
 from warehouse.queries import QueryEngine, QuerySettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,8 +75,6 @@ def pristine(tmp_path_factory, photo_dir) -> Path:
                                   materialize=False)
         assert wh.sql("SELECT count(*) FROM catalog.concept_scores WHERE concept = 'probe'").fetchone()[0]
         assert wh.wait_for_merge(60)  # the score delta folded into the wide segments
-        from warehouse import concept_cache
-
         with wh.write_lock:  # the delta it replaced (the tests count unreferenced files)
             concept_cache.sweep(wh.cursor(), wh.root, min_age_s=0)
     finally:
@@ -108,7 +106,7 @@ def orphans(root: Path, con) -> list[str]:
     out = [f"journal: {r}" for r in con.execute("SELECT erasure_id, state FROM catalog.erasure_journal").fetchall()]
     known = {r[0] for r in con.execute("SELECT path FROM catalog.parts").fetchall()}
     known |= {r[0] for r in con.execute("SELECT path FROM catalog.concept_scores").fetchall()}
-    known |= set(compaction._segments(con))
+    known |= set(concept_cache.segment_files(con))
     stems = {Path(p).stem for p in known}
     for p in list((root / "datasets").rglob("*")) + list((root / "scores").rglob("*")):
         if not p.is_file():
@@ -233,7 +231,7 @@ def test_an_older_snapshot_in_the_same_process_keeps_its_files(pristine, tmp_pat
         a.close()
     wh = Warehouse.open(root)
     try:
-        from warehouse import concept_cache, erasure_files
+        from warehouse import erasure_files
 
         left = orphans(root, wh.cursor())
         assert any(f.startswith("journal: ") for f in left) and any(f.startswith("datasets/") for f in left)

@@ -100,6 +100,11 @@ def ensure_dataset(con, name: str, encoder: str, description: str | None = None,
     return encoder
 
 
+def part_rows(con, kind: str) -> dict[str, int]:
+    """{path: row count} of every committed part of `kind`."""
+    return dict(con.execute("SELECT path, row_count FROM catalog.parts WHERE kind = ?", [kind]).fetchall())
+
+
 def part_paths(con, kind: str, dataset: str | None = None, encoder: str | None = None) -> list[str]:
     sql = "SELECT path FROM catalog.parts WHERE kind = ?"
     args: list = [kind]

@@ -32,7 +32,6 @@ A re-run merges whatever is still small.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
@@ -281,9 +280,9 @@ def _compact_one(wh, con, dataset: str, part_rows: int, step) -> CompactReport:
                 raise RuntimeError(f"compaction read {n} rows from {len(m.sources)} parts, the catalog says {m.rows}")
             step(f"wrote {m.kind}")
 
-        old_segments = _segments(con)
+        old_segments = concept_cache.segment_files(con)
         old_parts = catalog.part_paths(con, "assets")
-        rows_of = dict(con.execute("SELECT path, row_count FROM catalog.parts WHERE kind = 'assets'").fetchall())
+        rows_of = catalog.part_rows(con, "assets")
         step("committing")
         # Views only at commit: the scores are refreshed here, so the files the commit references are known.
         with wh.transaction(con=con) as tx:
@@ -326,11 +325,6 @@ def _compact_one(wh, con, dataset: str, part_rows: int, step) -> CompactReport:
     report.parts_after = len(_parts(con, dataset))
     report.seconds = time.perf_counter() - started
     return report
-
-
-def _segments(con) -> list[str]:
-    row = con.execute("SELECT value FROM catalog.meta WHERE key = ?", [concept_cache.COMBINED_META]).fetchone()
-    return json.loads(row[0]) if row else []
 
 
 def maybe_compact(wh, dataset: str) -> CompactReport | None:

@@ -155,7 +155,7 @@ def score_assets(con, root: Path, heads: list[Head], asset_parts: list[str],
     all of them.  `vector_parts` restricts which parts are read per encoder
     (increments read only the new ones); assets without a vector get NaN.
     """
-    rows_of = dict(con.execute("SELECT path, row_count FROM catalog.parts WHERE kind = 'assets'").fetchall())
+    rows_of = catalog.part_rows(con, "assets")
     total = sum(int(rows_of.get(p, 0)) for p in asset_parts)
     out = np.full((total, len(heads)), np.nan)
     ids = None
@@ -333,6 +333,16 @@ COMBINED_META = "concept_scores_combined"  # the segment files (a JSON list), as
 SERVED_META = "concept_scores_served"  # {"asset_parts": [...], "members": [[concept, version], ...]}
 
 
+def _meta(con, key: str):
+    row = con.execute("SELECT value FROM catalog.meta WHERE key = ?", [key]).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def segment_files(con) -> list[str]:
+    """Every segment file (both layers) the committed catalog names."""
+    return _meta(con, COMBINED_META) or []
+
+
 def refresh(con, root: Path, merge: bool = False) -> list[str]:
     """Bring score caches up to date and write the segments the views read.
 
@@ -377,8 +387,7 @@ def prepare_merge(con, root: Path) -> list[str]:
     under the lock, finds them in place and only commits (it writes whatever a change
     committed meanwhile made different).
     """
-    row = con.execute("SELECT value FROM catalog.meta WHERE key = ?", [SERVED_META]).fetchone()
-    served = json.loads(row[0]) if row else {}
+    served = _meta(con, SERVED_META) or {}
     if not served.get("delta") or served.get("form") != SEGMENT_FORM:
         return []
     by_key = {(h.concept, h.version): h for h in load_heads(con)}
@@ -392,8 +401,7 @@ def discard_unreferenced(con, root: Path, paths: list[str]) -> None:
     """Delete the segment files among `paths` that the committed catalog does not name (a merge
     that did not commit).  Hold the write lock: a writer between finding such a file in place
     and committing its name would otherwise lose it."""
-    row = con.execute("SELECT value FROM catalog.meta WHERE key = ?", [COMBINED_META]).fetchone()
-    live = set(json.loads(row[0])) if row else set()
+    live = set(segment_files(con))
     for p in paths:
         if p not in live:
             (Path(root) / p).unlink(missing_ok=True)
@@ -410,8 +418,7 @@ def _layers(con, cached: list[Head], merge: bool) -> tuple[list[Head], list[Head
     member (a stale cache, a deleted concept), rewritten asset parts, `merge`, or
     a full delta put them all in the base: a full rewrite.
     """
-    row = con.execute("SELECT value FROM catalog.meta WHERE key = ?", [SERVED_META]).fetchone()
-    served = json.loads(row[0]) if row else {}
+    served = _meta(con, SERVED_META) or {}
     if merge or served.get("form") != SEGMENT_FORM or "base_members" not in served:
         return cached, []
     covered = served.get("asset_parts", [])
@@ -428,8 +435,7 @@ def _layers(con, cached: list[Head], merge: bool) -> tuple[list[Head], list[Head
 
 def delta_layer(con) -> bool:
     """Whether the served segments have a delta layer (a merge would fold it into the base)."""
-    row = con.execute("SELECT value FROM catalog.meta WHERE key = ?", [SERVED_META]).fetchone()
-    return bool(row and json.loads(row[0]).get("delta"))
+    return bool((_meta(con, SERVED_META) or {}).get("delta"))
 
 
 @dataclass
@@ -480,7 +486,7 @@ def combined_segments(con, root: Path, members: list[Head], asset_parts: list[st
     """
     if not members or not asset_parts:
         return []
-    rows_of = dict(con.execute("SELECT path, row_count FROM catalog.parts WHERE kind = 'assets'").fetchall())
+    rows_of = catalog.part_rows(con, "assets")
     offsets = np.concatenate([[0], np.cumsum([rows_of[p] for p in asset_parts])]).astype(np.int64)
     layout = {}  # member -> [(first part index, file, created)]
     bounds = {len(asset_parts)}
@@ -557,8 +563,7 @@ def sweep(con, root: Path, min_age_s: float = 900.0, keep: set[str] = frozenset(
     removed = 0
     if not base.exists():
         return 0
-    row = con.execute("SELECT value FROM catalog.meta WHERE key = ?", [COMBINED_META]).fetchone()
-    known |= set(json.loads(row[0])) if row else set()
+    known |= set(segment_files(con))
     for p in base.glob("*/*.parquet"):
         if p.parent.name.startswith("_") and p.parent.name != COMBINED_DIR:
             continue

@@ -87,7 +87,7 @@ def _erase(wh, sel: Selection, report: ErasureReport, reason, who, block) -> Era
     removed: dict[str, int] = {}
     with wh.transaction(con=con) as tx:
         old_order = catalog.part_paths(con, "assets")
-        rows_of = dict(con.execute("SELECT path, row_count FROM catalog.parts WHERE kind = 'assets'").fetchall())
+        rows_of = catalog.part_rows(con, "assets")
         old_files = _swap_parts(con, root, rewrites, removed)
         paths = {a["path"] for a in sel.assets.values()} | {v["path"] for v in sel.videos.values()}
         shas = {a["sha256"] for a in sel.assets.values() if a["sha256"]} | \
@@ -124,7 +124,7 @@ def _erase(wh, sel: Selection, report: ErasureReport, reason, who, block) -> Era
         _scrub(con, needles | shas)
         masks = {part["path"]: mask for part, _, _, mask in rewrites if part["kind"] == "assets"}
         renamed = {part["path"]: new for part, new, _, _ in rewrites if part["kind"] == "assets"}
-        before = erasure_scores.meta_segments(con)
+        before = set(concept_cache.segment_files(con))
         old_scores, removed["score_caches"] = erasure_scores.filter_caches(con, root, old_order, rows_of, masks,
                                                                             renamed, derived)
         segments = concept_cache.refresh(con, root)

@@ -11,7 +11,6 @@ part is dropped (the SQL macro serves it until the next refresh scores it).
 """
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -63,8 +62,3 @@ def filter_caches(con, root, old_order: list[str], rows_of: dict[str, int], mask
         concept_cache.write_cache(con, root, h, 0, probs, new_order, catalog.part_paths(con, "vectors", encoder=h.encoder))
         written += 1
     return old_files, written
-
-
-def meta_segments(con) -> set[str]:
-    row = con.execute("SELECT value FROM catalog.meta WHERE key = ?", [concept_cache.COMBINED_META]).fetchone()
-    return set(json.loads(row[0])) if row else set()
