@@ -6,8 +6,9 @@ rebuilding and catalog writes.  Ingest, concepts and labels live in the layers
 above; the user-facing `Warehouse` (`pixql/warehouse.py`) subclasses this
 class and adds them, so nothing here imports upward.
 
-`sql` returns DuckDB's own relation, so `.pl()`, `.df()`, `.arrow()` and
-`.fetchall()` behave exactly as in DuckDB.  This is the trusted local path:
+`sql` returns DuckDB's own relation (with `params` too), so `.pl()`, `.df()`,
+`.arrow()` and `.fetchall()` behave exactly as in DuckDB; while it is referenced
+it counts as a reader of the files its views list (`readers`).  This is the trusted local path:
 it runs SQL unsandboxed, like the DuckDB shell; the HTTP API sandboxes.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from . import catalog, migrations, retention
+from . import catalog, migrations, readers, retention
 from .storage import Layout, default_root
 from .errors import Forbidden, MissingFile
 from .transaction import transaction
@@ -87,9 +88,18 @@ class WarehouseCore:
 
     # -- querying --------------------------------------------------------------
     def sql(self, query: str, params: list | None = None) -> duckdb.DuckDBPyRelation:
-        if params:
-            return self.con.execute(query, params)
-        return self.con.sql(query)
+        # A reader from before the bind to the relation's end: a half-consumed result opens later
+        # files only when it reaches them, so the sweep leaves every file of its generation until then.
+        reader = readers.begin()
+        try:
+            rel = self.con.sql(query, params=params) if params else self.con.sql(query)
+        except BaseException:
+            reader.release()
+            raise
+        if rel is None:  # a statement, already run
+            reader.release()
+            return rel
+        return readers.track(rel, reader)
 
     def refresh_views(self) -> None:
         """Refresh concept score caches and rebuild every view (also run on open)."""
