@@ -61,8 +61,8 @@ class WarehouseCore:
         from .erasure_files import recover
 
         # An erasure or compaction a kill interrupted: finished, or its new files swept; files a
-        # compaction retired past their grace period removed.  Nothing else is swept without an age
-        # limit: another cursor of this process may bind its queries in an older snapshot.
+        # compaction retired past their grace period removed.  Replaced score files are swept by the
+        # refresh below, unless a reader of another open in this process still needs them (`readers`).
         recover(con, layout.root)
         retention.sweep_uploads(con, layout.root)
         # Paths inside views are absolute; rebuilding on open keeps them right
