@@ -56,8 +56,9 @@ class Reader:
             _live[self.id] = self.generation
 
     def release(self) -> None:
-        with _lock:
-            _live.pop(self.id, None)
+        # No lock: the garbage collector runs this (a relation's finalizer) wherever it collects,
+        # possibly inside `unneeded` on this very thread; a dict's pop is atomic.
+        _live.pop(self.id, None)
 
     def __enter__(self) -> "Reader":
         return self
@@ -105,7 +106,7 @@ def unneeded(root: Path, unreferenced: list[str]) -> list[str]:
     with _lock:
         _generation += 1
         now = _generation
-        oldest = min(_live.values(), default=None)
+        oldest = min(_live.copy().values(), default=None)
         key = str(Path(root).resolve())
         seen = _orphans.get(key, {})
         seen = {p: seen.get(p, now) for p in unreferenced}
