@@ -134,14 +134,15 @@ def test_a_running_query_keeps_the_files_of_its_definitions(wh):
         ok = engine.wait(engine.submit("SELECT count(*) AS n FROM coactive_table WHERE fight_prob >= 0")["query_id"], 60)
         assert ok["status"] == "Complete" and readers.live() == 0
         old = segments(wh)
-        # Runs until stopped: the views times 10^10 rows.
-        qid = engine.submit("SELECT count(*) AS n FROM coactive_table, (SELECT unnest(range(100000)) AS x) a, "
-                            "(SELECT unnest(range(100000)) AS y) b WHERE fight_prob >= 0")["query_id"]
+        # Runs until stopped, in little memory: the views times 10^7 rows.
+        qid = engine.submit("SELECT count(*) AS n FROM coactive_table, (SELECT unnest(range(10000000)) AS x) a "
+                            "WHERE hash(x + fight_prob) % 7 = 0")["query_id"]
         tick, deadline = threading.Event(), time.monotonic() + 60
         while qid not in engine._active:  # claimed by a slot, its sandbox built for the old definitions
             assert engine.recent_status(qid) in (None, "Queued", "Running") and time.monotonic() < deadline
             tick.wait(0.01)
         change(wh, "handgun")
+        assert qid in engine._active  # still running (until the stop below)
         assert old <= score_files(wh)
         engine.stop(qid)
         assert engine.wait(qid, 60)["status"] == "Stopped"
