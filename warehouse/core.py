@@ -8,8 +8,9 @@ class and adds them, so nothing here imports upward.
 
 `sql` returns DuckDB's own relation (with `params` too), so `.pl()`, `.df()`,
 `.arrow()` and `.fetchall()` behave exactly as in DuckDB; while it is referenced
-it counts as a reader of the files its views list (`readers`).  This is the trusted local path:
-it runs SQL unsandboxed, like the DuckDB shell; the HTTP API sandboxes.
+it counts as a reader of the files its views list (`readers`).  This is the
+trusted local path: it runs SQL unsandboxed, like the DuckDB shell; the HTTP
+API sandboxes.
 """
 from __future__ import annotations
 

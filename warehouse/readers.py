@@ -21,9 +21,9 @@ process holding `pixql.duckdb` read-write, and DuckDB's file lock refuses every
 other open of it, read-only ones too (and a read-only process holds the lock
 against writers while it reads).
 
-Generations: every sweep advances a process-wide counter before it looks at the
-catalog (it runs after the commit, holding the write lock); a reader records
-the counter when it begins, before it binds anything.  A file a sweep first
+Generations: every sweep advances a process-wide counter (it runs after the
+commit, holding the write lock); a reader records the counter when it begins,
+before it binds anything.  A file a sweep first
 found unreferenced at generation g is needed only by readers that began before
 g: a reader that began at g or later bound the catalog after that commit.  So
 the file goes once every live reader's generation is at least g.  The counter
