@@ -163,3 +163,23 @@ def test_a_forced_sweep_ignores_readers(wh):
     assert concept_cache.sweep(wh.cursor(), wh.root, min_age_s=-1e9) >= len(old)
     assert score_files(wh) == referenced(wh)
     del rel
+
+
+def test_a_relation_with_parameters_is_a_reader_too(wh):
+    rel = wh.sql("SELECT count(*) FROM coactive_table WHERE fight_prob >= ?", [0.0])
+    assert readers.live() == 1
+    assert wh.sql("CREATE TEMP TABLE probe AS SELECT ? AS x", [1]) is None and readers.live() == 1  # a statement
+    assert rel.fetchone() == (3000,)
+    del rel
+    gc.collect()
+    assert readers.live() == 0
+
+
+def test_no_other_process_can_read_while_this_one_writes(wh):
+    """Why the registry needs no grace period for other processes: DuckDB's lock refuses them."""
+    import subprocess
+    import sys
+
+    code = f"import duckdb; duckdb.connect({str(wh.layout.db_path)!r}, read_only=True)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode != 0 and "lock" in r.stderr.lower()
