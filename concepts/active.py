@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from warehouse import catalog
+from warehouse import catalog, readers  # reads of coactive_table on own cursors: readers while they run
 
 from .heads import ConceptError
 from .registry import current_labels, get, materialize
@@ -26,6 +26,7 @@ def _ensure_scored(wh, name: str) -> None:
         materialize(wh, [name])
 
 
+@readers.reading()
 def candidates(wh, name: str, n: int = 20, dataset: str | None = None) -> list[dict]:
     c = get(wh, name)
     if n < 1:
@@ -48,6 +49,7 @@ def candidates(wh, name: str, n: int = 20, dataset: str | None = None) -> list[d
     ]
 
 
+@readers.reading()
 def estimate(wh, name: str, dataset: str | None = None) -> dict:
     c = get(wh, name)
     _ensure_scored(wh, name)
@@ -75,6 +77,7 @@ def estimate(wh, name: str, dataset: str | None = None) -> dict:
     }
 
 
+@readers.reading()
 def prediction_estimate(wh, name: str, threshold: float | None = None, confidence_level: float = 0.95,
                         fidelity: int | None = None, dataset: str | None = None, bins: int = 10) -> dict:
     """How many assets fall in each probability range (Coactive's `prediction_estimation`).

@@ -626,7 +626,6 @@ def delete(wh, name: str) -> None:
             for table, col in (("concept_scores", "concept"), ("concept_versions", "concept"),
                                ("concept_labels", "concept"), ("concepts", "name")):
                 tx.con.execute(f"DELETE FROM catalog.{table} WHERE {col} = ?", [name])
-        concept_cache.sweep(tx.con, wh.root)
 
 
 def materialize(wh, names=None, all_versions: bool = False, scorer=None, force: bool = False) -> list[tuple[str, int]]:
@@ -650,7 +649,6 @@ def materialize(wh, names=None, all_versions: bool = False, scorer=None, force: 
     with wh.write_lock:
         with wh.transaction(scores=True) as tx:
             concept_cache.materialize(tx.con, wh.root, todo, **({"scorer": scorer} if scorer else {}))
-        concept_cache.sweep(tx.con, wh.root)
     return [(h.concept, h.version) for h in todo]
 
 

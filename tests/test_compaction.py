@@ -204,15 +204,21 @@ def test_auto_compaction_after_ingest(tmp_path, photo_dir, monkeypatch):
 
 
 def test_an_older_snapshot_in_the_same_process_keeps_its_files(pristine, tmp_path, monkeypatch):
-    """A half-read result pins its cursor's transaction, and DuckDB binds that cursor's next `sql()` in the
-    same, older snapshot.  Other opens of the warehouse in this process (each CLI command run in-process does
-    one) and a compaction must leave the files that snapshot reads until the grace period ends."""
+    """A half-read result opens the rest of its files only when it reaches them.  While it is referenced,
+    other opens of the warehouse in this process (each CLI command run in-process does one), a concept
+    change and a compaction leave the score files it may read (`warehouse.readers`) and the parts (the
+    compaction's grace period); once it is dropped, the next sweep removes the score files at once."""
+    import gc
+
     monkeypatch.setenv("PIXQL_COMPACT_RETIRE_S", "900")
     root = copy_of(pristine, tmp_path / "wh")
     a = Warehouse.open(root)
+    scan = "SELECT coactive_image_id, probe_latest_prob FROM coactive_table"
     try:
         expected = a.sql(QUERIES[2]).fetchall()
-        a.sql("SELECT path FROM coactive_table ORDER BY path").fetchone()  # half-read: pins the snapshot
+        full = sorted(a.sql(scan).fetchall())
+        half = a.sql(scan)
+        first = half.fetchmany(1)  # half-read: its later files are opened later
         b = Warehouse.open(root)
         try:
             con = b.cursor()
@@ -226,17 +232,20 @@ def test_an_older_snapshot_in_the_same_process_keeps_its_files(pristine, tmp_pat
         finally:
             b.close()
         Warehouse.open(root).close()  # what each in-process CLI command does first
-        assert a.sql(QUERIES[2]).fetchall() == expected  # the old snapshot still reads all its files
+        assert sorted(first + half.fetchall()) == full  # the old snapshot still reads all its files
+        assert a.sql(QUERIES[2]).fetchall() == expected
+        del half
+        gc.collect()
     finally:
         a.close()
-    wh = Warehouse.open(root)
+    wh = Warehouse.open(root)  # its refresh commits and sweeps: no reader is left
     try:
         from warehouse import erasure_files
 
         left = orphans(root, wh.cursor())
         assert any(f.startswith("journal: ") for f in left) and any(f.startswith("datasets/") for f in left)
+        assert not [f for f in left if f.startswith("scores/") and f.endswith(".parquet")]
         erasure_files.remove_retired(wh.cursor(), root, grace_s=0)
-        concept_cache.sweep(wh.cursor(), root, min_age_s=0)  # the segment the new version replaced (its own grace)
         assert orphans(root, wh.cursor()) == []
     finally:
         wh.close()

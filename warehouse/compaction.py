@@ -317,8 +317,10 @@ def _compact_one(wh, con, dataset: str, part_rows: int, step) -> CompactReport:
         erasure_files.abandon(wh, journal_id, written)
         raise
     step("committed")
-    # The replaced files are unreferenced now; they go once no reader can still be on them.
-    report.files_removed = erasure_files.remove_retired(con, root)
+    # The replaced files are unreferenced now; they go once no reader can still be on them:
+    # score files as soon as no live reader began before the commit (`readers`), the rest after
+    # `compact_retire_s`.
+    report.files_removed = concept_cache.sweep(con, root) + erasure_files.remove_retired(con, root)
     step("removed")
     report.parts_merged = sum(len(m.sources) for m in merges)
     report.parts_written = len(merges)

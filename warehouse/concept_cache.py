@@ -547,32 +547,60 @@ def _write_segment(root: Path, seg: Path, asset_parts: list[str], span: range, o
             writer.write_table(pa.Table.from_arrays(cols, schema=schema), row_group_size=SEGMENT_ROW_GROUP)
 
 
-def sweep(con, root: Path, min_age_s: float = 900.0, keep: set[str] = frozenset()) -> int:
+def _newer(path: Path, since: float | None) -> bool:
+    if since is None:
+        return False
+    try:
+        return path.stat().st_mtime >= since
+    except OSError:
+        return False
+
+
+def sweep(con, root: Path, min_age_s: float | None = None, keep: set[str] = frozenset()) -> int:
     """Delete score files nothing references (dropped or compacted caches, replaced combined segments).
 
     Call after a commit, holding the warehouse write lock, so no writer is between
-    writing a file and committing the row that references it.  Only files older
-    than `min_age_s` go: a reader whose transaction began before the change (a
-    half-consumed result on another cursor) still binds the old view and its files.
+    writing a file and committing the row that references it.  A file goes as soon
+    as no reader that could read it is alive (`readers`: a relation handed out
+    before the change, a running query over older view definitions).  A number
+    `min_age_s` forces: every unreferenced file older than that goes, whoever reads it.
     """
     import time
 
-    cutoff = time.time() - min_age_s
+    from . import readers
+
     known = {r[0] for r in con.execute("SELECT path FROM catalog.concept_scores").fetchall()}
     base = root / "scores"
     removed = 0
     if not base.exists():
         return 0
     known |= set(segment_files(con))
+    dead = []
     for p in base.glob("*/*.parquet"):
         if p.parent.name.startswith("_") and p.parent.name != COMBINED_DIR:
             continue
-        if str(p.relative_to(root)) not in known and str(p.relative_to(root)) not in keep:
+        rel = str(p.relative_to(root))
+        if rel not in known and rel not in keep:
+            dead.append(rel)
+    if min_age_s is None:
+        # A writer's temporary is its own until the rename (open removes a killed writer's), and so
+        # is what a writer outside the lock wrote since it began (`readers.writing`).
+        since = readers.writing_since(root)
+        dead = [r for r in dead if not Path(r).name.startswith(TMP_PREFIX) and not _newer(root / r, since)]
+        doomed = readers.unneeded(root, dead)
+    else:
+        cutoff = time.time() - min_age_s
+        doomed = []
+        for rel in dead:
             try:
-                if p.stat().st_mtime > cutoff:
-                    continue
-                p.unlink()
-                removed += 1
+                if (root / rel).stat().st_mtime <= cutoff:
+                    doomed.append(rel)
             except OSError:
                 pass
+    for rel in doomed:
+        try:
+            (root / rel).unlink()
+            removed += 1
+        except OSError:
+            pass
     return removed

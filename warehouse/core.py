@@ -6,9 +6,11 @@ rebuilding and catalog writes.  Ingest, concepts and labels live in the layers
 above; the user-facing `Warehouse` (`pixql/warehouse.py`) subclasses this
 class and adds them, so nothing here imports upward.
 
-`sql` returns DuckDB's own relation, so `.pl()`, `.df()`, `.arrow()` and
-`.fetchall()` behave exactly as in DuckDB.  This is the trusted local path:
-it runs SQL unsandboxed, like the DuckDB shell; the HTTP API sandboxes.
+`sql` returns DuckDB's own relation (with `params` too), so `.pl()`, `.df()`,
+`.arrow()` and `.fetchall()` behave exactly as in DuckDB; while it is referenced
+it counts as a reader of the files its views list (`readers`).  This is the
+trusted local path: it runs SQL unsandboxed, like the DuckDB shell; the HTTP
+API sandboxes.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import duckdb
 
-from . import catalog, migrations, retention
+from . import catalog, migrations, readers, retention
 from .storage import Layout, default_root
 from .errors import Forbidden, MissingFile
 from .score_merge import ScoreMerger
@@ -75,8 +77,8 @@ class WarehouseCore:
         from .erasure_files import recover
 
         # An erasure or compaction a kill interrupted: finished, or its new files swept; files a
-        # compaction retired past their grace period removed.  Nothing else is swept without an age
-        # limit: another cursor of this process may bind its queries in an older snapshot.
+        # compaction retired past their grace period removed.  Replaced score files are swept by the
+        # refresh below, unless a reader of another open in this process still needs them (`readers`).
         recover(con, layout.root)
         retention.sweep_uploads(con, layout.root)
         # Paths inside views are absolute; rebuilding on open keeps them right
@@ -109,9 +111,18 @@ class WarehouseCore:
 
     # -- querying --------------------------------------------------------------
     def sql(self, query: str, params: list | None = None) -> duckdb.DuckDBPyRelation:
-        if params:
-            return self.con.execute(query, params)
-        return self.con.sql(query)
+        # A reader from before the bind to the relation's end: a half-consumed result opens later
+        # files only when it reaches them, so the sweep leaves every file of its generation until then.
+        reader = readers.begin()
+        try:
+            rel = self.con.sql(query, params=params) if params else self.con.sql(query)
+        except BaseException:
+            reader.release()
+            raise
+        if rel is None:  # a statement, already run
+            reader.release()
+            return rel
+        return readers.track(rel, reader)
 
     def checkpoint(self) -> None:
         """Fold the WAL into `pixql.duckdb` (so a reader of the file alone, the stock DuckDB

@@ -48,7 +48,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from . import catalog, sandbox
+from . import catalog, readers, sandbox
 from .query_queue import FairQueue, GroupCommit
 from .query_worker import WorkerDied, WorkerProcess, parse_size, sweep_stale_dirs, unique_names  # noqa: F401
 from .errors import Conflict, NotFound, TooMany
@@ -665,7 +665,10 @@ class QueryEngine:
                 with self._lock:
                     self._queued -= 1
                 try:
-                    self._run(i, qid, owner)
+                    # A reader from before its definitions are read until its worker is done:
+                    # the files its sandbox's views list stay until then (`readers`).
+                    with readers.reading():
+                        self._run(i, qid, owner)
                 except Exception as e:  # the pool must survive anything one query does
                     self._finish(qid, "Error", error=f"internal error: {type(e).__name__}: {e}")
                 finally:

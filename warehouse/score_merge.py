@@ -7,14 +7,15 @@ positional join, no late materialisation through it), so one thread per open
 warehouse folds it in soon after: it waits until no score change has come for
 `score_merge_delay_s`, writes the merged base segments without the write lock
 (content-named files, so a writer committing meanwhile costs only a rewrite of
-what it changed), then takes the lock for a commit that finds them in place.
+what it changed), then takes the lock for a commit that finds them in place (`readers.writing`
+keeps sweeps off them until then).
 """
 from __future__ import annotations
 
 import logging
 import threading
 
-from . import concept_cache
+from . import concept_cache, readers
 
 log = logging.getLogger("pixql.score_merge")
 
@@ -86,19 +87,21 @@ class ScoreMerger:
         try:
             if not concept_cache.delta_layer(con):
                 return
-            written = concept_cache.prepare_merge(con, core.root)
-            while not lock.acquire(timeout=0.05):  # (close() may be waiting, holding the lock)
-                if self._closed:
-                    return
-            try:
-                if self._closed or not concept_cache.delta_layer(con):
-                    return
-                with core.transaction(merge_scores=True, con=con) as tx:
-                    pass
-                committed = True
-                concept_cache.sweep(tx.con, core.root)
-            finally:
-                lock.release()
+            # Until the commit, a sweep after another writer's commit must leave what this writes.
+            with readers.writing(core.root):
+                written = concept_cache.prepare_merge(con, core.root)
+                while not lock.acquire(timeout=0.05):  # (close() may be waiting, holding the lock)
+                    if self._closed:
+                        return
+                try:
+                    if self._closed or not concept_cache.delta_layer(con):
+                        return
+                    # Its commit sweeps the segments it replaced (`transaction`).
+                    with core.transaction(merge_scores=True, con=con):
+                        pass
+                    committed = True
+                finally:
+                    lock.release()
         finally:
             # A merge that did not commit (closed, failed) takes back the files it wrote, if it
             # can take the lock at once; otherwise the next sweep finds them unreferenced.

@@ -18,12 +18,17 @@ lookup per query instead of hashing tables:
 
 Concept score caches (`concept_cache.refresh`) are refreshed here only when
 a writer asks (`scores=True`), before the views are built from the catalog:
-building views never scores nor writes files.
+building views never scores nor writes files.  After such a commit, still
+holding the lock, the score files it replaced are swept (`concept_cache.sweep`):
+at once, unless a live reader (`readers`) may still read them.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from contextlib import contextmanager, nullcontext
+
+log = logging.getLogger("pixql.transaction")
 
 VIEWS_GENERATION = "views_generation"
 DATA_GENERATION = "data_generation"
@@ -128,3 +133,12 @@ def transaction(con, lock: threading.RLock | None = None, root=None, views: bool
             except Exception:  # the error that got us here is the one to report
                 pass
             raise
+        if tx._scores:
+            # Still holding the lock, after the commit: the segments and caches the refresh replaced
+            # go now unless a live reader may still read them (`concept_cache.sweep`).
+            from . import concept_cache
+
+            try:
+                concept_cache.sweep(con, root)
+            except Exception:  # committed all the same; the next sweep retries
+                log.warning("sweeping replaced score files failed", exc_info=True)

@@ -13,11 +13,13 @@ categories that score highest anywhere in the video.
 """
 from __future__ import annotations
 
+from warehouse import readers  # each function reads the views on its own cursor: a reader while it does
 from warehouse.errors import Invalid
 
 STEPS = 100  # threshold grid for flagged counts: 0.00, 0.01, ... 1.00
 
 
+@readers.reading()
 def top_concepts(wh, dataset: str | None, limit: int) -> list[dict]:
     """Concepts by how many assets are at or over their threshold, with the estimate's 95% interval."""
     from concepts import active, registry
@@ -45,6 +47,7 @@ def _pr(tp: int, fp: int, positives: int) -> dict:
             "true_positives": tp, "false_positives": fp, "false_negatives": positives - tp}
 
 
+@readers.reading()
 def threshold(wh, name: str, at: float | None, bins: int, dataset: str | None) -> dict:
     from concepts import active, registry
 
@@ -93,6 +96,7 @@ def threshold(wh, name: str, at: float | None, bins: int, dataset: str | None) -
     }
 
 
+@readers.reading()
 def timeline(wh, video_id: str, top: int) -> dict:
     from concepts import taxonomy
     from concepts.moderation import Moderator

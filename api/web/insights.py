@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+from warehouse import readers  # each function reads the views on a cursor: a reader while it does
 from warehouse.errors import Invalid
 
 DEFAULT_DAYS = 30
@@ -59,6 +60,7 @@ def _series(rows, days: list[str], order: list[str] | None = None) -> dict:
 
 
 # -- assets -------------------------------------------------------------------------------------
+@readers.reading()
 def ingested(con, since: date, until: date, dataset: str | None) -> dict:
     """Rows of coactive_table per day of `created_dt`, by media type (image, keyframe)."""
     rows = con.execute(
@@ -94,6 +96,7 @@ def _flagged_cte() -> str:
         WHERE x.category IS NOT NULL)"""
 
 
+@readers.reading()
 def flagged(con, since: date, until: date, dataset: str | None) -> dict:
     """Subjects the model flagged per day, by top-level category (a subject counts once per category and day)."""
     rows = con.execute(f"WITH {_flagged_cte()} SELECT day, category, count(*) FROM flagged GROUP BY ALL",
@@ -101,6 +104,7 @@ def flagged(con, since: date, until: date, dataset: str | None) -> dict:
     return _series(rows, _days(since, until))
 
 
+@readers.reading()
 def queue_now(con, dataset: str | None) -> dict:
     """The moderation queue by current status (a person's decision outranks the model's)."""
     rows = con.execute(
@@ -118,6 +122,7 @@ def _decided_cte() -> str:
         WHERE d.status <> 'pending' AND d.created_dt >= ? AND d.created_dt < ? AND {_IN_DATASET})"""
 
 
+@readers.reading()
 def decisions(con, since: date, until: date, dataset: str | None) -> dict:
     """Subjects decided per day by the status decided (model and people alike)."""
     rows = con.execute(f"WITH {_decided_cte()} SELECT day, status, count(*) FROM decided GROUP BY ALL",
@@ -150,6 +155,7 @@ def _verdicts_cte() -> str:
                    WHERE x.category IS NOT NULL) cat USING (subject_id))"""
 
 
+@readers.reading()
 def overturns(con, since: date, until: date, dataset: str | None) -> dict:
     """Per top-level category: model verdicts, how many a person decided after, how many they changed."""
     rows = con.execute(
@@ -167,6 +173,7 @@ def overturns(con, since: date, until: date, dataset: str | None) -> dict:
 DRILLS = ("flagged", "decided", "overturned")
 
 
+@readers.reading()
 def subjects(con, drill: str, since: date, until: date, dataset: str | None, day: date | None = None,
              category: str | None = None, status: str | None = None) -> list[str]:
     """The subject ids behind one chart point, from the same SQL that counted them."""
