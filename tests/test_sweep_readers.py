@@ -203,3 +203,33 @@ def test_a_writer_outside_the_lock_keeps_what_it_wrote(wh):
     with wh.write_lock:
         concept_cache.sweep(wh.cursor(), wh.root)
     assert not pending.exists()
+
+
+def test_a_dropped_half_read_result_does_not_bind_the_next_query_in_its_snapshot(wh):
+    """DuckDB binds a statement in the transaction of the connection's unfinished result: after a
+    `fetchone()` whose relation is gone, the next `Warehouse.sql` must see the commits made since
+    (and so not the segments they replaced, which their sweep deleted)."""
+    expected = sorted(wh.sql(QUERY).fetchall())
+    assert wh.sql(QUERY).fetchone()  # unfinished; the relation is garbage at once
+    gc.collect()
+    old = segments(wh)
+    change(wh, "handgun")
+    assert old.isdisjoint(score_files(wh))  # no reader was left: swept at the commit
+    assert sorted(wh.sql(QUERY).fetchall()) == expected
+    assert wh.sql("SELECT count(handgun_prob) FROM coactive_table").fetchone()[0] == len(expected)
+
+
+def test_a_query_made_while_a_half_read_relation_lives_keeps_its_files(wh):
+    """While the unfinished relation lives, the next relation may bind in its transaction: it is a
+    reader as early as that one."""
+    expected = sorted(wh.sql(QUERY).fetchall())
+    half = wh.sql(QUERY)
+    half.fetchone()
+    old = segments(wh)
+    change(wh, "handgun")
+    later = wh.sql(QUERY)  # bound in `half`'s transaction: the old segments
+    del half
+    gc.collect()
+    change(wh, "syringe")
+    assert old <= score_files(wh)
+    assert sorted(later.fetchall()) == expected

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -49,6 +50,7 @@ class WarehouseCore:
         # CLI's, or the background score merge of either) would otherwise conflict on update.
         self.write_lock = _write_lock(layout.db_path)
         self._merger = None if read_only else ScoreMerger(self)
+        self._last: tuple[weakref.ref, readers.Reader] | None = None  # `sql`'s last relation, its reader
 
     # -- opening ---------------------------------------------------------------
     @classmethod
@@ -113,7 +115,14 @@ class WarehouseCore:
     def sql(self, query: str, params: list | None = None) -> duckdb.DuckDBPyRelation:
         # A reader from before the bind to the relation's end: a half-consumed result opens later
         # files only when it reaches them, so the sweep leaves every file of its generation until then.
-        reader = readers.begin()
+        # DuckDB binds a statement in the transaction of the connection's unfinished result, if any
+        # (a `fetchone()` leaves one): the catalog as it was then, files a sweep may have deleted
+        # since.  While the last relation lives, this one reads as early as it does; once it is
+        # gone, nothing can fetch the rest, so ending its transaction first binds this one now.
+        last, self._last = self._last, None
+        if last is not None and last[0]() is None:
+            self.con.execute("SELECT 1")
+        reader = readers.begin(since=last[1] if last is not None else None)
         try:
             rel = self.con.sql(query, params=params) if params else self.con.sql(query)
         except BaseException:
@@ -122,6 +131,7 @@ class WarehouseCore:
         if rel is None:  # a statement, already run
             reader.release()
             return rel
+        self._last = (weakref.ref(rel), reader)
         return readers.track(rel, reader)
 
     def checkpoint(self) -> None:

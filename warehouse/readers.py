@@ -9,7 +9,9 @@ Who can read a file after the commit that stopped referencing it:
 * a relation `WarehouseCore.sql` handed out (`track`): DuckDB binds a relation's
   views when it is executed, and a half-consumed result opens the later files of
   its list only when it reaches them, so a relation is counted as a reader of
-  everything its generation referenced for as long as it is referenced;
+  everything its generation referenced for as long as it is referenced (and
+  the next relation made on the same connection meanwhile as one as old: DuckDB
+  binds it in the transaction of the connection's unfinished result);
 * a query of the query engine (`reading`, around each run): its worker process
   opens a sandbox database whose views list the files of the definitions it was
   built for;
@@ -56,9 +58,11 @@ class Reader:
 
     __slots__ = ("id", "generation", "__weakref__")
 
-    def __init__(self):
+    def __init__(self, since: "Reader | None" = None):
         with _lock:
             self.id, self.generation = next(_ids), _generation
+            if since is not None and since.id in _live:
+                self.generation = min(self.generation, since.generation)
             _live[self.id] = self.generation
 
     def release(self) -> None:
@@ -73,9 +77,10 @@ class Reader:
         self.release()
 
 
-def begin() -> Reader:
-    """A reader beginning now: take it before binding anything, release it once done reading."""
-    return Reader()
+def begin(since: Reader | None = None) -> Reader:
+    """A reader beginning now, or as early as `since` while that one is alive (a read that may bind
+    in the same transaction): take it before binding anything, release it once done reading."""
+    return Reader(since)
 
 
 @contextmanager
