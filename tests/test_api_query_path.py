@@ -398,3 +398,72 @@ def test_a_final_write_leaves_a_final_record_as_it_is(fresh_root):
     finally:
         engine.shutdown()
         wh.close()
+
+
+def test_shared_statements_write_what_one_statement_each_would(fresh_root):
+    """A batch's INSERTs and ends run as one INSERT and one joined UPDATE (`query_queue.Rows`): the
+    rows, the RETURNING each write is told, a kept final record, a Stopping one and an unknown id
+    all equal the one-statement-each path."""
+    from warehouse.query_queue import GroupCommit, Pending
+    from warehouse.queries import _ENDS, _INSERT, _INSERTS
+
+    when = catalog.now()
+    cols = '[{"name": "x", "type": "int64"}]'
+
+    class Counting:  # the cursor, counting statements
+        def __init__(self, cur):
+            self.cur, self.n = cur, 0
+
+        def execute(self, *a):
+            self.n += 1
+            return self.cur.execute(*a)
+
+    told = {}
+    for shared in (False, True):
+        wh = Warehouse.open(fresh_root / str(shared))
+        try:
+            engine = QueryEngine(wh, QuerySettings(workers=1))  # not started: for its end statement's text
+            engine._writer.close()
+            said = []
+            engine._writer = type("Capture", (), {"submit": lambda self, sql, *a, **k: said.append(sql)})()
+            engine._finish("x", "Complete")
+            cur = wh.cursor()
+            for qid, status in (("d", "Stopped"), ("e", "Stopping")):
+                cur.execute("INSERT INTO catalog.queries (query_id, query, status, created_dt) VALUES (?, 'x', ?, ?)",
+                            [qid, status, when])
+            items = []
+            for qid in ("a", "b", "c"):
+                row = [qid, "SELECT 1", None, None, when, "owner"]
+                items.append(Pending(_INSERT, row, False, False, None, _INSERTS if shared else None, row))
+            for qid, status, error in (("a", "Complete", None), ("b", "Error", "boom"), ("c", "Complete", None),
+                                       ("zz", "Complete", None), ("d", "Error", "late"), ("e", "Error", "cut")):
+                total = 9 if status == "Complete" else None
+                items.append(Pending(said[0], [status, status, error, when, when, total, cols, qid], True, False, None,
+                                     _ENDS if shared else None, [qid, status, error, when, when, total, cols]))
+            counting = Counting(cur)
+            GroupCommit._transact(counting, items)
+            told[shared] = ([i.row for i in items], [i.error for i in items],
+                            cur.execute("SELECT query_id, status, error, total_row_count, start_dt, end_dt, columns "
+                                        "FROM catalog.queries ORDER BY query_id").fetchall())
+            statements = counting.n
+        finally:
+            wh.close()
+    assert statements == 4  # BEGIN, one INSERT, one UPDATE, COMMIT
+    assert told[True] == told[False]
+    rows, errors, table = told[True]
+    assert errors == [None] * 9
+    assert rows[3:] == [("Complete",), ("Error",), ("Complete",), None, ("Stopped",), ("Stopped",)]
+    assert [r[:4] for r in table] == [("a", "Complete", None, 9), ("b", "Error", "boom", None),
+                                      ("c", "Complete", None, 9), ("d", "Stopped", None, None),
+                                      ("e", "Stopped", "cut", None)]
+
+
+def test_shared_runs_keep_order_and_leave_repeated_keys_alone():
+    from warehouse.query_queue import Pending, Rows, _runs
+
+    form, other = Rows(lambda n: ""), Rows(lambda n: "")
+    mk = lambda key, rows=form: Pending("sql", [], False, False, None, rows, [key])  # noqa: E731
+    plain = Pending("sql", [], False, False, None)
+    work = [mk(1), mk(2), plain, mk(3), mk(4, other), mk(5, other), mk(6), mk(6), mk(7)]
+    runs = [[i.row_args[0] if i.row_args else None for i in run] for run in _runs(work)]
+    assert runs == [[1, 2], [None], [3], [4, 5], [6], [6], [7]]

@@ -255,6 +255,30 @@ def test_layer2_still_runs_view_queries(sandbox_db, photo_warehouse):
     assert n == photo_warehouse.sql("SELECT count(*) FROM coactive_table").fetchone()[0] > 0
 
 
+def test_layer2_remembers_passes_only(sandbox_db, photo_warehouse, monkeypatch):
+    """A text that passed runs again without the check; a refused one is checked and refused every time."""
+    import warehouse.sandbox as sandbox_module
+
+    calls = []
+    real = sandbox_module.check_statement
+    monkeypatch.setattr(sandbox_module, "check_statement", lambda *a: calls.append(a[1]) or real(*a))
+    ok = "SELECT count(*) AS n, 17 AS seventeen FROM coactive_table"
+    bad = "SELECT client_id, secret_sha256 FROM catalog.api_tokens"  # one SELECT: layer 2 must refuse it
+    for _ in range(3):
+        sandbox_db.execute(ok).read_all()
+        sandbox_db.done()
+        with pytest.raises((SandboxError, duckdb.ParserException)):
+            sandbox_db.execute(bad).read_all()
+        sandbox_db.done()
+    assert calls.count(ok) == 1
+    assert calls.count(bad) == 3
+    assert bad not in sandbox_db._passed
+    # One character more is another text: checked.
+    sandbox_db.execute(ok + " ").read_all()
+    sandbox_db.done()
+    assert calls.count(ok + " ") == 1
+
+
 # -- CTE scope: what the layers call a CTE, DuckDB resolves as that CTE ---------------------------------
 # `{n}` is a real table holding 'LEAK'; a layer that accepts a shape must never let DuckDB read it.
 CTE_SHAPES = [

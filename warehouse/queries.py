@@ -49,7 +49,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from . import catalog, readers, sandbox
-from .query_queue import FairQueue, GroupCommit
+from .query_queue import FairQueue, GroupCommit, Rows
 from .query_worker import WorkerDied, WorkerProcess, parse_size, sweep_stale_dirs, unique_names  # noqa: F401
 from .errors import Conflict, NotFound, TooMany
 from .storage import TMP_PREFIX
@@ -60,6 +60,30 @@ STATUSES = ("Queued", "Running", "Stopping") + FINAL
 log = logging.getLogger("pixql.queries")
 RESTART_REASON = "the server stopped while this query was running; submit it again"
 _IS_FINAL = "status IN ('Complete', 'Error', 'Stopped')"  # in SQL, of a catalog.queries row as it was
+
+_INSERT_COLUMNS = "INSERT INTO catalog.queries (query_id, query, dataset_id, embedding_id, status, created_dt, owner) "
+_INSERT = _INSERT_COLUMNS + "VALUES (?, ?, ?, ?, 'Queued', ?, ?)"
+# The submits of one batch: one INSERT of all their rows.
+_INSERTS = Rows(lambda n: _INSERT_COLUMNS + "VALUES " + ", ".join(["(?, ?, ?, ?, 'Queued', ?, ?)"] * n))
+
+
+def _ends_sql(n: int) -> str:
+    """The ends of one batch, one UPDATE joined to their rows (id, status, error, start, end, total,
+    columns): the same CASEs as `_finish`'s own statement, so a final record stays as it is."""
+    fin = "q.status IN ('Complete', 'Error', 'Stopped')"
+    keep = lambda col, new: f"{col} = CASE WHEN {fin} THEN q.{col} ELSE {new} END"  # noqa: E731
+    return ("UPDATE catalog.queries q SET "
+            f"status = CASE WHEN {fin} THEN q.status WHEN q.status = 'Stopping' AND v.s <> 'Complete' "
+            "THEN 'Stopped' ELSE v.s END, "
+            + ", ".join([keep("error", "v.err"), keep("start_dt", "coalesce(q.start_dt, v.st)"), keep("end_dt", "v.e"),
+                         keep("total_row_count", "v.n"), keep("columns", "v.c")])
+            + " FROM (VALUES " + ", ".join(["(?, ?::VARCHAR, ?::VARCHAR, ?::TIMESTAMP, ?::TIMESTAMP, ?::BIGINT, "
+                                             "?::VARCHAR)"] * n)
+            + ") v(id, s, err, st, e, n, c) WHERE q.query_id = v.id RETURNING q.query_id, q.status")
+
+
+# A join scans catalog.queries' key column where a lone UPDATE uses its index: worth it from 3 rows.
+_ENDS = Rows(_ends_sql, returns_key=True, min_rows=3)
 
 
 class QueryNotFound(NotFound):
@@ -405,11 +429,8 @@ class QueryEngine:
         live = _Live(sql, dataset_id)
         with self._lock:
             self._live[qid] = live
-        insert = self._writer.start(
-            "INSERT INTO catalog.queries (query_id, query, dataset_id, embedding_id, status, created_dt, owner) "
-            "VALUES (?, ?, ?, ?, 'Queued', ?, ?)",
-            [qid, sql, dataset_id, embedding_id, rec["created_dt"], owner], then=then,
-        )
+        row = [qid, sql, dataset_id, embedding_id, rec["created_dt"], owner]
+        insert = self._writer.start(_INSERT, row, then=then, rows=_INSERTS, row_args=row)
         # Queued before the INSERT commits, so the query runs during its WAL
         # sync; every later write of it commits after the INSERT (one committer, in order).
         self._enqueue(qid, owner)
@@ -911,4 +932,5 @@ class QueryEngine:
             f"columns = CASE WHEN {_IS_FINAL} THEN columns ELSE ? END "
             "WHERE query_id = ? RETURNING status",
             [status, status, error, start, now, total, cols, qid], committed, lazy=status == "Complete",
+            rows=_ENDS, row_args=[qid, status, error, start, now, total, cols],
         )

@@ -87,13 +87,39 @@ class FairQueue:
             self._cv.notify_all()
 
 
+class Rows:
+    """A statement form that several pending writes can share: one INSERT of n rows, or one
+    UPDATE joined to n rows of VALUES, instead of n statements.
+
+    DuckDB spends about 0.5 ms on an INSERT statement and 1.5 ms on the end's point UPDATE
+    (its CASEs) whatever the rows, and a commit costs more for each statement in it: under
+    twenty clients these statements, not the queries, were most of the server's CPU.
+    `render(n)` is the SQL for n rows, their `row_args` concatenated in order.  With
+    `returns_key`, the shared statement RETURNs (key, *values) and each write gets
+    `(*values,)` of the row whose key is its `row_args[0]` (None if none: as its own
+    statement's `fetchone()` would), so callers see no difference.  Fewer than `min_rows`
+    writes in a run, or a key repeated, run as their own statements.
+    """
+
+    def __init__(self, render, returns_key: bool = False, min_rows: int = 2):
+        self.render, self.returns_key, self.min_rows = render, returns_key, min_rows
+        self._sql: dict[int, str] = {}
+
+    def sql(self, n: int) -> str:
+        text = self._sql.get(n)
+        if text is None:
+            text = self._sql[n] = self.render(n)
+        return text
+
+
 class Pending:
     """One statement given to `GroupCommit`; `wait()` returns its row once committed (or raises its error)."""
 
-    __slots__ = ("sql", "args", "fetch", "lazy", "then", "done", "row", "error")
+    __slots__ = ("sql", "args", "fetch", "lazy", "then", "done", "row", "error", "rows", "row_args")
 
-    def __init__(self, sql, args, fetch, lazy, then):
+    def __init__(self, sql, args, fetch, lazy, then, rows: Rows | None = None, row_args=None):
         self.sql, self.args, self.fetch, self.lazy, self.then = sql, args, fetch, lazy, then
+        self.rows, self.row_args = rows, row_args
         self.done = threading.Event()
         self.row = self.error = None
 
@@ -129,18 +155,23 @@ class GroupCommit:
         self._thread = threading.Thread(target=self._loop, name="pixql-query-commits", daemon=True)
         self._thread.start()
 
-    def start(self, sql: str, args: list, fetch: bool = False, lazy: bool = False, then=None) -> Pending:
-        """Queue a write; returns at once.  `then(row, error)` runs on the committer thread after it commits."""
-        item = Pending(sql, args, fetch, lazy, then)
+    def start(self, sql: str, args: list, fetch: bool = False, lazy: bool = False, then=None,
+              rows: Rows | None = None, row_args: list | None = None) -> Pending:
+        """Queue a write; returns at once.  `then(row, error)` runs on the committer thread after it commits.
+
+        With `rows`, the write may share one statement of that form (`Rows`) with its
+        neighbours in the batch, as `row_args`; `sql` and `args` say the same for it alone."""
+        item = Pending(sql, args, fetch, lazy, then, rows, row_args)
         self._queue.put(item)
         return item
 
     def run(self, sql: str, args: list, fetch: bool = False):
         return self.start(sql, args, fetch).wait()
 
-    def submit(self, sql: str, args: list, then, lazy: bool = False) -> None:
+    def submit(self, sql: str, args: list, then, lazy: bool = False, rows: Rows | None = None,
+               row_args: list | None = None) -> None:
         """Queue a write without waiting; `then(result_row, error)` runs after it commits."""
-        self.start(sql, args, True, lazy, then)
+        self.start(sql, args, True, lazy, then, rows, row_args)
 
     def flush(self) -> None:
         """Return once everything given before this call is committed (lazy statements too)."""
@@ -202,9 +233,13 @@ class GroupCommit:
         try:
             # No write lock: only this thread writes catalog.queries (see QueryEngine).
             with transaction(cur) if work else nullcontext():
-                for item in work:
-                    r = cur.execute(item.sql, item.args)
-                    item.row = r.fetchone() if item.fetch else None
+                for run in _runs(work):
+                    if len(run) == 1:
+                        item = run[0]
+                        r = cur.execute(item.sql, item.args)
+                        item.row = r.fetchone() if item.fetch else None
+                    else:
+                        _execute_shared(cur, run)
         except Exception:
             for item in work:
                 try:
@@ -222,3 +257,45 @@ class GroupCommit:
                     item.then(item.row, item.error)
                 except Exception:  # a callback must not stop the committer
                     pass
+
+
+def _runs(work: list[Pending]) -> list[list[Pending]]:
+    """`work` in order, cut into runs that may share one statement (same `Rows` form, distinct
+    keys, at least `min_rows`); every other write is a run of its own.  Order is kept: a run
+    only joins neighbours, so no write moves past another."""
+    out: list[list[Pending]] = []
+    run: list[Pending] = []
+
+    def close() -> None:
+        if not run:
+            return
+        form = run[0].rows
+        keys = {item.row_args[0] for item in run}
+        if form is not None and len(run) >= form.min_rows and len(keys) == len(run):
+            out.append(list(run))
+        else:
+            out.extend([item] for item in run)
+        run.clear()
+
+    for item in work:
+        if run and (item.rows is None or item.rows is not run[0].rows):
+            close()
+        if item.rows is None:
+            out.append([item])
+        else:
+            run.append(item)
+    close()
+    return out
+
+
+def _execute_shared(cur, run: list[Pending]) -> None:
+    form = run[0].rows
+    args = [a for item in run for a in item.row_args]
+    r = cur.execute(form.sql(len(run)), args)
+    if form.returns_key:
+        got = {row[0]: tuple(row[1:]) for row in r.fetchall()}
+        for item in run:
+            item.row = got.get(item.row_args[0]) if item.fetch else None
+    else:
+        for item in run:
+            item.row = None

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import queue
 import re
 import select
 import shutil
@@ -217,7 +218,21 @@ class _Child:
 
     def loop(self) -> None:
         # The main thread only reads the pipe, so an interrupt is handled
-        # while the query runs in its own thread (DuckDB releases the GIL).
+        # while the query runs on the query thread (DuckDB releases the GIL).
+        # One query thread for the worker's life, fed by a queue: a thread started per
+        # query cost more than a small query's own CPU, and the pipe waited for it to start.
+        # (Started at the first query, as the per-query threads were: after `setup` measured the
+        # baseline, so its stack counts against the memory cap as theirs did.)
+        runs: "queue.SimpleQueue[dict]" = queue.SimpleQueue()
+        started = False
+
+        def query_thread() -> None:
+            while True:
+                try:
+                    self.run(runs.get())
+                except BaseException:  # its reply could not go out: the parent sees the worker end
+                    os._exit(1)
+
         while True:
             try:
                 msg = recv(self.fd_in)
@@ -227,7 +242,10 @@ class _Child:
             if op == "init":
                 self.setup(msg)
             elif op == "run":
-                threading.Thread(target=self.run, args=(msg,), name="pixql-query", daemon=True).start()
+                runs.put(msg)
+                if not started:
+                    threading.Thread(target=query_thread, name="pixql-query", daemon=True).start()
+                    started = True
             elif op == "interrupt" and self.db is not None:
                 self.db.interrupt()
 

@@ -27,6 +27,7 @@ import re
 import shutil
 import tempfile
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,6 +179,11 @@ class SandboxDB:
         self.con.execute("SET enable_external_access = false")
         self.con.execute("SET lock_configuration = true")
         self._lock = threading.Lock()
+        # SQL texts that passed layer 2 here. Its verdict is a function of the text, the
+        # views and the functions, and the last two are fixed for this database, so a
+        # repeated text (a dashboard's) skips the check: 0.7 ms of a worker's ~3.6 per
+        # small query. Only passes are kept; a refused text is checked, and refused, every time.
+        self._passed: "OrderedDict[str, None]" = OrderedDict()
 
     def execute(self, sql: str, batch_rows: int = 10_000, dataset: str | None = None):
         """Run one SELECT; returns a pyarrow RecordBatchReader.  Anything else is refused.
@@ -195,7 +201,16 @@ class SandboxDB:
             cur = self.con.cursor()
             self._cur = cur
         try:
-            check_statement(cur, sql, self.user_views, self.functions)
+            with self._lock:
+                passed = sql in self._passed
+                if passed:
+                    self._passed.move_to_end(sql)
+            if not passed:
+                check_statement(cur, sql, self.user_views, self.functions)
+                with self._lock:
+                    self._passed[sql] = None
+                    while len(self._passed) > 1024:
+                        self._passed.popitem(last=False)
             if dataset is not None:
                 lit = "'" + dataset.replace("'", "''") + "'"
                 # Qualified by database: inside the temp catalog `main.` names the temp schema.
