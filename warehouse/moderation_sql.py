@@ -30,7 +30,8 @@ def contribute(con, root) -> ViewParts:
     parts.pre.append(LATEST_SQL)
     # LEFT JOINs on the one-row-per-subject view, only in coactive_table_adv.
     # (Scalar subqueries looked cheaper but DuckDB plans them as delim joins
-    # even when a query never names the column: ~0.4 s per million rows.)
+    # even when a query never names the column: ~0.4 s per million rows.  No
+    # form is free when unnamed: tests/test_adv_joins.py.)
     parts.adv_joins += [
         f"LEFT JOIN {LATEST_VIEW} mod_img ON mod_img.subject_id = a.coactive_image_id",
         f"LEFT JOIN {LATEST_VIEW} mod_vid ON mod_vid.subject_id = a.coactive_video_id",

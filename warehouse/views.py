@@ -51,8 +51,9 @@ class ViewParts:
     same order with every asset column, and more columns (the materialised concept
     scores; one provider at most sets it); `joins` are clauses joined onto
     the asset alias `a` in both user views, `adv_joins` only in
-    `coactive_table_adv` (DuckDB never drops an unused LEFT JOIN, so a join
-    that only adv columns need must not cost `coactive_table` anything);
+    `coactive_table_adv` (DuckDB keeps a LEFT JOIN that a view selects from
+    even when a query names none of its columns, tests/test_adv_joins.py, so a
+    join that only adv columns need must not cost `coactive_table` anything);
     `columns` go into both user views, `adv_columns` only
     into `coactive_table_adv`; `views` are extra (name, SELECT) user views built
     after the two tables (e.g. `coactive_videos`).  A view's SELECT may be a
