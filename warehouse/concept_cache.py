@@ -658,7 +658,7 @@ def combined_segments(con, root: Path, members: list[Head], asset_parts: list[st
             if with_assets and encoders and enc_values is None:
                 enc_values = _encoder_values(con, root, encoders)
             _write_segment(root, seg, asset_parts, range(lo, hi), offsets, picks, loaded, with_assets,
-                           enc_values if with_assets else [])
+                           (enc_values or []) if with_assets else [])
         out.append(str(seg.relative_to(root)))
     return out
 
