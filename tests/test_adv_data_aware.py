@@ -167,3 +167,26 @@ def test_new_vectors_for_covered_assets_are_not_served_stale(wh):
     assert "pixql_internal.vectors_" not in _adv_sql(wh)
     assert wh.sql("SELECT coactive_image_id, imagenet_top_class FROM coactive_table_adv ORDER BY 1").fetchall() \
         == joined
+
+
+def test_segments_an_earlier_release_wrote_keep_answering(wh):
+    """Served-segment records without encoder columns (written before they were materialised): the view
+    joins the vectors as before, and the next refresh (a writable open runs one) writes them in."""
+    con = wh.cursor()
+    if not concept_cache.served_encoder_columns(con, encoder_sql.specs(con)):
+        pytest.skip("the photos' encoder has no SQL columns")
+    served = json.loads(con.execute("SELECT value FROM catalog.meta WHERE key = ?",
+                                    [concept_cache.SERVED_META]).fetchone()[0])
+    want = wh.sql("SELECT coactive_image_id, imagenet_top_class, imagenet_top_prob, probe_prob FROM coactive_table_adv "
+                  "ORDER BY 1").fetchall()
+    with wh.transaction(views=True) as tx:
+        tx.con.execute("UPDATE catalog.meta SET value = ? WHERE key = ?",
+                       [json.dumps({k: v for k, v in served.items() if k != "encoders"}), concept_cache.SERVED_META])
+    assert "pixql_internal.vectors_" in _adv_sql(wh)
+    got = wh.sql("SELECT coactive_image_id, imagenet_top_class, imagenet_top_prob, probe_prob FROM coactive_table_adv "
+                 "ORDER BY 1").fetchall()
+    assert got == want
+    wh.refresh_views()
+    assert "pixql_internal.vectors_" not in _adv_sql(wh)
+    assert wh.sql("SELECT coactive_image_id, imagenet_top_class, imagenet_top_prob, probe_prob FROM "
+                  "coactive_table_adv ORDER BY 1").fetchall() == want

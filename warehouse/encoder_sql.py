@@ -9,7 +9,8 @@ computes the same columns without any Python.  An encoder whose fragments need
 class names contributes nothing until they are stored.
 
 The columns are also materialised: `concept_cache` writes them into the wide score
-segments (computed once per vector part by running these same fragments in DuckDB),
+segments (computed once per vector part by these same fragments, run by DuckDB,
+numpy doing their list reductions: `concept_cache._encoder_part_values`),
 so `coactive_table_adv` reads them from its base scan with no join to the vectors,
 which DuckDB would otherwise keep for every query (tests/test_adv_joins.py).
 """
@@ -41,7 +42,7 @@ def _literal(names: list[str]) -> str:
 @dataclass
 class Spec:
     """One encoder's stored fragments, class names filled in: macro statements, and
-    `(alias, expression)` per column with `{vectors}` still standing for its vectors."""
+    `(column name, expression)` per column, `{vectors}` still standing for its vectors."""
     macros: list[str]
     columns: list[tuple[str, str]]
 
@@ -84,7 +85,7 @@ def contribute(con, root) -> ViewParts:
         else {}
     for encoder, spec in all_specs.items():
         alias, join = vectors_join(encoder)
-        parts.pre += spec.macros
+        parts.pre += [m.replace("{vectors}", alias) for m in spec.macros]
         if encoder in served:
             parts.adv_columns += [f"a.{served[encoder][name]} AS {name}" for name, _ in spec.columns]
             continue
