@@ -687,9 +687,16 @@ def _write_segment(root: Path, seg: Path, asset_parts: list[str], span: range, o
                 assets = pq.read_table(root / asset_parts[i])
                 cols = [assets.column(f.name).cast(f.type) if f.name in assets.column_names
                         else pa.nulls(n, f.type) for f in ASSET_SCHEMA]
+                ids = assets.column("coactive_image_id").combine_chunks()
                 for vids, values, names in enc_values:
-                    # Each asset's own vector's values; NULL for an asset without one, as the LEFT JOIN reads.
-                    pos = pc.index_in(assets.column("coactive_image_id"), value_set=vids)
+                    # Each asset's own vector's values; NULL for an asset without one, as the LEFT JOIN
+                    # reads.  Ingest writes vectors in asset order, so the rows at the same offsets
+                    # usually are the asset's: no lookup then.
+                    lo = int(offsets[i])
+                    if lo + n <= len(vids) and vids.slice(lo, n).equals(ids):
+                        cols += [values.column(name).slice(lo, n) for name, _ in names]
+                        continue
+                    pos = pc.index_in(ids, value_set=vids)
                     cols += [values.column(name).take(pos) for name, _ in names]
             for _, path, _, start in picks:
                 # float32 halves what every query reads; the per-version files keep float64.
