@@ -180,6 +180,20 @@ def lite0_columns(kept: dict):
     return {"features": (1280, features), "probs": (1000, probs)}
 
 
+def imagenet_sql_columns(wh, encoder: str) -> None:
+    """The default encoder's SQL columns (`imagenet_top_class`, `imagenet_top_prob` in
+    coactive_table_adv) and 1,000 class names, as ingest registers them for imagenet-lite0.
+    (Stand-in names: run as a script, this folder's http.py shadows the standard library's,
+    which torch, and so `encoders`, imports.)"""
+    from warehouse import encoder_sql
+    from warehouse.migrations import _PRE_ENCODER_SQL
+
+    with wh.transaction(views=True) as tx:
+        tx.con.executemany("INSERT INTO catalog.class_names VALUES (?, ?, ?)",
+                           [[encoder, i, f"imagenet class {i}"] for i in range(1000)])
+        encoder_sql.register(tx.con, encoder, _PRE_ENCODER_SQL["imagenet-lite0"])
+
+
 def lite0_heads(encoder: str, X: dict, seed: int = 1):
     """Four ConSE-style heads over probs (3 member classes, linear link: a built-in concept) and three
     logistic heads over features (a labelled concept), each with ~1% of assets above 0.5."""
@@ -290,6 +304,7 @@ def main() -> None:
             t, (wh, encoder, _) = timed(lambda: build(tmp, args.n, 1280, args.part_rows, encoder="bench-lite0",
                                                       columns=lite0_columns(kept)))
             X = {c: np.concatenate(v) for c, v in kept.items()}
+            imagenet_sql_columns(wh, encoder)
             hs = lite0_heads(encoder, X)
             shape = "features FLOAT[1280] + probs FLOAT[1000]"
         else:

@@ -115,7 +115,8 @@ def orphans(root: Path, con) -> list[str]:
         if p.name.startswith(".tmp-"):
             out.append(rel)
             continue
-        if rel in known or (p.suffix == ".npy" and p.name.split(".", 1)[0] in stems):
+        derived = p.suffix == ".npy" or p.parent.parent.name == concept_cache.ENCODER_DIR  # of a vector part
+        if rel in known or (derived and p.name.split(".", 1)[0] in stems):
             continue
         out.append(rel)
     return out

@@ -71,7 +71,7 @@ def _orphans(root: Path) -> list[str]:
             out.append(rel)
         elif rel.startswith("datasets/") and rel not in parts:
             out.append(rel)
-        elif rel.startswith("scores/_vectors/"):
+        elif rel.startswith(("scores/_vectors/", f"scores/{concept_cache.ENCODER_DIR}/")):  # derived from a part
             if p.name.split(".", 1)[0] not in stems:
                 out.append(rel)
         elif rel.startswith("scores/") and rel not in scores:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import catalog, vector_store
+from . import catalog, encoder_sql, vector_store
 from .schema import ASSET_SCHEMA
 from .storage import TMP_PREFIX, atomic_parquet_writer, atomic_write_parquet, safe_name
 
@@ -369,12 +370,14 @@ def refresh(con, root: Path, merge: bool = False) -> list[str]:
         if rows and sum(r[4] for r in rows) == total_rows:
             cached.append(h)
     base, delta = _layers(con, cached, merge)
-    base_files = combined_segments(con, root, base, asset_parts)
+    prev = _meta(con, SERVED_META) or {}
+    encoders = encoder_state(con, prev)
+    base_files = combined_segments(con, root, base, asset_parts, encoders=encoders)
     delta_files = combined_segments(con, root, delta, asset_parts, with_assets=False)
     segments = base_files + delta_files
     served = {"asset_parts": asset_parts, "members": [[h.concept, h.version] for h in cached] if segments else [],
               "base_members": [[h.concept, h.version] for h in base], "base": base_files, "delta": delta_files,
-              "form": SEGMENT_FORM}
+              "form": SEGMENT_FORM, "encoders": encoders if base_files else {}}
     con.executemany("INSERT OR REPLACE INTO catalog.meta VALUES (?, ?)",
                     [[COMBINED_META, json.dumps(segments)], [SERVED_META, json.dumps(served)]])
     return segments
@@ -393,7 +396,8 @@ def prepare_merge(con, root: Path) -> list[str]:
     by_key = {(h.concept, h.version): h for h in load_heads(con)}
     members = [by_key[tuple(m)] for m in served["members"] if tuple(m) in by_key]
     before = {p.name for p in (Path(root) / "scores" / COMBINED_DIR).glob("*.parquet")}
-    return [p for p in combined_segments(con, Path(root), members, served["asset_parts"])
+    return [p for p in combined_segments(con, Path(root), members, served["asset_parts"],
+                                         encoders=encoder_state(con, served))
             if Path(p).name not in before]
 
 
@@ -472,10 +476,143 @@ def usable_segments(con, heads: list[Head]) -> Served:
     return Served(served.get("base", []), served.get("delta", []), ok) if ok else none
 
 
+ENCODER_DIR = "_encoder"  # scores/_encoder/<encoder>/<vector part stem>.<spec key>.parquet
+
+
+def encoder_state(con, served: dict) -> dict:
+    """What the next base segments carry of the encoders' SQL columns (`encoder_sql`), as recorded
+    in the served-segments record: per encoder its spec's key, its vector parts, the segment column
+    of each column, and a `basis` in the segment names that changes whenever the values of rows
+    already covered may have changed (another spec, a vector part gone, re-embedded assets); new
+    vector parts for new assets leave it, so old segments keep their names."""
+    prev, covered = served.get("encoders") or {}, served.get("asset_parts") or []
+    out = {}
+    for encoder, spec in encoder_sql.specs(con).items():
+        if not spec.columns:
+            continue
+        vparts = catalog.part_paths(con, "vectors", encoder=encoder)
+        p = prev.get(encoder)
+        basis = p["basis"] if p else None
+        if p is None or p["sql"] != spec.key() or not set(p["vector_parts"]) <= set(vparts) \
+                or _touched(con, encoder, [v for v in vparts if v not in set(p["vector_parts"])], covered):
+            basis = hashlib.sha256(json.dumps([spec.key(), vparts]).encode()).hexdigest()[:16]
+        out[encoder] = {"sql": spec.key(), "vector_parts": vparts, "basis": basis,
+                        "columns": {name: f"{safe_name(encoder)}__{name}" for name, _ in spec.columns}}
+    return out
+
+
+def _touched(con, encoder: str, new_vparts: list[str], covered: list[str]) -> bool:
+    """Whether any of `new_vparts` holds vectors of assets in `covered` (re-embedding)."""
+    if not new_vparts or not covered:
+        return False
+    return con.execute(
+        "SELECT 1 FROM (SELECT coactive_image_id FROM catalog.embeddings "
+        f"WHERE encoder = ? AND {catalog.in_list('part')}) e "
+        f"JOIN catalog.assets a USING (coactive_image_id) WHERE {catalog.in_list('a.part')} LIMIT 1",
+        [encoder, new_vparts, covered]).fetchone() is not None
+
+
+# The reductions ImageNet encoders' columns are made of, which numpy computes over a memory-mapped
+# compact part at memory speed (DuckDB decodes every list: 70 us a row for a 1,000-d column);
+# the rest of a fragment (e.g. the class-name macro) still runs in DuckDB, over these scalars.
+_ARGMAX = re.compile(r"list_position\(\{vectors\}\.(\w+)::FLOAT\[\], list_max\(\{vectors\}\.\1::FLOAT\[\]\)\)")
+_MAX = re.compile(r"list_max\(\{vectors\}\.(\w+)::FLOAT\[\]\)")
+
+
+def _reduced(root: Path, part: str, dims: dict[str, int], sqls: list[str]) -> tuple[list[str], pa.Table] | None:
+    """`sqls` over a table of numpy reductions of the part's columns, or None (use DuckDB on the part)."""
+    need: dict[str, tuple[str, str]] = {}
+
+    def sub(kind):
+        def f(m):
+            name = f"__{kind}_{m.group(1)}"
+            need[name] = (kind, m.group(1))
+            return f"r.{name}"
+        return f
+    out = [_MAX.sub(sub("max"), _ARGMAX.sub(sub("argmax"), sql)) for sql in sqls]
+    if any("{vectors}" in sql for sql in out) or any(c not in dims for _, c in need.values()):
+        return None
+    cols = {}
+    for name, (kind, column) in need.items():
+        X = vector_store.open_column(root / part, column, dims[column])
+        if X is None:
+            return None
+        got = np.empty(len(X), np.int64 if kind == "argmax" else np.float32)
+        for i in range(0, len(X), 4096):
+            B = np.asarray(X[i:i + 4096])
+            got[i:i + 4096] = B.argmax(axis=1) + 1 if kind == "argmax" else B.max(axis=1)  # list_position is 1-based
+        cols[name] = pa.array(got)
+    return out, pa.table(cols) if cols else None
+
+
+def _encoder_part_values(root: Path, encoder: str, spec, part: str, dims: dict[str, int]) -> pa.Table:
+    """The encoder's SQL columns over one vector part, row for row: the stored fragments, run by
+    DuckDB (so the values are the ones the SQL path computes; `_reduced` hands it numpy's list
+    reductions), kept in `scores/_encoder/` (vector parts are immutable under their names;
+    erasure and the orphan sweep remove them with the part)."""
+    f = root / "scores" / ENCODER_DIR / safe_name(encoder) / f"{Path(part).stem}.{spec.key()}.parquet"
+    if f.exists():
+        return pq.read_table(f)
+    import duckdb
+
+    sqls = [sql for _, sql in spec.columns]
+    reduced = _reduced(root, part, dims, sqls)
+    c = duckdb.connect()
+    try:
+        c.execute("SET preserve_insertion_order = true")
+        for m in spec.macros:
+            c.execute(m)
+        if reduced is not None and reduced[1] is not None:
+            c.register("reduced", reduced[1])
+            table = c.execute(f"SELECT {', '.join(reduced[0])} FROM reduced r").to_arrow_table()
+        else:
+            cols = ", ".join(sql.replace("{vectors}", "v") for sql in sqls)
+            src = str(root / part).replace("'", "''")
+            table = c.execute(f"SELECT {cols} FROM read_parquet('{src}') v").to_arrow_table()
+    finally:
+        c.close()
+    f.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_parquet(table, f)
+    return table
+
+
+def _encoder_values(con, root: Path, encoders: dict) -> list[tuple]:
+    """[(vector ids, values table, [(column, segment column)])] per encoder, over all its vector parts."""
+    specs = encoder_sql.specs(con)
+    out = []
+    for encoder, st in sorted(encoders.items()):
+        spec, dims = specs[encoder], catalog.encoder_columns(con, encoder)
+        ids, tables = [], []
+        for part in st["vector_parts"]:
+            ids.append(pq.read_table(root / part, columns=["coactive_image_id"]).column(0))
+            tables.append(_encoder_part_values(root, encoder, spec, part, dims))
+        if not tables:
+            continue
+        vids = pa.chunked_array([c for a in ids for c in a.chunks], pa.string()).combine_chunks()
+        values = pa.concat_tables(tables).combine_chunks()
+        out.append((vids, values, [(name, col) for name, col in st["columns"].items()]))
+    return out
+
+
+def served_encoder_columns(con, specs: dict) -> dict[str, dict[str, str]]:
+    """{encoder: {column: segment column}} for the encoders whose SQL columns the views' base scan
+    (the served base segments) carries with values still right: same spec, same vector parts."""
+    rec = (_meta(con, SERVED_META) or {}).get("encoders") or {}
+    if not rec or not usable_segments(con, load_heads(con)).base:
+        return {}
+    out = {}
+    for encoder, spec in specs.items():
+        r = rec.get(encoder)
+        if r and r["sql"] == spec.key() and r["vector_parts"] == catalog.part_paths(con, "vectors", encoder=encoder):
+            out[encoder] = r["columns"]
+    return out
+
+
 def combined_segments(con, root: Path, members: list[Head], asset_parts: list[str],
-                      with_assets: bool = True) -> list[str]:
-    """Wide Parquet segments: the asset rows of `asset_parts`, every asset column, and one column
-    `<concept>_v<N>` per member (`with_assets=False`: the score columns alone, the delta layer).
+                      with_assets: bool = True, encoders: dict | None = None) -> list[str]:
+    """Wide Parquet segments: the asset rows of `asset_parts`, every asset column, the encoders'
+    SQL columns (`encoders`, from `encoder_state`), and one column `<concept>_v<N>` per member
+    (`with_assets=False`: the score columns alone, the delta layer).
 
     The views read these segments *instead of* the asset parts, as one scan, so
     DuckDB pushes filters and limits into it and materialises late (a top-k
@@ -502,6 +639,7 @@ def combined_segments(con, root: Path, members: list[Head], asset_parts: list[st
         layout[(m.concept, m.version)] = files
     bounds = sorted(bounds)
     loaded: dict[str, pa.Array] = {}
+    enc_values = None
     out = []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         picks = []
@@ -509,13 +647,18 @@ def combined_segments(con, root: Path, members: list[Head], asset_parts: list[st
             start, path, created = [f for f in layout[(m.concept, m.version)] if f[0] <= lo][-1]
             picks.append((f"{m.concept}_v{m.version}", path, created, start))
         form = [SEGMENT_FORM] if with_assets else [SEGMENT_FORM, "delta"]
+        if with_assets and encoders:
+            form += [[e, st["sql"], st["basis"]] for e, st in sorted(encoders.items())]
         key = hashlib.sha256(json.dumps([*form, picks, asset_parts[lo:hi]]).encode()).hexdigest()[:24]
         seg = root / "scores" / COMBINED_DIR / f"{key}.parquet"
         if not seg.exists():
             for _, path, _, _ in picks:
                 if path not in loaded:
                     loaded[path] = pq.read_table(root / path, columns=["prob"]).column(0).combine_chunks()
-            _write_segment(root, seg, asset_parts, range(lo, hi), offsets, picks, loaded, with_assets)
+            if with_assets and encoders and enc_values is None:
+                enc_values = _encoder_values(con, root, encoders)
+            _write_segment(root, seg, asset_parts, range(lo, hi), offsets, picks, loaded, with_assets,
+                           (enc_values or []) if with_assets else [])
         out.append(str(seg.relative_to(root)))
     return out
 
@@ -526,10 +669,13 @@ _LOW_CARDINALITY = ["dataset", "media_type", "format", "coactive_video_id", "run
 
 
 def _write_segment(root: Path, seg: Path, asset_parts: list[str], span: range, offsets: np.ndarray,
-                   picks: list[tuple], loaded: dict[str, pa.Array], with_assets: bool = True) -> None:
+                   picks: list[tuple], loaded: dict[str, pa.Array], with_assets: bool = True,
+                   enc_values: list[tuple] = ()) -> None:
     """One segment, an asset part at a time (memory stays one part's, whatever the span)."""
     asset_fields = list(ASSET_SCHEMA) if with_assets else []
-    schema = pa.schema(asset_fields + [pa.field(name, pa.float32()) for name, *_ in picks])
+    enc_fields = [pa.field(col, values.schema.field(name).type)
+                  for _, values, names in enc_values for name, col in names]
+    schema = pa.schema(asset_fields + enc_fields + [pa.field(name, pa.float32()) for name, *_ in picks])
     # Plain pages: probabilities and ids do not compress, and plain pages are the cheapest to
     # write and to scan (paths would compress; they are read for a query's few rows only);
     # the few repeating columns keep a dictionary.
@@ -541,6 +687,17 @@ def _write_segment(root: Path, seg: Path, asset_parts: list[str], span: range, o
                 assets = pq.read_table(root / asset_parts[i])
                 cols = [assets.column(f.name).cast(f.type) if f.name in assets.column_names
                         else pa.nulls(n, f.type) for f in ASSET_SCHEMA]
+                ids = assets.column("coactive_image_id").combine_chunks()
+                for vids, values, names in enc_values:
+                    # Each asset's own vector's values; NULL for an asset without one, as the LEFT JOIN
+                    # reads.  Ingest writes vectors in asset order, so the rows at the same offsets
+                    # usually are the asset's: no lookup then.
+                    lo = int(offsets[i])
+                    if lo + n <= len(vids) and vids.slice(lo, n).equals(ids):
+                        cols += [values.column(name).slice(lo, n) for name, _ in names]
+                        continue
+                    pos = pc.index_in(ids, value_set=vids)
+                    cols += [values.column(name).take(pos) for name, _ in names]
             for _, path, _, start in picks:
                 # float32 halves what every query reads; the per-version files keep float64.
                 cols.append(loaded[path].slice(int(offsets[i] - offsets[start]), n).cast(pa.float32()))

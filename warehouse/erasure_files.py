@@ -164,9 +164,11 @@ def sweep_scores(con, root: Path) -> int:
     keep = retired_files(con)
     removed = concept_cache.sweep(con, root, min_age_s=-1e9, keep=keep)
     vec_parts = {Path(p).stem for p in catalog.part_paths(con, "vectors")}
-    base = root / "scores" / "_vectors"
-    if base.exists():
-        for p in base.rglob("*.npy"):
+    for base, pattern in ((root / "scores" / "_vectors", "*.npy"),
+                          (root / "scores" / concept_cache.ENCODER_DIR, "*.parquet")):
+        if not base.exists():
+            continue
+        for p in base.rglob(pattern):
             if str(p.relative_to(root)) in keep:
                 continue
             if p.name.split(".", 1)[0] not in vec_parts or p.name.startswith(TMP_PREFIX):
@@ -176,11 +178,17 @@ def sweep_scores(con, root: Path) -> int:
 
 
 def sidecars(root: Path, encoder: str | None, part: str) -> list[str]:
-    """The raw vector copies `concept_cache` made of a vector part."""
+    """The files `concept_cache` made of a vector part: raw vector copies, the encoder's SQL columns."""
+    from .concept_cache import ENCODER_DIR
+
     if not encoder:
         return []
-    d = root / "scores" / "_vectors" / safe_name(encoder)
-    return [str(p.relative_to(root)) for p in d.glob(f"{Path(part).stem}.*.npy")] if d.exists() else []
+    out = []
+    for d, suffix in ((root / "scores" / "_vectors" / safe_name(encoder), "npy"),
+                      (root / "scores" / ENCODER_DIR / safe_name(encoder), "parquet")):
+        if d.exists():
+            out += [str(p.relative_to(root)) for p in d.glob(f"{Path(part).stem}.*.{suffix}")]
+    return out
 
 
 def results_naming(con, root: Path, needles: set[str]) -> list[str]:

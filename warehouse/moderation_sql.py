@@ -4,13 +4,14 @@ The status is the latest decision in `catalog.moderation_decisions` for the
 asset, where any user decision (a manual override) outranks every model
 decision, however recent: a later model run never undoes a moderator's call.
 A keyframe without a decision of its own shows its video's verdict.  Assets
-never moderated read NULL.
+never moderated read NULL; while no asset has a decision the column is a typed
+NULL and the joins are left out (`views.DATA_AWARE`).
 
 Compiles catalog rows into SQL; it never imports code from outside `warehouse`.
 """
 from __future__ import annotations
 
-from .views import INTERNAL, ViewParts
+from .views import INTERNAL, ViewParts, data_shape
 
 LATEST_VIEW = f"{INTERNAL}.moderation_latest"
 # An erasure keeps decisions as audit rows with the subject 'erased:<tombstone_id>'
@@ -30,7 +31,11 @@ def contribute(con, root) -> ViewParts:
     parts.pre.append(LATEST_SQL)
     # LEFT JOINs on the one-row-per-subject view, only in coactive_table_adv.
     # (Scalar subqueries looked cheaper but DuckDB plans them as delim joins
-    # even when a query never names the column: ~0.4 s per million rows.)
+    # even when a query never names the column: ~0.4 s per million rows.  No
+    # form is free when unnamed: tests/test_adv_joins.py.)
+    if not data_shape(con)["moderation_decisions"]:
+        parts.adv_columns.append("NULL::VARCHAR AS moderation_status")
+        return parts
     parts.adv_joins += [
         f"LEFT JOIN {LATEST_VIEW} mod_img ON mod_img.subject_id = a.coactive_image_id",
         f"LEFT JOIN {LATEST_VIEW} mod_vid ON mod_vid.subject_id = a.coactive_video_id",

@@ -105,6 +105,12 @@ class Transaction:
 
             concept_cache.refresh(self.con, self.root, merge=self._merge)
             self.score_delta = concept_cache.delta_layer(self.con)
+        if self._data and not self._views and self.root is not None:
+            from . import views
+
+            # A view leaves out its join onto an empty table (views.DATA_AWARE): rows that made
+            # one empty or non-empty need the views rebuilt in this commit.
+            self._views = views.data_shape_moved(self.con)
         if self._views:
             from . import views
 

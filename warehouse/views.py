@@ -14,6 +14,15 @@ decisions) into SQL.  Each returns a `ViewParts`; the builder only concatenates.
 `build` is a pure function of the catalog (it reads, never scores or writes);
 `rebuild` runs its statements inside the writer's transaction, which
 `transaction.transaction` does at commit when asked.
+
+The views are data-aware: a LEFT JOIN onto a catalog table that has no rows is
+left out and its columns read typed NULLs (same names and types), because DuckDB
+keeps a join a view selects from even when a query names none of its columns
+(tests/test_adv_joins.py).  Which of those tables had rows is recorded when the
+views are built (`DATA_SHAPE_META`); a commit that changed their rows
+(`data_changed()`) rebuilds the views when that record no longer holds
+(`data_shape_moved`), so a table going from empty to non-empty or back brings
+its join back or takes it away in the same transaction.
 """
 from __future__ import annotations
 
@@ -41,6 +50,25 @@ ADV_BASE_COLUMNS = [
 ]
 USER_VIEWS = ("coactive_table", "coactive_table_adv")
 
+# Tables a view joins only when they hold rows (see the module docstring): name -> the check.
+# A moderation decision an erasure kept as an audit row is no one's (moderation_sql).
+DATA_AWARE = {
+    "asset_metadata": "SELECT EXISTS (FROM catalog.asset_metadata)",
+    "moderation_decisions": "SELECT EXISTS (FROM catalog.moderation_decisions WHERE subject_id NOT LIKE 'erased:%')",
+}
+DATA_SHAPE_META = "views_data_shape"  # {table: has rows} as the current views were built with
+
+
+def data_shape(con) -> dict[str, bool]:
+    """Which `DATA_AWARE` tables hold rows now (a few EXISTS lookups)."""
+    return {name: bool(con.execute(sql).fetchone()[0]) for name, sql in DATA_AWARE.items()}
+
+
+def data_shape_moved(con) -> bool:
+    """Whether the views were built for other `data_shape` than now: they must be rebuilt."""
+    row = con.execute("SELECT value FROM catalog.meta WHERE key = ?", [DATA_SHAPE_META]).fetchone()
+    return row is None or json.loads(row[0]) != data_shape(con)
+
 
 @dataclass
 class ViewParts:
@@ -51,8 +79,9 @@ class ViewParts:
     same order with every asset column, and more columns (the materialised concept
     scores; one provider at most sets it); `joins` are clauses joined onto
     the asset alias `a` in both user views, `adv_joins` only in
-    `coactive_table_adv` (DuckDB never drops an unused LEFT JOIN, so a join
-    that only adv columns need must not cost `coactive_table` anything);
+    `coactive_table_adv` (DuckDB keeps a LEFT JOIN that a view selects from
+    even when a query names none of its columns, tests/test_adv_joins.py, so a
+    join that only adv columns need must not cost `coactive_table` anything);
     `columns` go into both user views, `adv_columns` only
     into `coactive_table_adv`; `views` are extra (name, SELECT) user views built
     after the two tables (e.g. `coactive_videos`).  A view's SELECT may be a
@@ -129,6 +158,7 @@ def rebuild(con, root: Path) -> None:
     """
     for stmt in build(con, root):
         con.execute(stmt)
+    con.execute("INSERT OR REPLACE INTO catalog.meta VALUES (?, ?)", [DATA_SHAPE_META, json.dumps(data_shape(con))])
 
 
 def build(con, root: Path) -> list[str]:
@@ -173,14 +203,15 @@ def build(con, root: Path) -> list[str]:
         f"FROM {base_src} a\n  {joins}"
     )
     # Metadata replaced after ingest (catalog.asset_metadata: the image's own, else its video's)
-    # wins over what the asset part was written with.
+    # wins over what the asset part was written with; while none was, no join.
+    replaced = data_shape(con)["asset_metadata"]
+    metadata = "COALESCE(md_img.metadata, md_vid.metadata, a.metadata)" if replaced else "a.metadata"
     adv_base = ", ".join(
-        "CAST(COALESCE(md_img.metadata, md_vid.metadata, a.metadata) AS JSON) AS metadata" if c == "metadata"
-        else f"a.{c}" for c in ADV_BASE_COLUMNS
+        f"CAST({metadata} AS JSON) AS metadata" if c == "metadata" else f"a.{c}" for c in ADV_BASE_COLUMNS
     )
-    adv_joins = "\n  ".join(parts.joins + [j for j in parts.adv_joins if j not in parts.joins] + [
+    adv_joins = "\n  ".join(parts.joins + [j for j in parts.adv_joins if j not in parts.joins] + ([
         "LEFT JOIN catalog.asset_metadata md_img ON md_img.subject_id = a.coactive_image_id",
-        "LEFT JOIN catalog.asset_metadata md_vid ON md_vid.subject_id = a.coactive_video_id"])
+        "LEFT JOIN catalog.asset_metadata md_vid ON md_vid.subject_id = a.coactive_video_id"] if replaced else []))
     adv_extra = "".join(f",\n  {c}" for c in parts.adv_columns)
     out.append(
         f"CREATE OR REPLACE VIEW main.coactive_table_adv AS\nSELECT {base}, {adv_base}{extra}{adv_extra}\n"
