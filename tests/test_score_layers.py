@@ -153,3 +153,27 @@ def test_closing_with_a_merge_pending_does_not_wait_for_it(warehouse, hold_merge
     assert wh._merger._thread is not None  # waiting out the hour's delay
     wh.close()
     assert wh._merger._thread is None
+
+
+def test_no_merge_runs_while_paused_and_one_waiting_for_the_lock_gives_up(warehouse, hold_merges, monkeypatch):
+    """An erasure pauses the merges of its database (`score_merge.paused`): a merge writes segments
+    from the rows before the erasure, outside the write lock.  While paused none starts; one that
+    waits for the lock the pausing caller holds gives up instead of deadlocking it."""
+    from warehouse import score_merge
+
+    wh, encoder, _ = warehouse
+    registry.create_from_head(wh, "a", _head(encoder, 1), materialize=True)
+    assert _served(wh)["delta"]
+    with score_merge.paused(wh.layout.db_path):
+        monkeypatch.setenv("PIXQL_SCORE_MERGE_DELAY_S", "0")
+        wh._merger.soon()
+        assert not wh.wait_for_merge(0.5)  # the thread waits for the resume: nothing merged
+        assert _served(wh)["delta"]
+    assert wh.wait_for_merge(60) and not _served(wh)["delta"]
+
+    registry.create_from_head(wh, "b", _head(encoder, 2), materialize=True)
+    with wh.write_lock:  # a merge that reaches the lock while a pausing caller holds it
+        wh._merger.soon()
+        with score_merge.paused(wh.layout.db_path):
+            assert _served(wh)["delta"]
+    assert wh.wait_for_merge(60)

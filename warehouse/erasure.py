@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import catalog, concept_cache, erasure_scores, tombstones
+from . import catalog, concept_cache, erasure_scores, score_merge, tombstones
 from .erasure_files import commit_intent, crash_point, finish, prepare, results_naming, sidecars
 from .erasure_select import Selection
 from . import vector_store
@@ -69,8 +69,9 @@ def erase(wh, sel: Selection, reason: str | None = None, who: str | None = None,
     report = ErasureReport(None, dry_run, sel.counts(), block=block, reason=reason)
     if dry_run or sel.empty:
         return report
-    # The whole erasure holds the write lock: no ingest commits into the parts being rewritten.
-    with wh.write_lock:
+    # The whole erasure holds the write lock: no ingest commits into the parts being rewritten; and
+    # no score merge writes segments from the rows before it meanwhile.
+    with score_merge.paused(wh.layout.db_path), wh.write_lock:
         return _erase(wh, sel, report, reason, who, block)
 
 

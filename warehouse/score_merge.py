@@ -14,10 +14,39 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
+from contextlib import contextmanager
+from pathlib import Path
 
 from . import concept_cache, readers
 
 log = logging.getLogger("pixql.score_merge")
+
+_registry_guard = threading.Lock()
+_mergers: dict[str, weakref.WeakSet] = {}  # database file -> the mergers of its opens in this process
+
+
+def _key(db_path) -> str:
+    return str(Path(db_path).resolve())
+
+
+@contextmanager
+def paused(db_path):
+    """No merge of the score delta runs on `db_path` in this process during the block; one that is
+    running ends first (committed, or its files taken back).
+
+    An erasure needs this: a merge writes its segments outside the write lock from the rows as
+    they were, so one running across the erasure would leave erased rows on disk.  Call it
+    without holding the write lock (a merge waiting for the lock gives up)."""
+    with _registry_guard:
+        mergers = list(_mergers.get(_key(db_path), ()))
+    for m in mergers:
+        m._pause()
+    try:
+        yield
+    finally:
+        for m in mergers:
+            m._resume()
 
 
 class ScoreMerger:
@@ -26,7 +55,21 @@ class ScoreMerger:
         self._cv = threading.Condition()
         self._wanted = False
         self._closed = False
+        self._paused = 0
+        self._merging = False
         self._thread: threading.Thread | None = None
+        with _registry_guard:
+            _mergers.setdefault(_key(core.layout.db_path), weakref.WeakSet()).add(self)
+
+    def _pause(self) -> None:
+        with self._cv:
+            self._paused += 1
+            self._cv.wait_for(lambda: not self._merging)
+
+    def _resume(self) -> None:
+        with self._cv:
+            self._paused -= 1
+            self._cv.notify_all()
 
     def soon(self) -> None:
         """A commit left a delta layer: merge it once the changes settle."""
@@ -66,12 +109,17 @@ class ScoreMerger:
         while True:
             with self._cv:
                 go = self._settled()
+                while go and self._paused and not self._closed:
+                    self._cv.wait()
+                go = self._merging = go and not self._closed
             try:
                 if go:
                     self._merge()
             except Exception:  # the delta still serves every column: a failed merge costs speed only
                 log.exception("merging the concept score delta failed; it stays until the next change")
             with self._cv:
+                self._merging = False
+                self._cv.notify_all()
                 if self._wanted and not self._closed:
                     continue
                 self._thread = None
@@ -90,8 +138,9 @@ class ScoreMerger:
             # Until the commit, a sweep after another writer's commit must leave what this writes.
             with readers.writing(core.root):
                 written = concept_cache.prepare_merge(con, core.root)
-                while not lock.acquire(timeout=0.05):  # (close() may be waiting, holding the lock)
-                    if self._closed:
+                # (close() may be waiting, holding the lock; so may a caller of `paused`)
+                while not lock.acquire(timeout=0.05):
+                    if self._closed or self._paused:
                         return
                 try:
                     if self._closed or not concept_cache.delta_layer(con):
