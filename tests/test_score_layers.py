@@ -33,6 +33,8 @@ def hold_merges(monkeypatch):
         monkeypatch.setenv("PIXQL_SCORE_MERGE_DELAY_S", "0")
         wh._merger.soon()  # wakes the waiting thread, which reads the delay again
         assert wh.wait_for_merge(60)
+        # Held again: a change after this one must not be merged before the test looks at its delta.
+        monkeypatch.setenv("PIXQL_SCORE_MERGE_DELAY_S", "3600")
 
     return release
 
