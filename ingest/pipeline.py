@@ -43,6 +43,7 @@ from .analyzers import AnalyzerUnavailable, get_analyzer, parse_analyzers
 from .analyzers import store as analysis_store
 from .analyzers.base import ANALYSIS_MAX_SIDE
 from .decode import DEFAULT_MAX_PIXELS, DecodedAsset, SourceResult, decode_source
+from .model_streams import ModelStreams
 from .sources import PLAIN, FileAccess, Source, expand
 from warehouse.errors import Forbidden, Invalid, NotFound
 
@@ -411,16 +412,25 @@ def run(
     batch_size = batch_size or current_settings().cpu_batch_size
     bar = tqdm(total=len(sources), unit="file", disable=not progress, desc=f"ingest {dataset}", dynamic_ncols=True)
     batch: list[DecodedAsset] = []
+    model: ModelStreams | None = None  # opened by the run itself (its threads end with it)
+
+    def take(done):
+        # Analyzers see a batch's images once its vectors are back, then the images go.
+        for encoded, vectors in done:
+            _run_analyzers(active, analyzed, encoded, writer)
+            for a in encoded:
+                a.image = None
+            writer.add(encoded, vectors)
 
     def encode_batch():
         nonlocal batch
         if not batch:
             return
-        vectors = enc.encode(torch.stack([a.pixels for a in batch]))
-        _run_analyzers(active, analyzed, batch, writer)
+        take(model.ready())
+        pixels = torch.stack([a.pixels for a in batch])
         for a in batch:
-            a.pixels = a.image = None
-        writer.add(batch, vectors)
+            a.pixels = None
+        model.submit(pixels, batch)
         batch = []
 
     def publish(status="Running"):
@@ -431,7 +441,8 @@ def run(
         with ThreadPoolExecutor(workers, thread_name_prefix="pixql-decode") as pool:
             inflight: deque = deque()
             it = iter(sources)
-            prefetch = max(batch_size * 2, workers * 4)
+            # A batch for every model stream and the one being gathered.
+            prefetch = max(batch_size * (model.streams + 1), workers * 4)
 
             def fill():
                 while len(inflight) < prefetch:
@@ -498,10 +509,16 @@ def run(
                 bar.update(1)
                 bar.set_postfix(added=report.assets_added + len(writer.rows), errors=report.errors, refresh=False)
         encode_batch()
+        take(model.drain())
         report.assets_added += writer.flush()
         return stopped
 
-    return finish_run(wh, r, started, ingest, bar=bar, on_progress=on_progress, part_rows=part_rows,
+    def ingest_with_model() -> bool:
+        nonlocal model
+        with ModelStreams(enc) as model:
+            return ingest()
+
+    return finish_run(wh, r, started, ingest_with_model, bar=bar, on_progress=on_progress, part_rows=part_rows,
                       batch_size=batch_size, progress=progress)
 
 
