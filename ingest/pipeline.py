@@ -47,6 +47,7 @@ from .model_streams import ModelStreams
 from .sources import PLAIN, FileAccess, Source, expand
 from warehouse.errors import Forbidden, Invalid, NotFound
 
+SCOPED_PATHS = 50_000  # runs with at most this many sources read only their own paths' committed ids
 DATASET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
 
 
@@ -351,8 +352,13 @@ def open_run(wh, paths, dataset, encoder, manifest, analyzers, run_id, video_opt
 
     # Compact sorted id arrays (~16 B per id, ingest/idset.py): two Python sets of every
     # committed id cost ~240 B per asset of the dataset.
-    existing = committed_ids(con, dataset)
-    embedded = committed_ids(con, dataset, embedded_by=enc_name)
+    # Only the ids at the run's own paths: an asset id is made from its path (decode.asset_id), so
+    # no other committed id can come up, and what opening a run reads does not grow with the dataset
+    # (384 paths of a 1M-asset dataset: 5 ms instead of 2 s).  Past SCOPED_PATHS, handing DuckDB the
+    # list costs more (1M paths 3.5 s) than reading the whole dataset's ids.
+    paths_here = [str(s.path) for s in sources] if len(sources) <= SCOPED_PATHS else None
+    existing = committed_ids(con, dataset, paths=paths_here)
+    embedded = committed_ids(con, dataset, embedded_by=enc_name, paths=paths_here)
     analyzed = {an.name: analysis_store.analyzed_ids(con, dataset, an.name) for an in active}
     blocked = tombstones.block_reasons(con)  # erased content a block tombstone keeps out
     video_options = dict(video_options or {})
