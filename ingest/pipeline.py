@@ -1,7 +1,9 @@
 """The ingest pipeline: sources -> decode (worker threads) -> encode (batched) -> Parquet parts -> catalog.
 
 Decoding and preprocessing run in a thread pool (PIL and numpy release the GIL)
-while the main thread runs the model on full batches, so the two overlap.
+while the model embeds full batches in single-threaded streams, one per core
+(`model_streams.py`), so the two overlap; the main thread gathers batches, runs
+analyzers on the images of each embedded batch and commits parts.
 Every `part_rows` assets the pipeline writes one assets part and one vectors
 part atomically, then commits their catalog rows, the error rows and the views
 in one DuckDB transaction: a kill at any moment loses at most the uncommitted
