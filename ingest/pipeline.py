@@ -423,12 +423,16 @@ def run(
     model: ModelStreams | None = None  # opened by the run itself (its threads end with it)
 
     def take(done):
-        # Analyzers see a batch's images once its vectors are back, then the images go.
+        # Analyzers see a batch's images once its vectors are back; a part is committed as soon
+        # as it is full.
         for encoded, vectors in done:
             _run_analyzers(active, analyzed, encoded, writer)
             for a in encoded:
                 a.image = None
             writer.add(encoded, vectors)
+            if writer.pending >= part_rows:
+                report.assets_added += writer.flush()
+                publish()
 
     def encode_batch():
         nonlocal batch
@@ -438,6 +442,8 @@ def run(
         pixels = torch.stack([a.pixels for a in batch])
         for a in batch:
             a.pixels = None
+            if not active:
+                a.image = None  # only analyzers need it after this
         model.submit(pixels, batch)
         batch = []
 
@@ -499,10 +505,7 @@ def run(
                         embedded.add(a.coactive_image_id)
                         batch.append(a)
                         if len(batch) >= batch_size:
-                            encode_batch()
-                        if writer.pending >= part_rows:
-                            report.assets_added += writer.flush()
-                            publish()
+                            encode_batch()  # commits a part once it is full
                 finally:
                     if res.frames is not None:
                         assets.close()  # on an error here, stop the video's pump thread now
@@ -511,9 +514,6 @@ def run(
                     writer.error(str(res.source.path), res.frames.error)
                     if len(report.error_samples) < 20:
                         report.error_samples.append({"path": str(res.source.path), "reason": res.frames.error})
-                if writer.pending >= part_rows:
-                    report.assets_added += writer.flush()
-                    publish()
                 bar.update(1)
                 bar.set_postfix(added=report.assets_added + len(writer.rows), errors=report.errors, refresh=False)
         encode_batch()
