@@ -7,6 +7,8 @@ scikit-learn, jittered so every file differs), then measures:
   * model:  the encoder alone on pre-decoded, pre-processed batches (the floor
             any pipeline has to pay: the goal is to hide everything else behind it;
             the best of --rounds passes, interleaved with the ingests);
+  * streams: the same batches as ingest runs the model (one single-threaded stream per core,
+            ingest/model_streams.py): printed beside the baseline, not instead of it;
   * ingest: `Warehouse.ingest` on the files end to end (read, hash, decode,
             preprocess, embed, write Parquet, commit the catalog);
 and prints images/s for both and the ratio ingest/model (goal >= 0.9 on 2 cores).
@@ -185,14 +187,28 @@ def main() -> None:
                 enc.encode(b)
             return len(files) / (time.perf_counter() - t0), 1000 * (time.process_time() - c0) / len(files)
 
-        # Rounds interleave the three measurements and each keeps its best: other load on the
+        def streams_pass() -> tuple[float, float]:
+            # Not the baseline: the same batches the way ingest runs them (one single-threaded
+            # stream per core, ingest/model_streams.py), printed so the ratio's meaning is plain.
+            from ingest.model_streams import ModelStreams
+
+            t0, c0 = time.perf_counter(), time.process_time()
+            with ModelStreams(enc) as ms:
+                for k, b in enumerate(batches):
+                    list(ms.ready())
+                    ms.submit(b, k)
+                list(ms.drain())
+            return len(files) / (time.perf_counter() - t0), 1000 * (time.process_time() - c0) / len(files)
+
+        # Rounds interleave the measurements and each keeps its best: other load on the
         # machine only ever slows a pass, and a change of load during the run then cannot
         # flatter one figure against the others.
         book = Bookkeeping()
         worst = (0.0, float("inf"))
-        model, empty, into_big = worst, worst, worst
+        model, streams, empty, into_big = worst, worst, worst, worst
         for k in range(args.rounds):
             model = best(model, model_pass())
+            streams = best(streams, streams_pass())
             wh = Warehouse.open(tmp / f"wh{k}")
             empty = best(empty, timed_ingest(wh, tmp / f"photos{k}", args.images, args, book))
             wh.close()
@@ -209,9 +225,13 @@ def main() -> None:
         # machine slows the wall clock but hardly the CPU a run needs, so on a shared machine
         # the CPU ratios are the steadier estimate of the ratios on a dedicated one.
         print(f"bare model             {model_ips:8.1f} images/s   {model_cpu:6.1f} CPU ms/image")
+        print(f"  as ingest runs it    {streams[0]:8.1f} images/s   {streams[1]:6.1f} CPU ms/image"
+              f"   (single-thread streams, one per core; not the baseline)")
         print(f"whole ingest           {ingest_ips:8.1f} images/s   {ingest_cpu:6.1f} CPU ms/image")
         print(f"ratio ingest/model     {ingest_ips / model_ips:8.2f}   (CPU {model_cpu / ingest_cpu:.2f})"
               f"   (goal >= 0.90)")
+        print(f"ratio ingest/streams   {ingest_ips / streams[0]:8.2f}   (CPU {streams[1] / ingest_cpu:.2f})"
+              f"   (the model run as ingest runs it)")
 
         def bookkeeping(b):
             o, f, n = b

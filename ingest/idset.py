@@ -257,6 +257,7 @@ class IdSet:
         self._pending = set()  # after the arrays: a reader checks pending first
 
 
-def committed_ids(con, dataset: str, embedded_by: str | None = None) -> IdSet:
-    """Ids of the dataset's assets (only those with `embedded_by` vectors, if given), as an `IdSet`."""
-    return IdSet(catalog.asset_id_column(con, dataset, embedded_by))
+def committed_ids(con, dataset: str, embedded_by: str | None = None, paths: list[str] | None = None) -> IdSet:
+    """Ids of the dataset's assets (only those with `embedded_by` vectors, and at one of `paths`,
+    if given), as an `IdSet`."""
+    return IdSet(catalog.asset_id_column(con, dataset, embedded_by, paths))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from warehouse import catalog, concept_cache
@@ -101,3 +102,28 @@ def test_none_and_missing_files(scored):
     assert concept_cache.cache_status(con, head, parts[:1]) == "stale"  # covers more than exists
     concept_cache.drop_cache(con, head.concept)
     assert concept_cache.cache_status(con, head, parts) == "none"
+
+
+def test_memo_shares_the_check_only_between_heads_of_the_same_coverage(scored):
+    """`extend`'s memo: heads with the same covered parts and new vector parts share one answer,
+    a head covering other parts gets its own."""
+    from concepts import registry
+
+    wh, con, head = scored
+    registry.create_from_head(wh, "other", _bench().heads(head.encoder, 8)["fight"], materialize=True)
+    other = concept_cache.load_heads(con, "other")[0]
+    parts = catalog.part_paths(con, "assets")
+    assert len(parts) == 3
+    last = con.execute("SELECT coactive_image_id FROM catalog.assets WHERE part = ? LIMIT 1", [parts[-1]]).fetchone()[0]
+    _add_part(con, "vectors", "datasets/bench/vectors/x/part-re.parquet", head.encoder)
+    con.execute("UPDATE catalog.embeddings SET part = ? WHERE coactive_image_id = ? AND encoder = ?",
+                ["datasets/bench/vectors/x/part-re.parquet", last, head.encoder])
+    memo: dict = {}
+    assert [concept_cache.cache_status(con, h, parts, None, memo) for h in (head, other)] == ["stale", "stale"]
+    assert len(memo) == 1
+    # A cache of the first part only: the re-embedded asset (in the last part) is not among its rows.
+    vparts = catalog.part_paths(con, "vectors", encoder=head.encoder)
+    concept_cache.drop_cache(con, "other", other.version)
+    concept_cache.write_cache(con, wh.root, other, 0, np.zeros(100), parts[:1], vparts[:1])
+    assert concept_cache.cache_status(con, other, parts, None, memo) == "extend"
+    assert len(memo) == 2

@@ -128,3 +128,20 @@ def test_committed_ids_equal_the_catalog(photo_warehouse):
         got = committed_ids(con, dataset, embedded_by=by)
         assert ref and set(got) == ref and len(got) == len(ref)
     assert len(committed_ids(con, "no-such-dataset")) == 0
+
+
+def test_committed_ids_at_some_paths_are_the_catalogs_ids_there(photo_warehouse):
+    from warehouse import catalog
+
+    con = photo_warehouse.cursor()
+    dataset = con.execute("SELECT dataset FROM catalog.assets LIMIT 1").fetchone()[0]
+    enc = catalog.dataset_encoder(con, dataset)
+    paths = [r[0] for r in con.execute("SELECT DISTINCT path FROM catalog.assets WHERE dataset = ? "
+                                       "ORDER BY path LIMIT 2", [dataset]).fetchall()]
+    ref = {r[0] for r in con.execute("SELECT coactive_image_id FROM catalog.assets WHERE dataset = ? "
+                                     "AND path IN (SELECT unnest(?))", [dataset, paths]).fetchall()}
+    for by in (None, enc):
+        got = committed_ids(con, dataset, embedded_by=by, paths=paths + ["/no/such/file.jpg"])
+        assert ref and set(got) == ref
+    assert len(committed_ids(con, dataset, embedded_by="no-such-encoder", paths=paths)) == 0
+    assert len(committed_ids(con, dataset, paths=[])) == 0

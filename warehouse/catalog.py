@@ -239,14 +239,18 @@ def dataset_encoder(con, name: str) -> str | None:
     return row[0] if row else None
 
 
-def asset_id_column(con, dataset: str, embedded_by: str | None = None):
-    """Ids of the dataset's assets (only those with `embedded_by` vectors, if given), as an Arrow
-    column: no Python string per id (ingest keeps them in `ingest.idset.IdSet`)."""
+def asset_id_column(con, dataset: str, embedded_by: str | None = None, paths: list[str] | None = None):
+    """Ids of the dataset's assets (only those with `embedded_by` vectors, and at one of `paths`,
+    if given), as an Arrow column: no Python string per id (ingest keeps them in `ingest.idset.IdSet`)."""
+    where, args = "a.dataset = ?", [dataset]
+    if paths is not None:
+        where, args = where + f" AND {in_list('a.path')}", args + [list(paths)]
     if embedded_by is None:
-        rel = con.execute("SELECT coactive_image_id FROM catalog.assets WHERE dataset = ?", [dataset])
-    else:
-        rel = con.execute("SELECT e.coactive_image_id FROM catalog.embeddings e JOIN catalog.assets a"
-                          " USING (coactive_image_id) WHERE a.dataset = ? AND e.encoder = ?", [dataset, embedded_by])
+        rel = con.execute(f"SELECT a.coactive_image_id FROM catalog.assets a WHERE {where}", args)
+    else:  # the dataset's (few) matching assets first, then their embeddings rows
+        rel = con.execute(f"SELECT e.coactive_image_id FROM (SELECT coactive_image_id FROM catalog.assets a"
+                          f" WHERE {where}) a JOIN catalog.embeddings e USING (coactive_image_id)"
+                          " WHERE e.encoder = ?", args + [embedded_by])
     return rel.fetch_arrow_table().column(0)
 
 

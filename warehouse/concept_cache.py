@@ -252,11 +252,14 @@ def _covered(rows) -> tuple[list[str], set[str]]:
     return parts, vparts
 
 
-def cache_status(con, head: Head, asset_parts: list[str], root: Path | None = None) -> str:
+def cache_status(con, head: Head, asset_parts: list[str], root: Path | None = None,
+                 memo: dict | None = None) -> str:
     """'complete', 'none', 'extend' (new asset parts only) or 'stale'.
 
     With `root`, a cache whose files someone deleted is 'stale' too: scores/ is
-    a cache, and removing it must only cost a rescoring.
+    a cache, and removing it must only cost a rescoring.  `memo` (a dict the caller
+    keeps for one transaction) shares the re-embedding check between heads of the
+    same coverage: each check scans the catalog's asset and embedding rows.
     """
     rows = cache_rows(con, head.concept, head.version)
     if not rows:
@@ -272,13 +275,16 @@ def cache_status(con, head: Head, asset_parts: list[str], root: Path | None = No
         # Hash semi-joins on the two part lists (`catalog.in_list`), the new vector parts'
         # rows first: `list_contains` per row compared every row with the whole list
         # of covered parts (114 ms per head per flush at 1M assets).
-        touched = con.execute(
-            "SELECT 1 FROM (SELECT coactive_image_id FROM catalog.embeddings "
-            f"WHERE encoder = ? AND {catalog.in_list('part')}) e "
-            f"JOIN catalog.assets a USING (coactive_image_id) WHERE {catalog.in_list('a.part')} LIMIT 1",
-            [head.encoder, new_vparts, covered],
-        ).fetchone()
-        if touched is not None:
+        memo = {} if memo is None else memo
+        key = (head.encoder, tuple(new_vparts), tuple(covered))
+        if key not in memo:
+            memo[key] = con.execute(
+                "SELECT 1 FROM (SELECT coactive_image_id FROM catalog.embeddings "
+                f"WHERE encoder = ? AND {catalog.in_list('part')}) e "
+                f"JOIN catalog.assets a USING (coactive_image_id) WHERE {catalog.in_list('a.part')} LIMIT 1",
+                [head.encoder, new_vparts, covered],
+            ).fetchone() is not None
+        if memo[key]:
             return "stale"
     return "complete" if len(covered) == len(asset_parts) else "extend"
 
@@ -292,8 +298,9 @@ def extend(con, root: Path, heads: list[Head]) -> dict[tuple[str, int], bool]:
     asset_parts = catalog.part_paths(con, "assets")
     complete: dict[tuple[str, int], bool] = {}
     pending: list[Head] = []
+    memo: dict = {}
     for h in heads:
-        status = cache_status(con, h, asset_parts, root)
+        status = cache_status(con, h, asset_parts, root, memo)
         if status == "stale":
             drop_cache(con, h.concept, h.version)
         complete[(h.concept, h.version)] = status == "complete"
