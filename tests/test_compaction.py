@@ -20,7 +20,7 @@ import pytest
 from concepts import registry
 from concepts.heads import HeadSpec
 from pixql import Warehouse
-from warehouse import catalog, concept_cache
+from warehouse import catalog, concept_cache, encoder_columns
 from warehouse.queries import QueryEngine, QuerySettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,7 +115,7 @@ def orphans(root: Path, con) -> list[str]:
         if p.name.startswith(".tmp-"):
             out.append(rel)
             continue
-        derived = p.suffix == ".npy" or p.parent.parent.name == concept_cache.ENCODER_DIR  # of a vector part
+        derived = p.suffix == ".npy" or p.parent.parent.name == encoder_columns.ENCODER_DIR  # of a vector part
         if rel in known or (derived and p.name.split(".", 1)[0] in stems):
             continue
         out.append(rel)

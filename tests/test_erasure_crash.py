@@ -48,7 +48,7 @@ def _core(root, read_only=False):
 
 def _orphans(root: Path) -> list[str]:
     """Files under the root that nothing committed references, and unfinished journal rows."""
-    from warehouse import concept_cache
+    from warehouse import concept_cache, encoder_columns
 
     wh = _core(root, read_only=True)
     try:
@@ -71,7 +71,7 @@ def _orphans(root: Path) -> list[str]:
             out.append(rel)
         elif rel.startswith("datasets/") and rel not in parts:
             out.append(rel)
-        elif rel.startswith(("scores/_vectors/", f"scores/{concept_cache.ENCODER_DIR}/")):  # derived from a part
+        elif rel.startswith(("scores/_vectors/", f"scores/{encoder_columns.ENCODER_DIR}/")):  # derived from a part
             if p.name.split(".", 1)[0] not in stems:
                 out.append(rel)
         elif rel.startswith("scores/") and rel not in scores:

@@ -10,7 +10,7 @@ class names contributes nothing until they are stored.
 
 The columns are also materialised: `concept_cache` writes them into the wide score
 segments (computed once per vector part by these same fragments, run by DuckDB,
-numpy doing their list reductions: `concept_cache._encoder_part_values`),
+numpy doing their list reductions: `encoder_columns.part_values`),
 so `coactive_table_adv` reads them from its base scan with no join to the vectors,
 which DuckDB would otherwise keep for every query (tests/test_adv_joins.py).
 """

@@ -159,13 +159,13 @@ def remove_retired(con, root: Path, grace_s: float | None = None) -> int:
 def sweep_scores(con, root: Path) -> int:
     """Score files and raw vector copies nothing committed references (no age limit: call after a kill,
     when no writer is mid-way); files a compaction retired stay until their grace period ends."""
-    from . import concept_cache
+    from . import concept_cache, encoder_columns
 
     keep = retired_files(con)
     removed = concept_cache.sweep(con, root, min_age_s=-1e9, keep=keep)
     vec_parts = {Path(p).stem for p in catalog.part_paths(con, "vectors")}
     for base, pattern in ((root / "scores" / "_vectors", "*.npy"),
-                          (root / "scores" / concept_cache.ENCODER_DIR, "*.parquet")):
+                          (root / "scores" / encoder_columns.ENCODER_DIR, "*.parquet")):
         if not base.exists():
             continue
         for p in base.rglob(pattern):
@@ -179,7 +179,7 @@ def sweep_scores(con, root: Path) -> int:
 
 def sidecars(root: Path, encoder: str | None, part: str) -> list[str]:
     """The files `concept_cache` made of a vector part: raw vector copies, the encoder's SQL columns."""
-    from .concept_cache import ENCODER_DIR
+    from .encoder_columns import ENCODER_DIR
 
     if not encoder:
         return []
