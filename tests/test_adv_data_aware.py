@@ -87,8 +87,8 @@ def test_an_empty_catalog_table_costs_a_tutorial_query_no_join(wh):
 
 
 def test_the_encoder_columns_are_the_ones_the_vectors_give(wh):
-    if "imagenet_top_class" not in [r[0] for r in wh.sql("DESCRIBE coactive_table_adv").fetchall()]:
-        pytest.skip("the photos' encoder has no SQL columns")
+    # The photos are ingested with the default encoder, whose SQL columns these are.
+    assert "imagenet_top_class" in [r[0] for r in wh.sql("DESCRIBE coactive_table_adv").fetchall()]
     vec = views.vectors_view_name(wh.encoder)
     want = wh.sql(f"SELECT a.coactive_image_id, pixql_imagenet_class(list_position(v.probs::FLOAT[], "
                   f"list_max(v.probs::FLOAT[]))), list_max(v.probs::FLOAT[]) FROM pixql_internal.assets a "
@@ -150,8 +150,7 @@ def test_new_vectors_for_covered_assets_are_not_served_stale(wh):
     """Re-embedded assets: the materialised encoder columns must not outlive the vectors they came from."""
     con = wh.cursor()
     served = concept_cache.served_encoder_columns(con, encoder_sql.specs(con))
-    if not served:
-        pytest.skip("the photos' encoder has no SQL columns")
+    assert served  # the default encoder's columns, served from the segments before the change below
     rec = json.loads(con.execute("SELECT value FROM catalog.meta WHERE key = ?",
                                  [concept_cache.SERVED_META]).fetchone()[0])["encoders"]
     # A record whose vector parts are not the current ones serves nothing: the view joins again.
@@ -173,8 +172,7 @@ def test_segments_an_earlier_release_wrote_keep_answering(wh):
     """Served-segment records without encoder columns (written before they were materialised): the view
     joins the vectors as before, and the next refresh (a writable open runs one) writes them in."""
     con = wh.cursor()
-    if not concept_cache.served_encoder_columns(con, encoder_sql.specs(con)):
-        pytest.skip("the photos' encoder has no SQL columns")
+    assert concept_cache.served_encoder_columns(con, encoder_sql.specs(con))  # the default encoder's
     served = json.loads(con.execute("SELECT value FROM catalog.meta WHERE key = ?",
                                     [concept_cache.SERVED_META]).fetchone()[0])
     want = wh.sql("SELECT coactive_image_id, imagenet_top_class, imagenet_top_prob, probe_prob FROM coactive_table_adv "
